@@ -1,0 +1,879 @@
+"""The migration engine: one container, from a source host to a target host, over SSH.
+
+State machine (what is true after each step, and what rollback does from there)::
+
+    CONNECTED      both SSH sessions are up              -> nothing to undo
+    CHECKED        preflight passed on both hosts        -> nothing to undo
+    STAGED         the image is on the target            -> remove the image we loaded
+    PREPARED       private work directories exist        -> remove them
+    ---------------------------------------------------- freeze -------------------------
+    FROZEN         `podman checkpoint` has started       -> source: restore locally from
+                                                            the checkpoint podman keeps in
+                                                            its storage (or nothing, if the
+                                                            dump failed and CRIU resumed it)
+    LANDED         the archive is on the target,         -> same
+                   size and SHA-256 match
+    RESTORING      `podman restore --import` was sent    -> find out what the target has:
+                                                            remove our copy there if it
+                                                            exists, then restore the source;
+                                                            if the target cannot be reached,
+                                                            restore nothing (NEEDS_RECOVERY)
+    RUNNING        the target runs it, verified          -> point of no return: never roll
+                                                            back from here
+    CLEANED        source copy and archives removed      -> warnings only
+
+The promise: after ``migrate`` returns or raises, the container runs on exactly one host.
+Rollback never starts a source copy while a target copy might be running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from . import commands
+from .commands import CheckpointOptions
+from .errors import (
+    CelestialError,
+    ConnectionFailed,
+    InvalidInput,
+    MigrationFailed,
+    MigrationInterrupted,
+    PreflightFailed,
+    RemoteCommandFailed,
+)
+from .events import (
+    Event,
+    EventSink,
+    Notice,
+    Phase,
+    PhaseFailed,
+    PhaseFinished,
+    PhaseSkipped,
+    PhaseStarted,
+    TransferProgress,
+    discard_events,
+)
+from .hosts import ResolvedHost, resolve_host
+from .podman_json import (
+    ContainerInfo,
+    OutputError,
+    PodmanInfo,
+    flatten_stats,
+    parse_container_inspect,
+    parse_container_list,
+    parse_criu_version,
+    parse_image_id,
+    parse_podman_info,
+    parse_stats,
+    version_tuple,
+)
+from .report import MigrationReport, Outcome
+from .shell import validate_container_name
+from .ssh import SUDO_PREFIX, SSHSession
+from .streaming import RelayBroken, relay
+
+T = TypeVar("T")
+MINIMUM_CRIU = (3, 11)
+
+
+class State(enum.Enum):
+    NEW = "new"
+    CONNECTED = "connected"
+    CHECKED = "checked"
+    STAGED = "staged"
+    PREPARED = "prepared"
+    FROZEN = "frozen"
+    LANDED = "landed"
+    RESTORING = "restoring"
+    RUNNING = "running"
+    CLEANED = "cleaned"
+
+
+@dataclass(frozen=True)
+class MigrationOptions:
+    """How to migrate. Every field has a default that suits a one-shot move."""
+
+    ssh_config: str | None = None
+    new_name: str | None = None
+    keep_source: bool = False
+    compression: str = "none"
+    tcp_established: bool = False
+    accept_new_host_keys: bool = False
+    command_timeout_s: float = 120.0
+    stream_stall_timeout_s: float = 300.0
+    restore_timeout_s: float = 900.0
+
+    def checkpoint_options(self) -> CheckpointOptions:
+        return CheckpointOptions(compression=self.compression, tcp_established=self.tcp_established)
+
+
+@dataclass
+class HostFacts:
+    name: str
+    is_root: bool
+    podman: PodmanInfo
+    criu_version: str
+
+
+@dataclass
+class _Progress:
+    """Where the migration stands; rollback reads it."""
+
+    state: State = State.NEW
+    source_info: ContainerInfo | None = None
+    target_ids_before: set[str] = field(default_factory=set)
+    staged_image_id: str | None = None
+    source_workdir: str | None = None
+    target_workdir: str | None = None
+    freeze_started: float | None = None
+
+
+class Migration:
+    """One live migration. ``run()`` once; read ``report`` afterwards (also on failure)."""
+
+    def __init__(
+        self,
+        source: str,
+        target: str,
+        container: str,
+        options: MigrationOptions | None = None,
+        on_event: EventSink | None = None,
+    ):
+        self.options = options or MigrationOptions()
+        self._emit_to = on_event or discard_events
+        self.report = MigrationReport(
+            container=container,
+            source=source,
+            target=target,
+            compression=self.options.compression,
+        )
+        self._source_text = source
+        self._target_text = target
+        self._container = container
+        self._progress = _Progress()
+        self._source: SSHSession | None = None
+        self._target: SSHSession | None = None
+        self._started = 0.0
+
+    # -- events -----------------------------------------------------------------------
+    def _emit(self, event: Event) -> None:
+        with contextlib.suppress(Exception):  # a broken display must not break a migration
+            self._emit_to(event)
+
+    def _notice(self, message: str, level: str = "info") -> None:
+        if level == "warning":
+            self.report.warnings.append(message)
+        self._emit(Notice(level=level, message=message))
+
+    @contextlib.contextmanager
+    def _phase(self, phase: Phase, detail: str = "") -> Iterator[dict[str, str]]:
+        """Time a phase, report it, and record its duration in the report."""
+        self._emit(PhaseStarted(phase, detail))
+        started = time.monotonic()
+        outcome: dict[str, str] = {"detail": ""}
+        try:
+            yield outcome
+        except BaseException as error:
+            duration = time.monotonic() - started
+            self.report.timings[phase.value] = round(duration, 4)
+            self._emit(PhaseFailed(phase, duration, _one_line(error)))
+            raise
+        duration = time.monotonic() - started
+        self.report.timings[phase.value] = round(duration, 4)
+        self._emit(PhaseFinished(phase, duration, outcome["detail"]))
+
+    # -- the whole run ----------------------------------------------------------------
+    def run(self) -> MigrationReport:
+        self._started = time.monotonic()
+        try:
+            self._validate_input()
+            self._connect()
+            self._preflight()
+            self._stage_image()
+            self._prepare()
+            self._checkpoint_and_transfer()
+            self._restore()
+            self._verify()
+        except BaseException as error:
+            self._fail(error)  # always raises
+        finally:
+            self.report.total_s = round(time.monotonic() - self._started, 4)
+        try:
+            self._cleanup()
+        finally:
+            self.report.total_s = round(time.monotonic() - self._started, 4)
+            self._close()
+        return self.report
+
+    def _fail(self, error: BaseException) -> None:
+        progress = self._progress
+        interrupted = isinstance(error, KeyboardInterrupt)
+        try:
+            if progress.state.value in _FROZEN_STATES:
+                self._roll_back(error)
+            else:
+                self._undo_before_freeze()
+                self.report.outcome = Outcome.NOT_STARTED
+        finally:
+            self.report.total_s = round(time.monotonic() - self._started, 4)
+            self._close()
+        self.report.error = _one_line(error)
+        if progress.state.value not in _FROZEN_STATES and not interrupted:
+            if isinstance(error, CelestialError):
+                error.report = self.report
+                raise error
+            raise error
+        where = {
+            Outcome.ROLLED_BACK: f"it runs again on {self._source_text}, from its checkpoint",
+            Outcome.NOT_STARTED: f"it was never stopped and still runs on {self._source_text}",
+            Outcome.NEEDS_RECOVERY: "its state could not be confirmed",
+        }[self.report.outcome]
+        hint = None
+        if self.report.outcome is Outcome.NEEDS_RECOVERY:
+            hint = (
+                f"Check both hosts (podman ps -a on {self._source_text} and "
+                f"{self._target_text}); the checkpoint is kept in podman's storage on "
+                f"{self._source_text}: 'podman container restore {self._container}' there "
+                "brings it back if the target does not run it."
+            )
+        cls = MigrationInterrupted if interrupted else MigrationFailed
+        verb = "was interrupted" if interrupted else "failed"
+        raise cls(
+            f"migration of {self._container!r} from {self._source_text} to "
+            f"{self._target_text} {verb}: {_describe(error)}\n"
+            f"The container was not lost: {where}.",
+            report=self.report,
+            cause=error,
+            hint=hint,
+        ) from error
+
+    # -- phases -----------------------------------------------------------------------
+    def _validate_input(self) -> None:
+        validate_container_name(self._container)
+        if self.options.new_name is not None:
+            validate_container_name(self.options.new_name, what="new name")
+        if self.options.compression not in commands.COMPRESSIONS:
+            raise InvalidInput(
+                f"compression {self.options.compression!r} is not one of "
+                f"{', '.join(commands.COMPRESSIONS)}"
+            )
+
+    def _connect(self) -> None:
+        with self._phase(Phase.CONNECT) as outcome:
+            source_host, target_host = self._resolve_hosts()
+            if (source_host.hostname, source_host.port) == (target_host.hostname, target_host.port):
+                raise InvalidInput(
+                    f"source {self._source_text} and target {self._target_text} are the same "
+                    f"host ({source_host.hostname}:{source_host.port})",
+                    hint="Live migration moves a container between two different hosts.",
+                )
+            self._source = SSHSession(source_host, notice=self._notice)
+            self._target = SSHSession(target_host, notice=self._notice)
+            self._both(lambda session: session.connect())
+            self._progress.state = State.CONNECTED
+            outcome["detail"] = (
+                f"{source_host.user}@{source_host.hostname}:{source_host.port} -> "
+                f"{target_host.user}@{target_host.hostname}:{target_host.port}"
+            )
+
+    def _resolve_hosts(self) -> tuple[ResolvedHost, ResolvedHost]:
+        hosts = []
+        for text in (self._source_text, self._target_text):
+            host = resolve_host(text, self.options.ssh_config)
+            if self.options.accept_new_host_keys and host.strict_host_key_checking == "yes":
+                host = host.with_strict_host_key_checking("accept-new")
+            hosts.append(host)
+        return hosts[0], hosts[1]
+
+    def _both(self, action: Callable[[SSHSession], T]) -> tuple[T, T]:
+        """Run ``action`` on the source and target sessions at once (halves the latency)."""
+        source, target = self._sessions()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            on_source = pool.submit(action, source)
+            on_target = pool.submit(action, target)
+            errors = []
+            results = []
+            for future in (on_source, on_target):
+                try:
+                    results.append(future.result())
+                except BaseException as error:
+                    errors.append(error)
+            if errors:
+                raise errors[0]
+        return results[0], results[1]
+
+    def _sessions(self) -> tuple[SSHSession, SSHSession]:
+        assert self._source is not None and self._target is not None
+        return self._source, self._target
+
+    def _preflight(self) -> None:
+        with self._phase(Phase.PREFLIGHT) as outcome:
+            source_facts, target_facts = self._both(self._host_facts)
+            if source_facts.podman.arch != target_facts.podman.arch:
+                raise PreflightFailed(
+                    f"{self._source_text} is {source_facts.podman.arch} but "
+                    f"{self._target_text} is {target_facts.podman.arch}",
+                    hint="A checkpoint only restores on the same CPU architecture.",
+                )
+            source, target = self._sessions()
+            info = self._inspect_source(source)
+            self._check_target_is_free(target, info)
+            self._progress.source_info = info
+            self.report.container_id = info.id
+            self.report.image = info.image_name or info.image_id
+            self.report.target_container = self.options.new_name or info.name
+            self._progress.state = State.CHECKED
+            outcome["detail"] = (
+                f"{info.name} ({info.id[:12]}) running; podman {source_facts.podman.version}/"
+                f"{target_facts.podman.version}, CRIU {source_facts.criu_version}/"
+                f"{target_facts.criu_version}"
+            )
+
+    def _host_facts(self, session: SSHSession) -> HostFacts:
+        name = session.host.name
+        timeout = self.options.command_timeout_s
+        uid = session.run(commands.whoami(), privileged=False, timeout=timeout)
+        is_root = uid.ok and uid.stdout.strip() == "0"
+        if not is_root:
+            sudo = session.run(commands.sudo_works(), privileged=False, timeout=timeout)
+            if not sudo.ok:
+                raise PreflightFailed(
+                    f"{name}: user {session.host.user!r} is not root and 'sudo -n' does not "
+                    f"work ({(sudo.stderr or sudo.stdout).strip()[:200]})",
+                    host=name,
+                    hint="podman checkpoint/restore needs root: log in as root, or allow "
+                    f"passwordless sudo for {session.host.user!r} (celestial-ssh never "
+                    "types a sudo password).",
+                )
+            session.privileged_prefix = SUDO_PREFIX
+        info_result = session.run(commands.podman_info(), timeout=timeout)
+        if info_result.exit_status == 127:
+            raise PreflightFailed(
+                f"{name}: podman is not installed",
+                host=name,
+                hint="Install podman on the host (e.g. apt-get install podman runc).",
+            )
+        if not info_result.ok:
+            raise PreflightFailed(
+                f"{name}: 'podman info' failed: {info_result.stderr.strip()[-300:]}", host=name
+            )
+        try:
+            podman = parse_podman_info(info_result.stdout)
+        except (OutputError, KeyError) as error:
+            raise PreflightFailed(
+                f"{name}: cannot read 'podman info': {error}", host=name
+            ) from error
+        version_result = session.run(commands.criu_version(), timeout=timeout)
+        criu_version = parse_criu_version(version_result.stdout)
+        if not version_result.ok or criu_version is None:
+            raise PreflightFailed(
+                f"{name}: CRIU is not installed (or not on root's PATH)",
+                host=name,
+                hint="Install CRIU >= 4.2 on kernels >= 6.16 (see README 'Requirements'); "
+                "check with: criu check",
+            )
+        if version_tuple(criu_version) < MINIMUM_CRIU:
+            raise PreflightFailed(f"{name}: CRIU {criu_version} is too old", host=name)
+        check = session.run(commands.criu_check(), timeout=timeout)
+        if not check.ok:
+            tail = "\n".join((check.stderr + check.stdout).strip().splitlines()[-4:])
+            raise PreflightFailed(
+                f"{name}: 'criu check' fails with CRIU {criu_version}:\n{tail}",
+                host=name,
+                hint="This kernel needs a newer CRIU (README 'Requirements'); nothing was "
+                "changed on either host.",
+            )
+        return HostFacts(name=name, is_root=is_root, podman=podman, criu_version=criu_version)
+
+    def _inspect_source(self, source: SSHSession) -> ContainerInfo:
+        result = source.run(
+            commands.container_inspect(self._container), timeout=self.options.command_timeout_s
+        )
+        if not result.ok:
+            raise PreflightFailed(
+                f"{self._source_text}: no container {self._container!r}",
+                host=self._source_text,
+                hint=f"List the candidates with: celestial-ssh ps {self._source_text} "
+                f"(or ssh {self._source_text} podman ps).",
+            )
+        info = parse_container_inspect(result.stdout)
+        if not info.is_running:
+            raise PreflightFailed(
+                f"{self._source_text}: container {self._container!r} is {info.status}, not running",
+                host=self._source_text,
+                hint="Only a running container can be live-migrated; start it first, or "
+                "move a stopped one with podman save/load.",
+            )
+        return info
+
+    def _check_target_is_free(self, target: SSHSession, info: ContainerInfo) -> None:
+        listing = target.run(
+            commands.container_list_all(),
+            timeout=self.options.command_timeout_s,
+            check=True,
+            what="listing containers",
+        )
+        containers = parse_container_list(listing.stdout)
+        wanted = self.options.new_name or info.name
+        for item in containers:
+            if item.id == info.id:
+                raise PreflightFailed(
+                    f"{self._target_text} already has a container with ID {info.id[:12]} "
+                    f"({', '.join(item.names)}, {item.state})",
+                    host=self._target_text,
+                    hint="It may be a copy left by an earlier migration; remove it or "
+                    "restore under another name with --name.",
+                )
+            if wanted in item.names:
+                raise PreflightFailed(
+                    f"{self._target_text} already has a container named {wanted!r} "
+                    f"({item.id[:12]}, {item.state})",
+                    host=self._target_text,
+                    hint="Pick another name on the target with --name NEW_NAME.",
+                )
+        self._progress.target_ids_before = {item.id for item in containers}
+
+    def _stage_image(self) -> None:
+        info = self._progress.source_info
+        assert info is not None
+        source, target = self._sessions()
+        timeout = self.options.command_timeout_s
+        image = info.image_name or info.image_id
+        on_target = target.run(commands.image_inspect(image), timeout=timeout)
+        if on_target.ok:
+            target_id = parse_image_id(on_target.stdout)
+            if target_id == info.image_id:
+                self._emit(PhaseSkipped(Phase.STAGE_IMAGE, f"{image} already on target"))
+                return
+            raise PreflightFailed(
+                f"{self._target_text} has an image {image!r} with another ID "
+                f"({target_id[:12]}, the container uses {info.image_id[:12]})",
+                host=self._target_text,
+                hint="Restore needs the very image the container was created from: remove "
+                "or retag the target's image, or push the same image to both hosts.",
+            )
+        with self._phase(Phase.STAGE_IMAGE, image) as outcome:
+            size_result = source.run(commands.image_inspect(image), timeout=timeout)
+            expected = _image_size(size_result.stdout) if size_result.ok else None
+            self._progress.state = State.STAGED
+            self._progress.staged_image_id = info.image_id
+            loader = target.start(commands.image_load())
+            saver = source.start(commands.image_save(image))
+            try:
+                moved = relay(
+                    saver,
+                    loader,
+                    on_progress=lambda done: self._emit(TransferProgress("image", done, expected)),
+                    stall_timeout=self.options.stream_stall_timeout_s,
+                )
+            except RelayBroken:
+                saver.kill()
+                loader.kill()
+                raise
+            saved = saver.wait(timeout)
+            loaded = loader.wait(timeout)
+            for result, what in ((saved, "podman save"), (loaded, "podman load")):
+                if not result.ok:
+                    raise RemoteCommandFailed(
+                        f"{result.host}: {what} of {image} failed",
+                        host=result.host,
+                        command=result.command,
+                        exit_status=result.exit_status,
+                        stderr=result.stderr,
+                    )
+            self._emit(TransferProgress("image", moved.bytes, expected, finished=True))
+            self.report.bytes_transferred += moved.bytes
+            outcome["detail"] = f"{image}, {_megabytes(moved.bytes)}"
+
+    def _prepare(self) -> None:
+        timeout = self.options.command_timeout_s
+
+        def make(session: SSHSession) -> str:
+            result = session.run(
+                commands.make_workdir(),
+                timeout=timeout,
+                check=True,
+                what="creating a private work directory",
+            )
+            return result.stdout.strip()
+
+        source_dir, target_dir = self._both(make)
+        self._progress.source_workdir = source_dir
+        self._progress.target_workdir = target_dir
+        self._progress.state = State.PREPARED
+
+    def _checkpoint_and_transfer(self) -> None:
+        info = self._progress.source_info
+        assert info is not None and self._progress.source_workdir and self._progress.target_workdir
+        source, target = self._sessions()
+        estimate = None
+        self._emit(PhaseStarted(Phase.CHECKPOINT, f"{info.name} on {self._source_text}"))
+        self._emit(PhaseStarted(Phase.TRANSFER, f"to {self._target_text}"))
+        started = time.monotonic()
+        lander = target.start(commands.land_archive(self._progress.target_workdir))
+        self._progress.freeze_started = time.monotonic()
+        self._progress.state = State.FROZEN
+        exporter = source.start(
+            commands.checkpoint_stream(
+                info.id, self._progress.source_workdir, self.options.checkpoint_options()
+            )
+        )
+        try:
+            moved = relay(
+                exporter,
+                lander,
+                on_progress=lambda done: self._emit(TransferProgress("checkpoint", done, estimate)),
+                stall_timeout=self.options.stream_stall_timeout_s,
+            )
+            checkpointed = exporter.wait(self.options.restore_timeout_s)
+        except BaseException as error:
+            exporter.kill()
+            lander.kill()
+            duration = time.monotonic() - started
+            self._emit(PhaseFailed(Phase.CHECKPOINT, duration, _one_line(error)))
+            raise
+        checkpoint_s = time.monotonic() - started
+        self.report.timings[Phase.CHECKPOINT.value] = round(checkpoint_s, 4)
+        if not checkpointed.ok:
+            lander.kill()
+            self._emit(PhaseFailed(Phase.CHECKPOINT, checkpoint_s, checkpointed.stderr.strip()))
+            if checkpointed.exit_status == -1:
+                raise ConnectionFailed(
+                    f"{self._source_text}: the connection died during the checkpoint",
+                    host=self._source_text,
+                )
+            raise RemoteCommandFailed(
+                f"{self._source_text}: podman checkpoint of {info.name} failed",
+                host=self._source_text,
+                command=checkpointed.command,
+                exit_status=checkpointed.exit_status,
+                stderr=checkpointed.stderr,
+                hint="If the container uses established TCP connections, try --tcp-established.",
+            )
+        self._emit(PhaseFinished(Phase.CHECKPOINT, checkpoint_s, _megabytes(moved.bytes)))
+        landed = lander.wait(self.options.command_timeout_s)
+        transfer_s = time.monotonic() - started
+        self.report.timings[Phase.TRANSFER.value] = round(transfer_s, 4)
+        if not landed.ok:
+            self._emit(PhaseFailed(Phase.TRANSFER, transfer_s, landed.stderr.strip()))
+            raise RemoteCommandFailed(
+                f"{self._target_text}: receiving the checkpoint archive failed",
+                host=self._target_text,
+                command=landed.command,
+                exit_status=landed.exit_status,
+                stderr=landed.stderr,
+            )
+        self._emit(TransferProgress("checkpoint", moved.bytes, moved.bytes, finished=True))
+        rate = moved.bytes / moved.seconds if moved.seconds > 0 else 0.0
+        self._emit(
+            PhaseFinished(
+                Phase.TRANSFER, transfer_s, f"{_megabytes(moved.bytes)} at {_megabytes(rate)}/s"
+            )
+        )
+        self.report.bytes_transferred += moved.bytes
+        self.report.archive_bytes = moved.bytes
+        self.report.archive_sha256 = moved.sha256
+        self._progress.state = State.LANDED
+
+    def _restore(self) -> None:
+        assert self._progress.target_workdir and self.report.archive_sha256 is not None
+        _, target = self._sessions()
+        with self._phase(Phase.RESTORE, f"on {self._target_text}") as outcome:
+            self._progress.state = State.RESTORING
+            result = target.run(
+                commands.restore_import(
+                    self._progress.target_workdir,
+                    expected_bytes=self.report.archive_bytes or 0,
+                    expected_sha256=self.report.archive_sha256,
+                    name=self.options.new_name,
+                    options=self.options.checkpoint_options(),
+                ),
+                timeout=self.options.restore_timeout_s,
+            )
+            if not result.ok:
+                what = {
+                    commands.EXIT_ARCHIVE_CHECKSUM_MISMATCH: "the archive arrived damaged "
+                    "(SHA-256 mismatch); it was not restored",
+                    commands.EXIT_ARCHIVE_SIZE_MISMATCH: "the archive arrived incomplete; "
+                    "it was not restored",
+                }.get(result.exit_status, "podman restore failed")
+                raise RemoteCommandFailed(
+                    f"{self._target_text}: {what}",
+                    host=self._target_text,
+                    command=result.command,
+                    exit_status=result.exit_status,
+                    stderr=result.stderr,
+                )
+            self.report.restore_stats = flatten_stats(parse_stats(result.stdout))
+            self.report.downtime_s = round(
+                time.monotonic() - (self._progress.freeze_started or time.monotonic()), 4
+            )
+            outcome["detail"] = f"downtime {self.report.downtime_s:.2f} s"
+
+    def _verify(self) -> None:
+        _, target = self._sessions()
+        name = self.report.target_container or self._container
+        with self._phase(Phase.VERIFY, f"{name} on {self._target_text}") as outcome:
+            result = target.run(
+                commands.container_inspect(name),
+                timeout=self.options.command_timeout_s,
+                check=True,
+                what=f"inspecting {name}",
+            )
+            info = parse_container_inspect(result.stdout)
+            if not info.is_running:
+                raise PreflightFailed(
+                    f"{self._target_text}: restored container {name!r} is {info.status}, "
+                    "not running",
+                    host=self._target_text,
+                )
+            self._progress.state = State.RUNNING
+            self.report.outcome = Outcome.MIGRATED
+            outcome["detail"] = f"{name} ({info.id[:12]}) running"
+
+    def _cleanup(self) -> None:
+        source, target = self._sessions()
+        progress = self._progress
+        timeout = self.options.command_timeout_s
+        with self._phase(Phase.CLEANUP) as outcome:
+            done = []
+            if progress.source_workdir:
+                stats = source.run(
+                    ["cat", f"{progress.source_workdir}/{commands.CHECKPOINT_STATS_NAME}"],
+                    timeout=timeout,
+                )
+                if stats.ok:
+                    self.report.checkpoint_stats = flatten_stats(parse_stats(stats.stdout))
+            info = progress.source_info
+            if info and not self.options.keep_source:
+                removed = source.run(commands.container_remove(info.id), timeout=timeout)
+                if removed.ok:
+                    done.append(f"removed the stopped source copy on {self._source_text}")
+                else:
+                    self._notice(
+                        f"could not remove the stopped copy on {self._source_text}: "
+                        f"{removed.stderr.strip()[-200:]}",
+                        level="warning",
+                    )
+            elif info:
+                done.append(f"kept the stopped source copy on {self._source_text}")
+            for session, workdir in (
+                (source, progress.source_workdir),
+                (target, progress.target_workdir),
+            ):
+                if workdir:
+                    result = session.run(commands.remove_workdir(workdir), timeout=timeout)
+                    if not result.ok:
+                        self._notice(
+                            f"could not remove {workdir} on {session.host.name}", level="warning"
+                        )
+            progress.source_workdir = progress.target_workdir = None
+            progress.state = State.CLEANED
+            outcome["detail"] = "; ".join(done) or "archives removed"
+
+    # -- failure handling -------------------------------------------------------------
+    def _undo_before_freeze(self) -> None:
+        """Leave both hosts as they were: nothing was frozen yet."""
+        progress = self._progress
+        for session, workdir in (
+            (self._source, progress.source_workdir),
+            (self._target, progress.target_workdir),
+        ):
+            if session and workdir and session.is_connected:
+                with contextlib.suppress(CelestialError):
+                    session.run(commands.remove_workdir(workdir), timeout=30)
+        progress.source_workdir = progress.target_workdir = None
+        if progress.staged_image_id and self._target and self._target.is_connected:
+            with contextlib.suppress(CelestialError):
+                self._target.run(commands.image_remove(progress.staged_image_id), timeout=60)
+            progress.staged_image_id = None
+
+    def _roll_back(self, cause: BaseException) -> None:
+        """From any state after the freeze: make the source run the container again."""
+        progress = self._progress
+        info = progress.source_info
+        assert info is not None
+        self._emit(PhaseStarted(Phase.ROLLBACK, f"because: {_one_line(cause)}"))
+        started = time.monotonic()
+        try:
+            if progress.state in (State.RESTORING, State.RUNNING):
+                target = self._reconnected("target")
+                if target is None:
+                    self.report.outcome = Outcome.NEEDS_RECOVERY
+                    self._notice(
+                        f"cannot reach {self._target_text} to see whether the restore "
+                        "started there, so the source copy was NOT restored (that could "
+                        "make two running copies)",
+                        level="warning",
+                    )
+                    return
+                self._remove_target_copy(target, info)
+            self._restore_source(info)
+            self.report.outcome = Outcome.ROLLED_BACK
+            self._remove_leftovers()
+        except CelestialError as error:
+            self.report.outcome = Outcome.NEEDS_RECOVERY
+            self._notice(f"rollback failed: {_one_line(error)}", level="warning")
+        finally:
+            duration = time.monotonic() - started
+            self.report.timings[Phase.ROLLBACK.value] = round(duration, 4)
+            if self.report.outcome is Outcome.ROLLED_BACK:
+                self._emit(
+                    PhaseFinished(Phase.ROLLBACK, duration, f"running on {self._source_text}")
+                )
+            else:
+                self._emit(PhaseFailed(Phase.ROLLBACK, duration, "needs recovery"))
+
+    def _reconnected(self, side: str) -> SSHSession | None:
+        """The session to ``side``, reconnecting once if the connection died."""
+        session = self._source if side == "source" else self._target
+        assert session is not None
+        if session.is_connected:
+            return session
+        fresh = SSHSession(session.host, notice=self._notice)
+        for _attempt in range(3):
+            try:
+                fresh.connect()
+            except ConnectionFailed:
+                time.sleep(1.0)
+                continue
+            fresh.privileged_prefix = session.privileged_prefix
+            session.close()
+            if side == "source":
+                self._source = fresh
+            else:
+                self._target = fresh
+            return fresh
+        return None
+
+    def _remove_target_copy(self, target: SSHSession, info: ContainerInfo) -> None:
+        """Remove the copy our restore made on the target, and only that one."""
+        listing = target.run(
+            commands.container_list_all(), timeout=60, check=True, what="listing containers"
+        )
+        wanted = self.report.target_container or info.name
+        for item in parse_container_list(listing.stdout):
+            ours = item.id == info.id or (
+                wanted in item.names and item.id not in self._progress.target_ids_before
+            )
+            if ours:
+                target.run(
+                    commands.container_remove(item.id, force=True),
+                    timeout=120,
+                    check=True,
+                    what=f"removing the half-restored copy {item.id[:12]}",
+                )
+                self._notice(f"removed the copy restored on {self._target_text}")
+
+    def _restore_source(self, info: ContainerInfo) -> None:
+        source = self._reconnected("source")
+        if source is None:
+            raise ConnectionFailed(
+                f"cannot reconnect to {self._source_text} to restore the container",
+                host=self._source_text,
+            )
+        state = parse_container_inspect(
+            source.run(
+                commands.container_inspect(info.id),
+                timeout=60,
+                check=True,
+                what="inspecting the source container",
+            ).stdout
+        )
+        if state.is_running:
+            self._notice(f"the container still runs on {self._source_text} (it was never frozen)")
+            return
+        source.run(
+            commands.restore_local(info.id),
+            timeout=self.options.restore_timeout_s,
+            check=True,
+            what=f"restoring {info.name} from its checkpoint",
+        )
+        state = parse_container_inspect(
+            source.run(
+                commands.container_inspect(info.id),
+                timeout=60,
+                check=True,
+                what="inspecting the source container",
+            ).stdout
+        )
+        if not state.is_running:
+            raise PreflightFailed(
+                f"{self._source_text}: {info.name} was restored but is {state.status}",
+                host=self._source_text,
+            )
+        self._notice(f"restored {info.name} on {self._source_text} from its checkpoint")
+
+    def _remove_leftovers(self) -> None:
+        progress = self._progress
+        for side, workdir in (
+            ("source", progress.source_workdir),
+            ("target", progress.target_workdir),
+        ):
+            session = self._source if side == "source" else self._target
+            if workdir and session:
+                live = session if session.is_connected else self._reconnected(side)
+                if live is not None:
+                    with contextlib.suppress(CelestialError):
+                        live.run(commands.remove_workdir(workdir), timeout=30)
+        progress.source_workdir = progress.target_workdir = None
+
+    def _close(self) -> None:
+        for session in (self._source, self._target):
+            if session:
+                session.close()
+
+
+_FROZEN_STATES = {
+    State.FROZEN.value,
+    State.LANDED.value,
+    State.RESTORING.value,
+}
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+def _describe(error: BaseException) -> str:
+    """The whole message of our own errors (with a command's stderr tail), else one line."""
+    if isinstance(error, CelestialError):
+        return str(error).strip()
+    return _one_line(error)
+
+
+def _megabytes(count: float) -> str:
+    return f"{count / 1e6:.1f} MB"
+
+
+def _image_size(text: str) -> int | None:
+    import json
+
+    try:
+        return int(json.loads(text)[0]["Size"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def migrate(
+    source: str,
+    target: str,
+    container: str,
+    options: MigrationOptions | None = None,
+    on_event: EventSink | None = None,
+) -> MigrationReport:
+    """Live-migrate ``container`` from ``source`` to ``target``; see :class:`Migration`.
+
+    Raises a :class:`~celestial_ssh.errors.CelestialError`; errors after the freeze are
+    :class:`~celestial_ssh.errors.MigrationFailed` and carry the partial report.
+    """
+    return Migration(source, target, container, options, on_event).run()

@@ -1,0 +1,98 @@
+"""Relaying a byte stream from a command on one host into a command on another.
+
+The coordinator never stores the stream: each chunk is hashed, counted and forwarded as it
+arrives, so memory use stays flat whatever the archive size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import ConnectionFailed
+from .ssh import RemoteProcess
+
+CHUNK_BYTES = 1 << 20
+PROGRESS_INTERVAL_S = 0.1
+
+ProgressSink = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class RelayResult:
+    bytes: int
+    sha256: str
+    seconds: float
+
+
+class RelayBroken(ConnectionFailed):
+    """The stream stopped: ``side`` is ``source`` or ``target``."""
+
+    def __init__(self, message: str, *, host: str, side: str):
+        super().__init__(message, host=host)
+        self.side = side
+
+
+def relay(
+    source: RemoteProcess,
+    target: RemoteProcess,
+    *,
+    on_progress: ProgressSink | None = None,
+    stall_timeout: float = 300.0,
+) -> RelayResult:
+    """Copy ``source``'s stdout into ``target``'s stdin until the source ends its output.
+
+    Closes the target's stdin at the end. Raises :class:`RelayBroken` when either side's
+    connection fails or the source sends nothing for ``stall_timeout`` seconds.
+    """
+    digest = hashlib.sha256()
+    total = 0
+    started = time.monotonic()
+    last_report = 0.0
+    source.channel.settimeout(stall_timeout)
+    while True:
+        try:
+            data = source.read(CHUNK_BYTES)
+        except TimeoutError as error:
+            raise RelayBroken(
+                f"{source.session.host.name}: no data for {stall_timeout:.0f} s while "
+                "streaming the checkpoint",
+                host=source.session.host.name,
+                side="source",
+            ) from error
+        except (OSError, EOFError) as error:
+            raise RelayBroken(
+                f"{source.session.host.name}: the stream broke: {error}",
+                host=source.session.host.name,
+                side="source",
+            ) from error
+        if not data:
+            break
+        digest.update(data)
+        try:
+            target.write(data)
+        except (OSError, EOFError) as error:
+            raise RelayBroken(
+                f"{target.session.host.name}: the connection broke while receiving "
+                f"({error or type(error).__name__})",
+                host=target.session.host.name,
+                side="target",
+            ) from error
+        total += len(data)
+        now = time.monotonic()
+        if on_progress and now - last_report >= PROGRESS_INTERVAL_S:
+            last_report = now
+            on_progress(total)
+    try:
+        target.close_stdin()
+    except (OSError, EOFError) as error:
+        raise RelayBroken(
+            f"{target.session.host.name}: the connection broke at the end of the stream",
+            host=target.session.host.name,
+            side="target",
+        ) from error
+    if on_progress:
+        on_progress(total)
+    return RelayResult(bytes=total, sha256=digest.hexdigest(), seconds=time.monotonic() - started)

@@ -1,0 +1,60 @@
+"""The one place where exceptions become messages and exit codes."""
+
+from __future__ import annotations
+
+import enum
+import traceback
+
+from celestial_ssh.errors import (
+    CelestialError,
+    ConnectionFailed,
+    HostConfigError,
+    InvalidInput,
+    MigrationFailed,
+    MigrationInterrupted,
+    PreflightFailed,
+)
+from celestial_ssh.report import Outcome
+
+
+class ExitCode(enum.IntEnum):
+    """Documented in the README; scripts depend on them, so they never change meaning."""
+
+    OK = 0
+    ERROR = 1  # an internal error: a bug, please report it
+    USAGE = 2  # bad arguments or input; nothing was run
+    CONNECTION = 3  # cannot resolve, reach or authenticate to a host, or its key is refused
+    PREFLIGHT = 4  # a check failed before the freeze; both hosts are unchanged
+    ROLLED_BACK = 5  # failed after the freeze; the container runs again on the source
+    NEEDS_RECOVERY = 6  # the tool could not make sure where the container runs; read the message
+    INTERRUPTED = 130  # Ctrl-C or SIGTERM; rolled back like ROLLED_BACK
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    if isinstance(error, MigrationFailed):
+        if error.report.outcome is Outcome.NEEDS_RECOVERY:
+            return ExitCode.NEEDS_RECOVERY
+        if isinstance(error, MigrationInterrupted):
+            return ExitCode.INTERRUPTED
+        return ExitCode.ROLLED_BACK
+    if isinstance(error, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(error, InvalidInput):
+        return ExitCode.USAGE
+    if isinstance(error, (ConnectionFailed, HostConfigError)):
+        return ExitCode.CONNECTION
+    if isinstance(error, (PreflightFailed, CelestialError)):
+        return ExitCode.PREFLIGHT
+    return ExitCode.ERROR
+
+
+def message_for(error: BaseException) -> str:
+    """A paragraph for the user: what happened, on which host, and what to do."""
+    if isinstance(error, CelestialError):
+        return f"celestial-ssh: error: {error}"
+    if isinstance(error, KeyboardInterrupt):
+        return "celestial-ssh: interrupted"
+    return (
+        "celestial-ssh: internal error (this is a bug; please report it with the lines "
+        "below):\n" + "".join(traceback.format_exception(error)).rstrip()
+    )

@@ -1,0 +1,151 @@
+"""``celestial-ssh``: the command-line entry point."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import click
+
+from celestial_ssh import __version__
+from celestial_ssh.commands import COMPRESSIONS
+from celestial_ssh.errors import CelestialError
+from celestial_ssh.migration import MigrationOptions, migrate
+
+from .display import choose_display
+from .failures import ExitCode, exit_code_for, message_for
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def ssh_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The connection options every command that talks to hosts takes."""
+    options = [
+        click.option(
+            "-F",
+            "--ssh-config",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="ssh_config file, like 'ssh -F' (default: ~/.ssh/config).",
+        ),
+        click.option(
+            "--accept-new-host-keys",
+            is_flag=True,
+            help="Trust and record host keys seen for the first time (like "
+            "StrictHostKeyChecking accept-new); changed keys are still refused.",
+        ),
+        click.option("--json", "json_output", is_flag=True, help="Print one JSON document."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress display."),
+        click.option("-v", "--verbose", is_flag=True, help="More detail in plain output."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="celestial-ssh")
+def cli() -> None:
+    """Live-migrate running Podman containers between Linux hosts with CRIU, over SSH.
+
+    Hosts are ssh_config aliases or [user@]host[:port]. Nothing needs to run on the hosts
+    but sshd, podman and CRIU.
+    """
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("target")
+@click.argument("container")
+@ssh_options
+@click.option("--name", "new_name", default=None, help="Name of the container on the target.")
+@click.option(
+    "--keep-source",
+    is_flag=True,
+    help="Leave the stopped copy on the source instead of removing it.",
+)
+@click.option(
+    "--compress",
+    "compression",
+    type=click.Choice(COMPRESSIONS),
+    default="none",
+    show_default=True,
+    help="Compression of the checkpoint archive (none is fastest on fast links).",
+)
+@click.option(
+    "--tcp-established",
+    is_flag=True,
+    help="Checkpoint and restore established TCP connections.",
+)
+def migrate_command(
+    source: str,
+    target: str,
+    container: str,
+    ssh_config: str | None,
+    accept_new_host_keys: bool,
+    json_output: bool,
+    quiet: bool,
+    verbose: bool,
+    new_name: str | None,
+    keep_source: bool,
+    compression: str,
+    tcp_established: bool,
+) -> None:
+    """Move the running CONTAINER from SOURCE to TARGET, keeping its memory state."""
+    options = MigrationOptions(
+        ssh_config=ssh_config,
+        new_name=new_name,
+        keep_source=keep_source,
+        compression=compression,
+        tcp_established=tcp_established,
+        accept_new_host_keys=accept_new_host_keys,
+    )
+    display = choose_display(json_output=json_output, quiet=quiet, verbose=verbose)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with display:
+            report = migrate(source, target, container, options, on_event=display)
+    except (CelestialError, KeyboardInterrupt, Exception) as error:
+        code = exit_code_for(error)
+        if json_output:
+            partial = getattr(error, "report", None)
+            document: dict[str, Any] = (
+                partial.to_dict()
+                if partial is not None
+                else {
+                    "status": "failed",
+                    "container": container,
+                    "source": source,
+                    "target": target,
+                }
+            )
+            document["status"] = "failed"
+            document["error"] = str(error) if isinstance(error, CelestialError) else repr(error)
+            document["exit_code"] = int(code)
+            click.echo(json.dumps(document, indent=2))
+        click.echo(message_for(error), err=True)
+        sys.exit(int(code))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if json_output:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        display.summary(report)
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
+
+
+migrate_command.name = "migrate"
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.exit(int(ExitCode.INTERRUPTED))

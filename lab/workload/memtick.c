@@ -1,0 +1,71 @@
+/*
+ * memtick: a stateful workload for live-migration tests and benchmarks.
+ *
+ * Fills MB megabytes of memory with pseudo-random bytes, then prints one line
+ * every INTERVAL_MS milliseconds:
+ *
+ *     tick <counter> <wall-clock ms> <checksum>
+ *
+ * The counter only lives in memory, so a restored copy that keeps counting
+ * proves the process state moved; the checksum is recomputed over the whole
+ * buffer every CHECK_EVERY ticks, so a restored copy whose memory was damaged
+ * prints a different one. The wall-clock stamps let a benchmark measure the
+ * downtime as the workload saw it (the largest gap between two lines).
+ *
+ * Built static (gcc -static) so the image needs no libc.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t fnv1a(const uint8_t *data, size_t length)
+{
+	uint64_t hash = 1469598103934665603ULL;
+	for (size_t i = 0; i < length; i++) {
+		hash ^= data[i];
+		hash *= 1099511628211ULL;
+	}
+	return hash;
+}
+
+static long long wall_clock_ms(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+int main(int argc, char **argv)
+{
+	size_t megabytes = argc > 1 ? strtoul(argv[1], NULL, 10) : 16;
+	long interval_ms = argc > 2 ? strtol(argv[2], NULL, 10) : 100;
+	long check_every = argc > 3 ? strtol(argv[3], NULL, 10) : 10;
+	size_t length = megabytes * 1024 * 1024;
+	uint8_t *memory = malloc(length ? length : 1);
+	if (memory == NULL) {
+		perror("malloc");
+		return 1;
+	}
+	/* xorshift64: incompressible bytes, so compression cannot hide the size */
+	uint64_t state = 88172645463325252ULL ^ (uint64_t)time(NULL);
+	for (size_t i = 0; i + 8 <= length; i += 8) {
+		state ^= state << 13;
+		state ^= state >> 7;
+		state ^= state << 17;
+		memcpy(memory + i, &state, 8);
+	}
+	uint64_t checksum = fnv1a(memory, length);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("start %zu MB checksum %016llx\n", megabytes, (unsigned long long)checksum);
+	struct timespec pause = { interval_ms / 1000, (interval_ms % 1000) * 1000000L };
+	for (unsigned long long counter = 0;; counter++) {
+		if (check_every > 0 && counter % (unsigned long long)check_every == 0)
+			checksum = fnv1a(memory, length);
+		printf("tick %llu %lld %016llx\n", counter, wall_clock_ms(),
+		       (unsigned long long)checksum);
+		nanosleep(&pause, NULL);
+	}
+}
