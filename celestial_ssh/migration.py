@@ -489,6 +489,7 @@ class Migration:
                     )
             self._emit(TransferProgress("image", moved.bytes, expected, finished=True))
             self.report.bytes_transferred += moved.bytes
+            self.report.image_staged = True
             outcome["detail"] = f"{image}, {_megabytes(moved.bytes)}"
 
     def _prepare(self) -> None:

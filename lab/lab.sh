@@ -19,8 +19,9 @@ LAB_ID=$(printf '%s' "$LAB" | sha1sum | cut -c1-8)
 STATE=/var/lib/celestial-lab-$LAB_ID
 RUNSTATE=/run/celestial-lab-$LAB_ID
 PORT=${CELESTIAL_LAB_PORT:-2222}
-HOSTS=(lab-a lab-b)
-declare -A ADDRESS=([lab-a]=127.0.0.11 [lab-b]=127.0.0.12)
+# lab-c is deliberately broken: its sessions get a PATH without /usr/local, so no CRIU
+HOSTS=(lab-a lab-b lab-c)
+declare -A ADDRESS=([lab-a]=127.0.0.11 [lab-b]=127.0.0.12 [lab-c]=127.0.0.13)
 WORKLOAD_IMAGE=localhost/memtick:latest
 
 log() { printf 'lab: %s\n' "$*" >&2; }
@@ -82,7 +83,8 @@ MaxStartups 200
 MaxSessions 100
 LogLevel ERROR
 Subsystem sftp internal-sftp
-SetEnv CONTAINERS_STORAGE_CONF=$dir/storage.conf CONTAINERS_CONF=$dir/containers.conf TMPDIR=$STATE/$host/tmp CELESTIAL_LAB_HOST=$host
+SetEnv CONTAINERS_STORAGE_CONF=$dir/storage.conf CONTAINERS_CONF=$dir/containers.conf TMPDIR=$STATE/$host/tmp CELESTIAL_LAB_HOST=$host$(
+		[ "$host" = lab-c ] && echo " PATH=/usr/bin:/bin:/usr/sbin:/sbin")
 CONF
 }
 
@@ -132,7 +134,7 @@ CONF
 	done
 	build_workload_image
 	write_inventory
-	log "up: lab-a (${ADDRESS[lab-a]}:$PORT) and lab-b (${ADDRESS[lab-b]}:$PORT); ssh -F $LAB/ssh_config lab-a"
+	log "up: lab-a (${ADDRESS[lab-a]}:$PORT), lab-b (${ADDRESS[lab-b]}:$PORT), lab-c (no CRIU on PATH); ssh -F $LAB/ssh_config lab-a"
 }
 
 build_workload_image() {
