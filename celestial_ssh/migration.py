@@ -586,6 +586,18 @@ class Migration:
         assert self._progress.target_workdir and self.report.archive_sha256 is not None
         _, target = self._sessions()
         with self._phase(Phase.RESTORE, f"on {self._target_text}") as outcome:
+            if self.options.new_name is not None:
+                # a restore under a new name gets a new ID: remember what was there before,
+                # so a rollback removes only what the restore itself made
+                listing = target.run(
+                    commands.container_list_all(),
+                    timeout=self.options.command_timeout_s,
+                    check=True,
+                    what="listing containers",
+                )
+                self._progress.target_ids_before = {
+                    item.id for item in parse_container_list(listing.stdout)
+                }
             self._progress.state = State.RESTORING
             result = target.run(
                 commands.restore_import(
@@ -758,10 +770,15 @@ class Migration:
         listing = target.run(
             commands.container_list_all(), timeout=60, check=True, what="listing containers"
         )
-        wanted = self.report.target_container or info.name
+        new_name = self.options.new_name
         for item in parse_container_list(listing.stdout):
+            # without --name the restore keeps the source's ID, so the ID alone says "ours";
+            # with --name it gets a new ID, and only a container that was not there just
+            # before the restore can be ours (a stranger with that name is left alone)
             ours = item.id == info.id or (
-                wanted in item.names and item.id not in self._progress.target_ids_before
+                new_name is not None
+                and new_name in item.names
+                and item.id not in self._progress.target_ids_before
             )
             if ours:
                 target.run(

@@ -8,6 +8,7 @@ through the OpenSSH client, independently of the paramiko code under test.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shlex
@@ -75,9 +76,13 @@ class LabHost:
 
     def snapshot(self) -> tuple[str, str]:
         """What a test must leave unchanged: all containers (with state) and images."""
-        containers = self.podman(
-            "container", "ls", "--all", "--no-trunc", "--format", "{{.ID}} {{.Names}} {{.State}}"
-        ).stdout
+        listing = json.loads(
+            self.podman("container", "ls", "--all", "--no-trunc", "--format", "json").stdout or "[]"
+        )
+        containers = "\n".join(
+            f"{item['Id']} {','.join(item['Names'])} {item['State']}" for item in listing
+        )
+
         images = self.podman("image", "ls", "--all", "--no-trunc", "--format", "{{.ID}}").stdout
         return "\n".join(sorted(containers.splitlines())), "\n".join(sorted(images.splitlines()))
 
@@ -150,6 +155,18 @@ def workloads(lab: dict[str, LabHost]) -> Iterator[WorkloadFactory]:
 
 
 @pytest.fixture
+def workload_image_on_target(lab: dict[str, LabHost]) -> str:
+    """lab-b has the workload image (moved with podman save | podman load, keeping its ID)."""
+    if lab["lab-b"].podman("image", "exists", WORKLOAD_IMAGE, check=False).returncode != 0:
+        pipeline = (
+            f"ssh -F {shlex.quote(str(SSH_CONFIG))} lab-a podman save {WORKLOAD_IMAGE} | "
+            f"ssh -F {shlex.quote(str(SSH_CONFIG))} lab-b podman load --quiet"
+        )
+        subprocess.run(["sh", "-c", pipeline], check=True, capture_output=True, timeout=300)
+    return WORKLOAD_IMAGE
+
+
+@pytest.fixture
 def fresh_image(lab: dict[str, LabHost]) -> Iterator[str]:
     """A workload image with an ID of its own, only on lab-a: the target surely lacks it."""
     name = f"localhost/e2e-image-{uuid.uuid4().hex[:10]}:latest"
@@ -185,6 +202,6 @@ def assert_state_survived(before: list[Tick], after: list[Tick]) -> tuple[Tick, 
         "the memory checksum changed: the memory did not survive intact"
     )
     assert after[-1].counter > before[-1].counter, "the counter did not go on after the move"
-    gaps = [(b.wall_ms - a.wall_ms, a, b) for a, b in zip(after, after[1:], strict=False)]
+    gaps = [(b.wall_ms - a.wall_ms, a, b) for a, b in itertools.pairwise(after)]
     _, last_before, first_after = max(gaps, key=lambda gap: gap[0])
     return last_before, first_after
