@@ -111,7 +111,7 @@ def make_workdir() -> list[str]:
 
 def remove_workdir(workdir: str) -> list[str]:
     validate_remote_path(workdir)
-    if WORKDIR_PREFIX not in workdir.rsplit("/", 1)[-1]:
+    if not workdir.rsplit("/", 1)[-1].startswith(WORKDIR_PREFIX):
         raise ValueError(f"refusing to remove {workdir!r}: not a celestial-ssh work directory")
     return ["rm", "-rf", "--", workdir]
 
@@ -176,12 +176,16 @@ def land_archive(workdir: str) -> list[str]:
     validate_remote_path(workdir)
     archive = quote(f"{workdir}/{ARCHIVE_NAME}")
     digest = quote(f"{workdir}/{SUM_NAME}")
-    # openssl uses the CPU's SHA instructions (5x coreutils' sha256sum here); both print
-    # the digest as the first field
+    tee_status = quote(f"{workdir}/tee.status")
+    # sh has no pipefail: tee's own status is kept in a file so a short write (disk full)
+    # fails the landing with tee's message instead of passing silently. openssl uses the
+    # CPU's SHA instructions (5x coreutils' sha256sum here); both print the digest first.
     return sh_script(
-        "umask 077 && if command -v openssl >/dev/null 2>&1; "
-        f"then tee {archive} | openssl dgst -sha256 -r; "
-        f"else tee {archive} | sha256sum; fi > {digest}"
+        "umask 077\n"
+        "if command -v openssl >/dev/null 2>&1; then hasher='openssl dgst -sha256 -r'; "
+        "else hasher=sha256sum; fi\n"
+        f"{{ tee {archive}; echo $? > {tee_status}; }} | $hasher > {digest}\n"
+        f'[ "$(cat {tee_status})" = 0 ]'
     )
 
 

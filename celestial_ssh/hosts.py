@@ -7,6 +7,7 @@ and every default behave exactly as they do for the user's own ``ssh``; paramiko
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import shutil
@@ -37,7 +38,7 @@ class HostSpec:
 
     @classmethod
     def parse(cls, text: str) -> HostSpec:
-        match = _HOST_SPEC.match(text)
+        match = _HOST_SPEC.fullmatch(text)
         if not match:
             raise InvalidInput(
                 f"{text!r} is not a host: expected an ssh_config alias or [user@]host[:port]",
@@ -188,7 +189,7 @@ def _resolved_from_options(
         name=spec.text,
         hostname=first("hostname") or spec.host,
         port=int(first("port") or spec.port or 22),
-        user=first("user") or spec.user or "root",
+        user=first("user") or spec.user or getpass.getuser(),
         identity_files=identity_files,
         identities_only=(first("identitiesonly") or "no").lower() in ("yes", "true"),
         known_hosts_files=tuple(known_hosts),

@@ -214,6 +214,24 @@ class Migration:
     def _fail(self, error: BaseException) -> None:
         progress = self._progress
         interrupted = isinstance(error, KeyboardInterrupt)
+        if progress.state in (State.RUNNING, State.CLEANED):
+            # past the point of no return: the target runs it; never roll back from here
+            self.report.outcome = Outcome.MIGRATED
+            self._notice(
+                f"interrupted after the container was verified on {self._target_text}: the "
+                f"stopped copy on {self._source_text} and temporary files may remain",
+                level="warning",
+            )
+            self.report.total_s = round(time.monotonic() - self._started, 4)
+            self._close()
+            if interrupted:
+                raise MigrationInterrupted(
+                    f"interrupted after {self._container!r} was verified running on "
+                    f"{self._target_text}; the migration itself succeeded",
+                    report=self.report,
+                    cause=error,
+                ) from error
+            raise error
         try:
             if progress.state.value in _FROZEN_STATES:
                 self._roll_back(error)
@@ -451,13 +469,15 @@ class Migration:
             if target_id == info.image_id:
                 self._emit(PhaseSkipped(Phase.STAGE_IMAGE, f"{image} already on target"))
                 return
-            raise PreflightFailed(
+            mismatch = PreflightFailed(
                 f"{self._target_text} has an image {image!r} with another ID "
                 f"({target_id[:12]}, the container uses {info.image_id[:12]})",
                 host=self._target_text,
                 hint="Restore needs the very image the container was created from: remove "
                 "or retag the target's image, or push the same image to both hosts.",
             )
+            with self._phase(Phase.STAGE_IMAGE, image):
+                raise mismatch
         with self._phase(Phase.STAGE_IMAGE, image) as outcome:
             size_result = source.run(commands.image_inspect(image), timeout=timeout)
             expected = _image_size(size_result.stdout) if size_result.ok else None
@@ -538,12 +558,14 @@ class Migration:
             lander.kill()
             duration = time.monotonic() - started
             self._emit(PhaseFailed(Phase.CHECKPOINT, duration, _one_line(error)))
+            self._emit(PhaseFailed(Phase.TRANSFER, duration, _one_line(error)))
             raise
         checkpoint_s = time.monotonic() - started
         self.report.timings[Phase.CHECKPOINT.value] = round(checkpoint_s, 4)
         if not checkpointed.ok:
             lander.kill()
             self._emit(PhaseFailed(Phase.CHECKPOINT, checkpoint_s, checkpointed.stderr.strip()))
+            self._emit(PhaseFailed(Phase.TRANSFER, checkpoint_s, "the checkpoint failed"))
             if checkpointed.exit_status == -1:
                 raise ConnectionFailed(
                     f"{self._source_text}: the connection died during the checkpoint",

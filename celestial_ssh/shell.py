@@ -34,7 +34,7 @@ def sh_script(script: str) -> list[str]:
 
 def validate_container_name(value: str, *, what: str = "container") -> str:
     """A container name or ID as podman accepts them; anything else is refused up front."""
-    if not _CONTAINER_NAME.match(value):
+    if not _CONTAINER_NAME.fullmatch(value):
         raise InvalidInput(
             f"{what} {value!r} is not a valid container name or ID",
             hint="Names start with a letter or digit and hold only letters, digits, "
@@ -45,6 +45,6 @@ def validate_container_name(value: str, *, what: str = "container") -> str:
 
 def validate_remote_path(value: str) -> str:
     """A remote path we made (mktemp output): absolute, no spaces or shell syntax."""
-    if not _REMOTE_PATH.match(value) or "/../" in value or value.endswith("/.."):
+    if not _REMOTE_PATH.fullmatch(value) or "/../" in value or value.endswith("/.."):
         raise InvalidInput(f"unexpected remote path {value!r}")
     return value

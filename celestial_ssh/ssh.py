@@ -75,10 +75,7 @@ def find_known_host_entry(files: Sequence[str], lookup_name: str) -> tuple[str, 
         except OSError:
             continue
         for number, line in enumerate(lines, start=1):
-            try:
-                entry = paramiko.hostkeys.HostKeyEntry.from_line(line, number)
-            except (paramiko.SSHException, ValueError):
-                continue
+            entry = _parse_known_hosts_line(line, number)
             if entry is None:
                 continue
             for name in entry.hostnames:
@@ -88,6 +85,34 @@ def find_known_host_entry(files: Sequence[str], lookup_name: str) -> tuple[str, 
                 ):
                     return path, number
     return None
+
+
+def _parse_known_hosts_line(line: str, number: int) -> paramiko.hostkeys.HostKeyEntry | None:
+    """One known_hosts entry, or None for comments, blank lines, markers and lines paramiko
+    cannot read (it raises InvalidHostKey, a bare Exception, for some of those)."""
+    text = line.strip()
+    # @cert-authority and @revoked are OpenSSH features paramiko does not implement
+    if not text or text.startswith(("#", "@")):
+        return None
+    try:
+        return paramiko.hostkeys.HostKeyEntry.from_line(text, number)
+    except Exception:
+        return None
+
+
+def load_known_hosts(host_keys: paramiko.HostKeys, path: str) -> None:
+    """Add every readable entry of ``path`` to ``host_keys``, skipping what paramiko cannot
+    read instead of giving up on the whole file (as ``HostKeys.load`` does)."""
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return
+    for number, line in enumerate(lines, start=1):
+        entry = _parse_known_hosts_line(line, number)
+        if entry is None or entry.key is None:
+            continue
+        for name in entry.hostnames:
+            host_keys.add(name, entry.key.get_name(), entry.key)
 
 
 def unknown_host_key_message(host: ResolvedHost, key: paramiko.PKey) -> str:
@@ -257,10 +282,7 @@ class SSHSession:
         client = paramiko.SSHClient()
         host_keys = client.get_host_keys()
         for path in (*host.known_hosts_files, "/etc/ssh/ssh_known_hosts"):
-            expanded = os.path.expanduser(path)
-            if os.path.isfile(expanded):
-                with contextlib.suppress(OSError, paramiko.SSHException):
-                    host_keys.load(expanded)
+            load_known_hosts(host_keys, os.path.expanduser(path))
         client.set_missing_host_key_policy(_HostKeyPolicy(host, self._notice))
         key_files = [path for path in host.identity_files if os.path.isfile(path)]
         sock = self._open_jump_channel() if host.proxy_jump else None

@@ -125,7 +125,7 @@ def migrate_command(
                     "target": target,
                 }
             )
-            document["status"] = "failed"
+            document["status"] = partial.status if partial is not None else "failed"
             document["error"] = str(error) if isinstance(error, CelestialError) else repr(error)
             document["exit_code"] = int(code)
             click.echo(json.dumps(document, indent=2))

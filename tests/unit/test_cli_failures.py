@@ -1,0 +1,270 @@
+"""Exceptions become exit codes and messages in one place; the CLI keeps to them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from celestial_ssh import migration
+from celestial_ssh.errors import (
+    AuthenticationFailed,
+    CelestialError,
+    ConnectionFailed,
+    HostConfigError,
+    HostKeyRejected,
+    InvalidInput,
+    LockHeld,
+    MigrationFailed,
+    MigrationInterrupted,
+    PreflightFailed,
+    RemoteCommandFailed,
+)
+from celestial_ssh.report import MigrationReport, Outcome
+from celestial_ssh_cli.failures import ExitCode, exit_code_for, message_for
+from celestial_ssh_cli.main import cli
+
+
+def report(outcome: Outcome) -> MigrationReport:
+    return MigrationReport(container="web", source="lab-a", target="lab-b", outcome=outcome)
+
+
+def test_exit_codes_are_stable() -> None:
+    # scripts depend on these numbers (README): they never change meaning
+    assert {code.name: int(code) for code in ExitCode} == {
+        "OK": 0,
+        "ERROR": 1,
+        "USAGE": 2,
+        "CONNECTION": 3,
+        "PREFLIGHT": 4,
+        "ROLLED_BACK": 5,
+        "NEEDS_RECOVERY": 6,
+        "INTERRUPTED": 130,
+    }
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        pytest.param(InvalidInput("bad name"), ExitCode.USAGE, id="InvalidInput"),
+        pytest.param(ConnectionFailed("down"), ExitCode.CONNECTION, id="ConnectionFailed"),
+        pytest.param(HostKeyRejected("changed"), ExitCode.CONNECTION, id="HostKeyRejected"),
+        pytest.param(
+            AuthenticationFailed("no key"), ExitCode.CONNECTION, id="AuthenticationFailed"
+        ),
+        pytest.param(HostConfigError("no such file"), ExitCode.CONNECTION, id="HostConfigError"),
+        pytest.param(PreflightFailed("no criu"), ExitCode.PREFLIGHT, id="PreflightFailed"),
+        pytest.param(LockHeld("busy"), ExitCode.PREFLIGHT, id="LockHeld"),
+        pytest.param(
+            RemoteCommandFailed("mktemp failed", host="h", command="c", exit_status=1, stderr=""),
+            ExitCode.PREFLIGHT,
+            id="RemoteCommandFailed-before-freeze",
+        ),
+        pytest.param(CelestialError("other"), ExitCode.PREFLIGHT, id="CelestialError"),
+        pytest.param(
+            MigrationFailed("x", report=report(Outcome.ROLLED_BACK)),
+            ExitCode.ROLLED_BACK,
+            id="MigrationFailed-rolled-back",
+        ),
+        pytest.param(
+            MigrationFailed("x", report=report(Outcome.NEEDS_RECOVERY)),
+            ExitCode.NEEDS_RECOVERY,
+            id="MigrationFailed-needs-recovery",
+        ),
+        pytest.param(
+            MigrationInterrupted("x", report=report(Outcome.ROLLED_BACK)),
+            ExitCode.INTERRUPTED,
+            id="MigrationInterrupted",
+        ),
+        pytest.param(
+            MigrationInterrupted("x", report=report(Outcome.NOT_STARTED)),
+            ExitCode.INTERRUPTED,
+            id="MigrationInterrupted-before-freeze",
+        ),
+        pytest.param(
+            MigrationInterrupted("x", report=report(Outcome.NEEDS_RECOVERY)),
+            ExitCode.NEEDS_RECOVERY,  # "read the message" wins over "interrupted"
+            id="MigrationInterrupted-needs-recovery",
+        ),
+        pytest.param(KeyboardInterrupt(), ExitCode.INTERRUPTED, id="KeyboardInterrupt"),
+        pytest.param(ValueError("boom"), ExitCode.ERROR, id="ValueError"),
+        pytest.param(AssertionError(), ExitCode.ERROR, id="AssertionError"),
+    ],
+)
+def test_exit_code_for(error: BaseException, code: ExitCode) -> None:
+    assert exit_code_for(error) is code
+
+
+def test_message_for_our_errors_includes_the_hint() -> None:
+    error = PreflightFailed("lab-b: CRIU is not installed", host="lab-b", hint="apt install criu")
+    assert (
+        message_for(error) == "celestial-ssh: error: lab-b: CRIU is not installed\napt install criu"
+    )
+
+
+def test_message_for_a_failed_command_shows_its_stderr_tail() -> None:
+    stderr = "\n".join(f"line {n}" for n in range(20))
+    error = RemoteCommandFailed(
+        "lab-b: podman load failed",
+        host="lab-b",
+        command="podman load",
+        exit_status=125,
+        stderr=stderr,
+    )
+    message = message_for(error)
+    assert message.startswith("celestial-ssh: error: lab-b: podman load failed (exit 125)\n")
+    assert message.splitlines()[1:] == [f"  line {n}" for n in range(12, 20)]
+
+
+def test_message_for_an_interrupt() -> None:
+    assert message_for(KeyboardInterrupt()) == "celestial-ssh: interrupted"
+
+
+def test_message_for_a_bug_shows_the_traceback() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError as error:
+        message = message_for(error)
+    assert message.startswith("celestial-ssh: internal error (this is a bug; please report it")
+    assert "Traceback (most recent call last)" in message
+    assert message.endswith("ValueError: boom")
+
+
+# -- the command line -----------------------------------------------------------------------------
+@pytest.fixture
+def no_hosts(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """Record (and refuse) any host resolution or SSH session the CLI would start."""
+    calls: dict[str, list[Any]] = {"resolve": [], "session": []}
+
+    def resolve(*args: Any, **kwargs: Any) -> None:
+        calls["resolve"].append(args)
+        raise AssertionError("no host may be resolved")
+
+    def session(*args: Any, **kwargs: Any) -> None:
+        calls["session"].append(args)
+        raise AssertionError("no SSH session may be opened")
+
+    monkeypatch.setattr(migration, "resolve_host", resolve)
+    monkeypatch.setattr(migration, "SSHSession", session)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    return calls
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    ("args", "bad"),
+    [
+        pytest.param(["web;reboot"], "container 'web;reboot'", id="container-semicolon"),
+        pytest.param(["$(reboot)"], "container '$(reboot)'", id="container-substitution"),
+        pytest.param(["--", "-rf"], "container '-rf'", id="container-dash"),
+        pytest.param(["web", "--name", "a b"], "new name 'a b'", id="new-name"),
+    ],
+)
+def test_migrate_refuses_hostile_names_before_connecting(
+    no_hosts: dict[str, list[Any]], args: list[str], bad: str
+) -> None:
+    result = invoke("migrate", "lab-a", "lab-b", *args)
+    assert result.exit_code == ExitCode.USAGE == 2
+    assert result.stdout == ""
+    assert f"celestial-ssh: error: {bad} is not a valid container name or ID" in result.stderr
+    assert "nothing is run on either host" in result.stderr
+    assert no_hosts == {"resolve": [], "session": []}
+
+
+def test_migrate_json_reports_refused_input(no_hosts: dict[str, list[Any]]) -> None:
+    result = invoke("migrate", "lab-a", "lab-b", "web;reboot", "--json")
+    assert result.exit_code == 2
+    document = json.loads(result.stdout)
+    assert document["status"] == "failed"
+    assert document["exit_code"] == 2
+    assert document["outcome"] == "not_started"
+    assert (document["container"], document["source"], document["target"]) == (
+        "web;reboot",
+        "lab-a",
+        "lab-b",
+    )
+    assert "is not a valid container name or ID" in document["error"]
+    assert document["bytes_transferred"] == 0
+    assert "celestial-ssh: error:" in result.stderr  # the message still goes to stderr
+    assert no_hosts == {"resolve": [], "session": []}
+
+
+def test_migrate_with_a_missing_ssh_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sessions: list[Any] = []
+    monkeypatch.setattr(migration, "SSHSession", lambda *a, **k: sessions.append(a))
+    missing = tmp_path / "nowhere" / "ssh_config"
+    result = invoke("migrate", "lab-a", "lab-b", "web", "-F", str(missing))
+    # click.Path(dir_okay=False) does not require the file: the library refuses it
+    assert result.exit_code == ExitCode.CONNECTION == 3
+    assert f"ssh_config file '{missing}' does not exist" in result.stderr
+    assert "Pass an existing file with --ssh-config" in result.stderr
+    # the plain display (stderr is not a terminal) shows where it failed
+    assert "Connect to both hosts: FAILED after" in result.stderr
+    assert sessions == []
+
+
+def test_migrate_json_with_a_missing_ssh_config(tmp_path: Path) -> None:
+    missing = tmp_path / "ssh_config"
+    result = invoke("migrate", "lab-a", "lab-b", "web", "--ssh-config", str(missing), "--json")
+    assert result.exit_code == 3
+    document = json.loads(result.stdout)
+    assert document["status"] == "failed"
+    assert document["exit_code"] == 3
+    assert document["outcome"] == "not_started"
+    assert str(missing) in document["error"]
+
+
+def test_migrate_with_a_directory_as_ssh_config_is_a_usage_error(tmp_path: Path) -> None:
+    result = invoke("migrate", "lab-a", "lab-b", "web", "--ssh-config", str(tmp_path))
+    assert result.exit_code == 2  # click refuses a directory itself
+    assert str(tmp_path) in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        pytest.param(["web", "--compress", "xz"], "Invalid value for '--compress'", id="compress"),
+        pytest.param([], "Missing argument 'CONTAINER'", id="missing-container"),
+        pytest.param(["web", "--bogus"], "No such option '--bogus'", id="unknown-option"),
+    ],
+)
+def test_click_usage_errors(
+    no_hosts: dict[str, list[Any]], args: list[str], complaint: str
+) -> None:
+    result = invoke("migrate", "lab-a", "lab-b", *args)
+    assert result.exit_code == 2
+    assert complaint in result.stderr
+    assert no_hosts == {"resolve": [], "session": []}
+
+
+def test_hostile_host_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    sessions: list[Any] = []
+    monkeypatch.setattr(migration, "SSHSession", lambda *a, **k: sessions.append(a))
+    result = invoke("migrate", "-oProxyCommand=x", "lab-b", "web")
+    assert result.exit_code == ExitCode.USAGE  # click takes it for an unknown option -o
+    assert "No such option '-o'" in result.stderr
+    assert sessions == []
+
+
+def test_hostile_host_after_double_dash_is_refused_by_the_library(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sessions: list[Any] = []
+    monkeypatch.setattr(migration, "SSHSession", lambda *a, **k: sessions.append(a))
+    result = invoke("migrate", "--", "-oProxyCommand=x", "lab-b", "web")
+    assert result.exit_code == ExitCode.USAGE
+    assert "'-oProxyCommand=x' is not a host" in result.stderr
+    assert sessions == []
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == "celestial-ssh, version 0.1.0"

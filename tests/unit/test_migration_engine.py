@@ -1,0 +1,858 @@
+"""The migration engine driven against fake SSH sessions: order, preflight, rollback.
+
+A :class:`FakeLab` stands in for both hosts. Each host answers commands from a dict of
+``predicate -> answer``: a predicate is a substring of the command line (or a callable
+taking it), the first match wins, and an answer is a ``CommandResult``, a list of them
+(served in turn, the last one repeating) or an exception to raise. Every command line is
+recorded, in order, so tests can check what ran where and when.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from celestial_ssh import commands, migration
+from celestial_ssh.commands import CheckpointOptions
+from celestial_ssh.errors import (
+    ConnectionFailed,
+    InvalidInput,
+    MigrationFailed,
+    MigrationInterrupted,
+    PreflightFailed,
+    RemoteCommandFailed,
+)
+from celestial_ssh.events import (
+    Event,
+    Notice,
+    Phase,
+    PhaseFailed,
+    PhaseFinished,
+    PhaseSkipped,
+    PhaseStarted,
+    TransferProgress,
+)
+from celestial_ssh.hosts import HostSpec, ResolvedHost
+from celestial_ssh.migration import Migration, MigrationOptions
+from celestial_ssh.report import Outcome
+from celestial_ssh.shell import join
+from celestial_ssh.ssh import CommandResult
+from celestial_ssh.streaming import RelayBroken, RelayResult
+from celestial_ssh_cli.failures import ExitCode, exit_code_for
+
+SRC, TGT = "lab-a", "lab-b"
+ADDRESSES = {SRC: "10.0.0.5", TGT: "10.0.0.6"}
+CID = "c0ffee00" * 8
+IMAGE = "docker.io/library/nginx:1.25"
+IMAGE_ID = "a8758716bb6aa4d90071160d27028fe4eaee7ce8166221a97d30440c8eac2be6"
+WORKDIRS = {SRC: "/var/tmp/celestial-ssh.SRC0000000", TGT: "/var/tmp/celestial-ssh.TGT0000000"}
+ARCHIVE_BYTES = 5_000_000
+ARCHIVE_SHA = "5" * 64
+
+Answer = CommandResult | list[CommandResult] | BaseException
+Predicate = str | Callable[[str], bool]
+
+
+def result(stdout: str = "", status: int = 0, stderr: str = "") -> CommandResult:
+    """An answer; the fake fills in host and command."""
+    return CommandResult(host="", command="", exit_status=status, stdout=stdout, stderr=stderr)
+
+
+def inspect(status: str = "running", name: str = "web", cid: str = CID) -> CommandResult:
+    state = {"Status": status, "Running": status == "running", "Pid": 4242}
+    document = {"Id": cid, "Name": name, "State": state, "Image": IMAGE_ID, "ImageName": IMAGE}
+    return result(json.dumps([document]))
+
+
+def listing(*containers: tuple[str, str, str]) -> CommandResult:
+    return result(json.dumps([{"Id": i, "Names": [n], "State": s} for i, n, s in containers]))
+
+
+def podman_info(arch: str = "amd64") -> CommandResult:
+    return result(
+        json.dumps(
+            {
+                "host": {"arch": arch, "cgroupVersion": "v2", "ociRuntime": {"name": "crun"}},
+                "store": {"graphRoot": "/var/lib/containers/storage"},
+                "version": {"Version": "4.3.1"},
+            }
+        )
+    )
+
+
+def image(image_id: str = IMAGE_ID) -> CommandResult:
+    return result(json.dumps([{"Id": image_id, "Size": 191_000_000}]))
+
+
+def stats(**numbers: int) -> CommandResult:
+    return result(json.dumps({"container_statistics": [{"Id": CID, "criu_statistics": numbers}]}))
+
+
+def host_answers(host: str) -> dict[Predicate, Answer]:
+    """What a healthy root host with podman 4.3 and CRIU 3.17 answers."""
+    answers: dict[Predicate, Answer] = {
+        "id -u": result("0\n"),
+        "podman info": podman_info(),
+        "criu --version": result("Version: 3.17.1\n"),
+        "criu check": result("Looks good.\n"),
+        "mktemp -d": result(WORKDIRS[host] + "\n"),
+        "rm -rf --": result(),
+    }
+    if host == SRC:
+        answers |= {
+            "podman container inspect": inspect("running"),
+            "podman image inspect": image(),
+            "podman image save": result(),
+            "container checkpoint": result(),  # the stream's exit status
+            f"cat {WORKDIRS[SRC]}/checkpoint-stats.json": stats(frozen_time=29373),
+            "podman container rm --": result(),
+        }
+    else:
+        answers |= {
+            "podman container ls": listing(),
+            "podman image inspect": image(),
+            "podman image load": result(),
+            "tee ": result(),  # land_archive's exit status
+            "restore --import": stats(restore_time=117040),
+            "podman container inspect": inspect("running"),
+            "podman container rm --force": result(),  # rollback: the half-restored copy
+        }
+    return answers
+
+
+class FakeProcess:
+    def __init__(self, session: FakeSession, command: str, outcome: CommandResult):
+        self.session = session
+        self.command = command
+        self.outcome = outcome
+        self.killed = False
+
+    def wait(self, timeout: float) -> CommandResult:
+        return self.outcome
+
+    def kill(self) -> None:
+        self.killed = True
+
+
+class FakeSession:
+    """Stands in for SSHSession: records every command line and answers from the lab."""
+
+    def __init__(self, lab: FakeLab, host: ResolvedHost, notice: Any = None):
+        self.lab = lab
+        self.host = host
+        self.privileged_prefix: tuple[str, ...] = ()
+        self.is_connected = False
+        lab.sessions.append(self)
+
+    def connect(self) -> None:
+        self.lab.connects.append(self.host.name)
+        if self.host.name in self.lab.unreachable:
+            raise ConnectionFailed(f"{self.host.name}: no route to host", host=self.host.name)
+        self.is_connected = True
+
+    def close(self) -> None:
+        self.is_connected = False
+
+    def command_line(self, argv: list[str], *, privileged: bool = True) -> str:
+        return join([*(self.privileged_prefix if privileged else ()), *argv])
+
+    def _answer(self, command: str) -> CommandResult:
+        assert self.is_connected, f"{self.host.name}: command on a closed session: {command}"
+        answer = self.lab.answer_for(self.host.name, command)
+        if isinstance(answer, BaseException):
+            if isinstance(answer, ConnectionFailed):  # the connection (and host) went away
+                self.is_connected = False
+                self.lab.unreachable.add(self.host.name)
+            raise answer
+        return dataclasses.replace(answer, host=self.host.name, command=command)
+
+    def run(
+        self,
+        argv: list[str],
+        *,
+        timeout: float = 60.0,
+        privileged: bool = True,
+        check: bool = False,
+        what: str | None = None,
+        hint: str | None = None,
+    ) -> CommandResult:
+        command = self.command_line(argv, privileged=privileged)
+        self.lab.record(self.host.name, command)
+        answer = self._answer(command)
+        if check and not answer.ok:
+            raise RemoteCommandFailed(
+                f"{self.host.name}: {what or command} failed",
+                host=self.host.name,
+                command=command,
+                exit_status=answer.exit_status,
+                stderr=answer.stderr,
+            )
+        return answer
+
+    def start(self, argv: list[str], *, privileged: bool = True) -> FakeProcess:
+        command = self.command_line(argv, privileged=privileged)
+        self.lab.record(self.host.name, command, started=True)
+        process = FakeProcess(self, command, self._answer(command))
+        self.lab.processes.append(process)
+        return process
+
+
+class FakeLab:
+    """Both hosts, what they answer, and everything that happened."""
+
+    def __init__(self) -> None:
+        self.answers = {SRC: host_answers(SRC), TGT: host_answers(TGT)}
+        self.log: list[tuple[str, str]] = []  # (host, command line), in order
+        self.started: list[tuple[str, str]] = []  # the streaming commands among them
+        self.unexpected: list[tuple[str, str]] = []
+        self.sessions: list[FakeSession] = []
+        self.processes: list[FakeProcess] = []
+        self.connects: list[str] = []
+        self.unreachable: set[str] = set()
+        self.relays: list[tuple[str, str]] = []
+        self.relay_error: BaseException | None = None
+        self.events: list[Event] = []
+        self._lock = threading.Lock()
+
+    # -- scripting ---------------------------------------------------------------------
+    def answer(self, host: str, predicate: Predicate, answer: Answer) -> None:
+        """Answer ``predicate`` on ``host`` with ``answer``, before any other rule."""
+        rest = {key: value for key, value in self.answers[host].items() if key != predicate}
+        self.answers[host] = {predicate: answer, **rest}
+
+    def answer_for(self, host: str, command: str) -> Answer:
+        with self._lock:
+            for predicate, answer in self.answers[host].items():
+                matches = predicate(command) if callable(predicate) else predicate in command
+                if not matches:
+                    continue
+                if isinstance(answer, list):
+                    return answer.pop(0) if len(answer) > 1 else answer[0]
+                return answer
+            self.unexpected.append((host, command))
+        raise AssertionError(f"{host}: unexpected command {command!r}")
+
+    # -- the stand-ins the engine gets ---------------------------------------------------
+    def session(self, host: ResolvedHost, notice: Any = None) -> FakeSession:
+        return FakeSession(self, host, notice)
+
+    def resolve(self, text: str, ssh_config: str | None = None) -> ResolvedHost:
+        spec = HostSpec.parse(text)
+        return ResolvedHost(
+            name=text,
+            hostname=ADDRESSES.get(spec.host, spec.host),
+            port=spec.port or 22,
+            user=spec.user or "root",
+        )
+
+    def relay(
+        self,
+        source: FakeProcess,
+        target: FakeProcess,
+        *,
+        on_progress: Callable[[int], None] | None = None,
+        stall_timeout: float = 300.0,
+    ) -> RelayResult:
+        self.relays.append((source.command, target.command))
+        if on_progress:
+            on_progress(ARCHIVE_BYTES // 2)
+        if self.relay_error is not None:
+            raise self.relay_error
+        if on_progress:
+            on_progress(ARCHIVE_BYTES)
+        return RelayResult(bytes=ARCHIVE_BYTES, sha256=ARCHIVE_SHA, seconds=0.5)
+
+    # -- what happened -----------------------------------------------------------------
+    def record(self, host: str, command: str, started: bool = False) -> None:
+        with self._lock:
+            self.log.append((host, command))
+            if started:
+                self.started.append((host, command))
+
+    def commands_on(self, host: str) -> list[str]:
+        return [command for on, command in self.log if on == host]
+
+    def ran(self, host: str, needle: str) -> bool:
+        return any(needle in command for command in self.commands_on(host))
+
+    def position(self, host: str, needle: str) -> int:
+        """Where the first command on ``host`` holding ``needle`` is in the whole log."""
+        for index, (on, command) in enumerate(self.log):
+            if on == host and needle in command:
+                return index
+        raise AssertionError(f"nothing like {needle!r} ran on {host}")
+
+    def phases(self) -> list[tuple[str, Phase]]:
+        """The phase events only, as (kind, phase): kind is started/finished/skipped/failed."""
+        kinds = {
+            PhaseStarted: "started",
+            PhaseFinished: "finished",
+            PhaseSkipped: "skipped",
+            PhaseFailed: "failed",
+        }
+        return [
+            (kinds[type(event)], event.phase)
+            for event in self.events
+            if isinstance(event, PhaseStarted | PhaseFinished | PhaseSkipped | PhaseFailed)
+        ]
+
+    def notices(self) -> list[str]:
+        return [event.message for event in self.events if isinstance(event, Notice)]
+
+
+@pytest.fixture
+def lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLab]:
+    lab = FakeLab()
+    monkeypatch.setattr(migration, "SSHSession", lab.session)
+    monkeypatch.setattr(migration, "resolve_host", lab.resolve)
+    monkeypatch.setattr(migration, "relay", lab.relay)
+    monkeypatch.setattr(migration.time, "sleep", lambda seconds: None)  # reconnect back-off
+    yield lab
+    assert lab.unexpected == [], "the engine ran commands no test expected"
+
+
+def run(lab: FakeLab, options: MigrationOptions | None = None, container: str = "web") -> Migration:
+    engine = Migration(SRC, TGT, container, options, on_event=lab.events.append)
+    engine.run()
+    return engine
+
+
+def fail(
+    lab: FakeLab, error: type[BaseException], options: MigrationOptions | None = None
+) -> tuple[Migration, Any]:
+    engine = Migration(SRC, TGT, "web", options, on_event=lab.events.append)
+    with pytest.raises(error) as caught:
+        engine.run()
+    return engine, caught.value
+
+
+def restorable_source(lab: FakeLab) -> None:
+    """The source stopped by the checkpoint, then running again once restored."""
+    lab.answer(SRC, "podman container inspect", [inspect("running"), inspect("exited"), inspect()])
+    lab.answer(SRC, "container restore --print-stats", result())
+
+
+# -- a successful run ------------------------------------------------------------------------
+def test_successful_run_event_order(lab: FakeLab) -> None:
+    run(lab)
+    assert lab.phases() == [
+        ("started", Phase.CONNECT),
+        ("finished", Phase.CONNECT),
+        ("started", Phase.PREFLIGHT),
+        ("finished", Phase.PREFLIGHT),
+        ("skipped", Phase.STAGE_IMAGE),
+        ("started", Phase.CHECKPOINT),
+        ("started", Phase.TRANSFER),
+        ("finished", Phase.CHECKPOINT),
+        ("finished", Phase.TRANSFER),
+        ("started", Phase.RESTORE),
+        ("finished", Phase.RESTORE),
+        ("started", Phase.VERIFY),
+        ("finished", Phase.VERIFY),
+        ("started", Phase.CLEANUP),
+        ("finished", Phase.CLEANUP),
+    ]
+    progress = [event for event in lab.events if isinstance(event, TransferProgress)]
+    assert progress[-1] == TransferProgress("checkpoint", ARCHIVE_BYTES, ARCHIVE_BYTES, True)
+    finished_transfer = next(
+        event
+        for event in lab.events
+        if isinstance(event, PhaseFinished) and event.phase is Phase.TRANSFER
+    )
+    assert lab.events.index(progress[-1]) < lab.events.index(finished_transfer)
+    assert lab.notices() == []
+
+
+def test_successful_run_report(lab: FakeLab) -> None:
+    report = run(lab).report
+    assert report.outcome is Outcome.MIGRATED and report.succeeded
+    assert report.container_id == CID
+    assert report.image == IMAGE
+    assert report.target_container == "web"
+    assert report.image_staged is False
+    assert report.archive_bytes == report.bytes_transferred == ARCHIVE_BYTES
+    assert report.archive_sha256 == ARCHIVE_SHA
+    assert report.checkpoint_stats == {"frozen_time": 29373}
+    assert report.restore_stats == {"restore_time": 117040}
+    assert report.downtime_s is not None and report.downtime_s >= 0
+    assert report.total_s is not None and report.total_s >= report.downtime_s
+    assert set(report.timings) >= {"connect", "preflight", "checkpoint", "transfer", "restore"}
+    assert report.warnings == [] and report.error is None
+
+
+def test_successful_run_commands(lab: FakeLab) -> None:
+    run(lab)
+    checkpoint = join(commands.checkpoint_stream(CID, WORKDIRS[SRC], CheckpointOptions()))
+    lander = join(commands.land_archive(WORKDIRS[TGT]))
+    restore = join(
+        commands.restore_import(
+            WORKDIRS[TGT],
+            expected_bytes=ARCHIVE_BYTES,
+            expected_sha256=ARCHIVE_SHA,
+            options=CheckpointOptions(),
+        )
+    )
+    # the streams: the target listens before the source starts sending
+    assert lab.started == [(TGT, lander), (SRC, checkpoint)]
+    assert lab.relays == [(checkpoint, lander)]
+    assert restore in lab.commands_on(TGT)
+    assert join(commands.container_remove(CID)) in lab.commands_on(SRC)
+    assert join(commands.remove_workdir(WORKDIRS[SRC])) in lab.commands_on(SRC)
+    assert join(commands.remove_workdir(WORKDIRS[TGT])) in lab.commands_on(TGT)
+    # every check before the freeze, the source copy removed only once the target runs it
+    assert lab.position(SRC, "container checkpoint") > max(
+        lab.position(host, "criu check") for host in (SRC, TGT)
+    )
+    assert lab.position(TGT, "podman container ls") < lab.position(SRC, "container checkpoint")
+    assert (
+        lab.position(TGT, "restore --import")
+        < lab.position(TGT, "podman container inspect")
+        < lab.position(SRC, "podman container rm")
+    )
+    assert not lab.ran(SRC, "container restore")
+    assert all(not session.is_connected for session in lab.sessions), "sessions closed"
+
+
+def test_keep_source_keeps_the_stopped_copy(lab: FakeLab) -> None:
+    run(lab, MigrationOptions(keep_source=True))
+    assert not lab.ran(SRC, "podman container rm")
+    cleanup = [e for e in lab.events if isinstance(e, PhaseFinished) and e.phase is Phase.CLEANUP]
+    assert cleanup[0].detail.startswith("kept the stopped source copy on lab-a")
+
+
+def test_image_is_staged_when_the_target_lacks_it(lab: FakeLab) -> None:
+    lab.answer(TGT, "podman image inspect", result(status=125, stderr="image not known"))
+    report = run(lab).report
+    assert lab.phases()[4:6] == [("started", Phase.STAGE_IMAGE), ("finished", Phase.STAGE_IMAGE)]
+    assert lab.started[:2] == [
+        (TGT, join(commands.image_load())),
+        (SRC, join(commands.image_save(IMAGE))),
+    ]
+    assert len(lab.relays) == 2
+    assert report.image_staged is True
+    assert report.bytes_transferred == 2 * ARCHIVE_BYTES  # image + checkpoint
+    image_progress = [
+        e for e in lab.events if isinstance(e, TransferProgress) and e.what == "image"
+    ]
+    assert image_progress[-1] == TransferProgress("image", ARCHIVE_BYTES, 191_000_000, True)
+
+
+def test_new_name_and_tcp_established_reach_the_restore(lab: FakeLab) -> None:
+    lab.answer(TGT, "podman container inspect", inspect("running", name="web2", cid="d" * 64))
+    report = run(lab, MigrationOptions(new_name="web2", tcp_established=True)).report
+    assert report.target_container == "web2"
+    checkpoint = lab.started[-1][1]
+    assert "--tcp-established -- " + CID in checkpoint
+    restore = next(c for c in lab.commands_on(TGT) if "restore --import" in c)
+    assert "--print-stats --name web2 --tcp-established" in restore
+    assert join(commands.container_inspect("web2")) in lab.commands_on(TGT)
+
+
+def test_non_root_user_with_sudo_runs_podman_under_sudo(lab: FakeLab) -> None:
+    lab.answer(TGT, "id -u", result("1000\n"))
+    lab.answer(TGT, "sudo -n true", result())
+    run(lab)
+    target = lab.commands_on(TGT)
+    assert target[:2] == ["id -u", "sudo -n true"]  # both unprivileged
+    assert all(command.startswith("sudo -n -- ") for command in target[2:])
+    assert not any(command.startswith("sudo") for command in lab.commands_on(SRC))
+
+
+def test_accept_new_host_keys_relaxes_only_strict_hosts(lab: FakeLab) -> None:
+    run(lab, MigrationOptions(accept_new_host_keys=True))
+    assert {s.host.strict_host_key_checking for s in lab.sessions} == {"accept-new"}
+
+
+# -- refused before anything runs --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("container", "options"),
+    [
+        pytest.param("web;reboot", None, id="container"),
+        pytest.param("-web", None, id="leading-dash"),
+        pytest.param("web", MigrationOptions(new_name="$(x)"), id="new-name"),
+        pytest.param("web", MigrationOptions(compression="xz"), id="compression"),
+    ],
+)
+def test_invalid_input_is_refused_before_resolving_or_connecting(
+    lab: FakeLab, container: str, options: MigrationOptions | None
+) -> None:
+    engine = Migration(SRC, TGT, container, options, on_event=lab.events.append)
+    with pytest.raises(InvalidInput) as caught:
+        engine.run()
+    assert caught.value.report is engine.report
+    assert engine.report.outcome is Outcome.NOT_STARTED
+    assert lab.sessions == [] and lab.log == []
+    assert lab.events == []
+
+
+def test_same_host_twice_is_refused_before_connecting(lab: FakeLab) -> None:
+    engine = Migration(SRC, "root@10.0.0.5", "web", on_event=lab.events.append)
+    with pytest.raises(InvalidInput, match="are the same host"):
+        engine.run()
+    assert lab.connects == []
+
+
+def test_unreachable_target_fails_cleanly(lab: FakeLab) -> None:
+    lab.unreachable.add(TGT)
+    _engine, error = fail(lab, ConnectionFailed)
+    assert error.report.outcome is Outcome.NOT_STARTED
+    assert exit_code_for(error) is ExitCode.CONNECTION
+    assert lab.phases() == [("started", Phase.CONNECT), ("failed", Phase.CONNECT)]
+    assert lab.log == []
+
+
+# -- preflight failures: nothing is frozen -------------------------------------------------------
+PREFLIGHT_FAILURES = [
+    pytest.param(
+        SRC,
+        "podman container inspect",
+        result(status=125, stderr="Error: no such container web"),
+        "lab-a: no container 'web'",
+        id="container-missing",
+    ),
+    pytest.param(
+        SRC,
+        "podman container inspect",
+        inspect("exited"),
+        "container 'web' is exited, not running",
+        id="container-not-running",
+    ),
+    pytest.param(
+        TGT,
+        "podman container ls",
+        listing(("e" * 64, "web", "running")),
+        "lab-b already has a container named 'web'",
+        id="name-taken-on-target",
+    ),
+    pytest.param(
+        TGT,
+        "podman container ls",
+        listing((CID, "old-web", "exited")),
+        "lab-b already has a container with ID",
+        id="id-taken-on-target",
+    ),
+    pytest.param(
+        TGT,
+        "criu check",
+        result(status=1, stderr="Error (criu/cr-check.c:1209): Kernel doesn't support PTRACE\n"),
+        "lab-b: 'criu check' fails with CRIU 3.17.1",
+        id="criu-check-fails",
+    ),
+    pytest.param(
+        SRC,
+        "criu --version",
+        result(status=127, stderr="sh: 1: criu: not found"),
+        "lab-a: CRIU is not installed",
+        id="criu-missing",
+    ),
+    pytest.param(
+        TGT, "criu --version", result("Version: 3.10\n"), "CRIU 3.10 is too old", id="criu-old"
+    ),
+    pytest.param(
+        SRC,
+        "podman info",
+        result(status=127, stderr="sh: 1: podman: not found"),
+        "lab-a: podman is not installed",
+        id="podman-missing",
+    ),
+    pytest.param(
+        TGT, "podman info", podman_info("arm64"), "lab-a is amd64 but lab-b is arm64", id="arch"
+    ),
+]
+
+
+@pytest.mark.parametrize(("host", "predicate", "answer", "message"), PREFLIGHT_FAILURES)
+def test_preflight_failures_stop_before_the_freeze(
+    lab: FakeLab, host: str, predicate: str, answer: CommandResult, message: str
+) -> None:
+    lab.answer(host, predicate, answer)
+    engine, error = fail(lab, PreflightFailed)
+    assert message in str(error)
+    assert error.report is engine.report
+    assert engine.report.outcome is Outcome.NOT_STARTED
+    assert exit_code_for(error) is ExitCode.PREFLIGHT
+    assert lab.started == [], "no stream (image or checkpoint) was started"
+    assert not any("checkpoint" in command for _, command in lab.log)
+    assert not any("mktemp" in command for _, command in lab.log)
+    assert lab.phases()[-1] == ("failed", Phase.PREFLIGHT)
+
+
+def test_a_different_image_on_the_target_stops_before_the_freeze(lab: FakeLab) -> None:
+    lab.answer(TGT, "podman image inspect", image("b" * 64))
+    engine, error = fail(lab, PreflightFailed)
+    assert f"lab-b has an image '{IMAGE}' with another ID (bbbbbbbbbbbb," in error.message
+    assert engine.report.outcome is Outcome.NOT_STARTED
+    assert lab.started == []
+    assert not any("checkpoint" in command or "mktemp" in command for _, command in lab.log)
+    # reported as a failed image-staging phase, after preflight had finished
+    assert lab.phases()[-3:] == [
+        ("finished", Phase.PREFLIGHT),
+        ("started", Phase.STAGE_IMAGE),
+        ("failed", Phase.STAGE_IMAGE),
+    ]
+
+
+def test_non_root_without_sudo_fails_preflight(lab: FakeLab) -> None:
+    lab.answer(SRC, "id -u", result("1000\n"))
+    lab.answer(SRC, "sudo -n true", result(status=1, stderr="sudo: a password is required\n"))
+    _engine, error = fail(lab, PreflightFailed)
+    assert "user 'root' is not root and 'sudo -n' does not work" in error.message
+    assert "sudo: a password is required" in error.message
+    assert "passwordless sudo" in (error.hint or "")
+    assert not lab.ran(SRC, "podman")
+    assert lab.started == []
+
+
+# -- failures after the freeze: rollback ----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("status", "what"),
+    [
+        pytest.param(125, "podman restore failed", id="podman"),
+        pytest.param(97, "the archive arrived damaged (SHA-256 mismatch)", id="checksum"),
+        pytest.param(98, "the archive arrived incomplete", id="size"),
+    ],
+)
+def test_failed_restore_rolls_back_to_the_source(lab: FakeLab, status: int, what: str) -> None:
+    lab.answer(TGT, "restore --import", result(status=status, stderr="Error: restore failed"))
+    # the target lists nothing before the restore, then the copy the restore left behind
+    lab.answer(TGT, "podman container ls", [listing(), listing((CID, "web", "created"))])
+    lab.answer(SRC, "podman container inspect", [inspect("running"), inspect("exited"), inspect()])
+    lab.answer(SRC, "container restore --print-stats", stats(restore_time=1))
+
+    engine, error = fail(lab, MigrationFailed)
+
+    assert type(error) is MigrationFailed
+    assert error.report is engine.report
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    assert exit_code_for(error) is ExitCode.ROLLED_BACK
+    assert isinstance(error.cause, RemoteCommandFailed) and error.cause.exit_status == status
+    assert what in str(error)
+    assert "it runs again on lab-a, from its checkpoint" in str(error)
+    # the half-restored target copy goes first, then the source restores from its checkpoint
+    assert join(commands.container_remove(CID, force=True)) in lab.commands_on(TGT)
+    assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
+    assert lab.position(TGT, "podman container rm --force") < lab.position(
+        SRC, "container restore --print-stats"
+    )
+    assert not lab.ran(SRC, "podman container rm")  # the source copy is never removed
+    assert join(commands.remove_workdir(WORKDIRS[SRC])) in lab.commands_on(SRC)
+    assert join(commands.remove_workdir(WORKDIRS[TGT])) in lab.commands_on(TGT)
+    assert lab.phases()[-3:] == [
+        ("failed", Phase.RESTORE),
+        ("started", Phase.ROLLBACK),
+        ("finished", Phase.ROLLBACK),
+    ]
+    assert "restored web on lab-a from its checkpoint" in lab.notices()
+
+
+def test_rollback_under_a_new_name_removes_only_the_copy_it_made(lab: FakeLab) -> None:
+    ours, stranger = "1" * 64, "2" * 64
+    restorable_source(lab)
+    lab.answer(TGT, "restore --import", result(status=125, stderr="Error: cannot start"))
+    lab.answer(
+        TGT,
+        "podman container ls",
+        [
+            listing(),  # preflight: nothing named web2
+            listing((stranger, "web3", "running")),  # just before the restore
+            listing((stranger, "web3", "running"), (ours, "web2", "created")),  # rollback
+        ],
+    )
+    engine, _ = fail(lab, MigrationFailed, MigrationOptions(new_name="web2"))
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    removed = [c for c in lab.commands_on(TGT) if "podman container rm" in c]
+    assert removed == [join(commands.container_remove(ours, force=True))]
+
+
+def test_rollback_never_removes_a_stranger_with_the_new_name(lab: FakeLab) -> None:
+    # a container named web2 appeared on the target after preflight: podman refuses the
+    # restore, and the rollback must leave that stranger alone
+    stranger = "2" * 64
+    restorable_source(lab)
+    lab.answer(TGT, "restore --import", result(status=125, stderr="Error: name web2 in use"))
+    lab.answer(
+        TGT,
+        "podman container ls",
+        [listing(), listing((stranger, "web2", "running"))],
+    )
+    engine, _ = fail(lab, MigrationFailed, MigrationOptions(new_name="web2"))
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    assert not lab.ran(TGT, "podman container rm")
+    assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
+
+
+def test_target_unreachable_after_restore_needs_recovery(lab: FakeLab) -> None:
+    lab.answer(
+        TGT,
+        "restore --import",
+        ConnectionFailed("lab-b: the connection closed before 'sh -c ...' finished", host=TGT),
+    )
+    engine, error = fail(lab, MigrationFailed)
+
+    assert engine.report.outcome is Outcome.NEEDS_RECOVERY
+    assert exit_code_for(error) is ExitCode.NEEDS_RECOVERY
+    assert not lab.ran(SRC, "container restore"), "the source must not be restored"
+    assert lab.connects.count(TGT) == 1 + 3  # the first connection, then three retries
+    assert any("was NOT restored" in warning for warning in engine.report.warnings)
+    assert "podman container restore web" in (error.hint or "")
+    assert "its state could not be confirmed" in str(error)
+    assert lab.phases()[-2:] == [("started", Phase.ROLLBACK), ("failed", Phase.ROLLBACK)]
+
+
+def test_target_reconnected_after_restore_was_sent_rolls_back(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the connection dies during the restore, but a new one works: find out, then roll back
+    lab.answer(
+        TGT, "restore --import", ConnectionFailed("lab-b: connection reset by peer", host=TGT)
+    )
+    restorable_source(lab)
+    original_connect = FakeSession.connect
+
+    def comes_back(session: FakeSession) -> None:
+        lab.unreachable.discard(TGT)
+        original_connect(session)
+
+    monkeypatch.setattr(FakeSession, "connect", comes_back)
+    engine, _error = fail(lab, MigrationFailed)
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    assert lab.connects.count(TGT) == 2
+    # the fresh target session listed containers before the source was restored
+    assert lab.position(TGT, "podman container ls") < lab.position(SRC, "restore --print-stats")
+
+
+def test_target_copy_not_running_after_restore_rolls_back(lab: FakeLab) -> None:
+    lab.answer(TGT, "podman container inspect", inspect("exited"))
+    lab.answer(TGT, "podman container ls", [listing(), listing((CID, "web", "exited"))])
+    restorable_source(lab)
+    engine, error = fail(lab, MigrationFailed)
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    assert "restored container 'web' is exited, not running" in str(error)
+    assert join(commands.container_remove(CID, force=True)) in lab.commands_on(TGT)
+
+
+def test_failed_checkpoint_leaves_the_running_source_alone(lab: FakeLab) -> None:
+    # CRIU failed to dump and resumed the container: nothing to restore
+    lab.answer(
+        SRC, "container checkpoint", result(status=125, stderr="Error: criu failed: type NOTIFY")
+    )
+    lab.answer(SRC, "podman container inspect", inspect("running"))
+    engine, error = fail(lab, MigrationFailed)
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    assert "podman checkpoint of web failed" in str(error)
+    assert "criu failed: type NOTIFY" in str(error)
+    assert not lab.ran(SRC, "container restore")
+    assert not lab.ran(TGT, "restore --import")
+    assert not lab.ran(TGT, "podman container rm")  # the target was never restored to
+    assert all(process.killed for process in lab.processes if process.session.host.name == TGT)
+    assert "the container still runs on lab-a (it was never frozen)" in lab.notices()
+
+
+FAILURES_AFTER_THE_FREEZE: dict[str, Callable[[FakeLab], None]] = {
+    "checkpoint-fails": lambda lab: lab.answer(
+        SRC, "container checkpoint", result(status=125, stderr="Error: criu failed")
+    ),
+    "stream-breaks": lambda lab: setattr(
+        lab, "relay_error", RelayBroken("lab-b: broken pipe", host=TGT, side="target")
+    ),
+    "stream-interrupted": lambda lab: setattr(lab, "relay_error", KeyboardInterrupt()),
+    "landing-fails": lambda lab: lab.answer(
+        TGT, "tee ", result(status=1, stderr="tee: No space left on device")
+    ),
+    "restore-fails": lambda lab: lab.answer(TGT, "restore --import", result(status=125)),
+    "target-lost": lambda lab: lab.answer(
+        TGT, "restore --import", ConnectionFailed("lab-b: connection reset", host=TGT)
+    ),
+    "verify-fails": lambda lab: lab.answer(TGT, "podman container inspect", inspect("exited")),
+}
+
+
+@pytest.mark.parametrize(
+    "break_it", FAILURES_AFTER_THE_FREEZE.values(), ids=FAILURES_AFTER_THE_FREEZE.keys()
+)
+def test_every_started_phase_is_closed_after_a_failure(
+    lab: FakeLab, break_it: Callable[[FakeLab], None]
+) -> None:
+    restorable_source(lab)
+    break_it(lab)
+    fail(lab, MigrationFailed)
+    open_phases: list[Phase] = []
+    for kind, phase in lab.phases():
+        if kind == "started":
+            open_phases.append(phase)
+        elif kind in ("finished", "failed"):
+            assert phase in open_phases, f"{phase} closed but never started"
+            open_phases.remove(phase)
+    assert open_phases == [], "a display would keep a spinner for these"
+    assert Phase.ROLLBACK in [phase for kind, phase in lab.phases() if kind != "started"]
+
+
+def test_broken_stream_rolls_back_from_the_checkpoint(lab: FakeLab) -> None:
+    lab.relay_error = RelayBroken(
+        "lab-b: the connection broke while receiving", host=TGT, side="target"
+    )
+    restorable_source(lab)
+    engine, error = fail(lab, MigrationFailed)
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    assert exit_code_for(error) is ExitCode.ROLLED_BACK
+    assert all(process.killed for process in lab.processes)
+    assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
+    assert not lab.ran(TGT, "restore --import")
+
+
+def test_failed_source_restore_needs_recovery(lab: FakeLab) -> None:
+    lab.relay_error = RelayBroken("lab-a: the stream broke", host=SRC, side="source")
+    lab.answer(SRC, "podman container inspect", [inspect("running"), inspect("exited")])
+    lab.answer(
+        SRC, "container restore --print-stats", result(status=125, stderr="Error: no checkpoint")
+    )
+    engine, error = fail(lab, MigrationFailed)
+    assert engine.report.outcome is Outcome.NEEDS_RECOVERY
+    assert exit_code_for(error) is ExitCode.NEEDS_RECOVERY
+    assert any(warning.startswith("rollback failed:") for warning in engine.report.warnings)
+
+
+def test_interrupt_during_the_stream_rolls_back(lab: FakeLab) -> None:
+    lab.relay_error = KeyboardInterrupt()
+    restorable_source(lab)
+    engine, error = fail(lab, MigrationInterrupted)
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    assert exit_code_for(error) is ExitCode.INTERRUPTED
+    assert "was interrupted" in error.message
+    assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
+
+
+def test_interrupt_before_the_freeze_changes_nothing(lab: FakeLab) -> None:
+    lab.answer(TGT, "criu check", KeyboardInterrupt())
+    engine, error = fail(lab, MigrationInterrupted)
+    assert engine.report.outcome is Outcome.NOT_STARTED
+    assert exit_code_for(error) is ExitCode.INTERRUPTED
+    assert "it was never stopped and still runs on lab-a" in str(error)
+    assert lab.started == []
+
+
+def test_interrupt_after_the_point_of_no_return_keeps_the_outcome(lab: FakeLab) -> None:
+    lab.answer(TGT, "podman image inspect", result(status=125))  # so the image is staged
+
+    def interrupt_after_verify(event: Event) -> None:
+        lab.events.append(event)
+        if isinstance(event, PhaseFinished) and event.phase is Phase.VERIFY:
+            raise KeyboardInterrupt  # Ctrl-C while the display draws "verified"
+
+    engine = Migration(SRC, TGT, "web", on_event=interrupt_after_verify)
+    with pytest.raises(MigrationInterrupted) as caught:
+        engine.run()
+    assert engine.report.outcome is Outcome.MIGRATED
+    assert caught.value.report is engine.report
+    assert "the migration itself succeeded" in caught.value.message
+    # nothing is undone on either host: the target runs the container now
+    assert not lab.ran(SRC, "container restore")
+    assert not lab.ran(TGT, "podman container rm")
+    assert not lab.ran(TGT, "podman image rm")
+    assert Phase.ROLLBACK not in [phase for _, phase in lab.phases()]
+    assert any("interrupted after the container was verified" in w for w in engine.report.warnings)
