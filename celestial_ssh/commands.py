@@ -18,6 +18,12 @@ ARCHIVE_NAME = "checkpoint.tar"
 FIFO_NAME = "checkpoint.fifo"
 CHECKPOINT_STATS_NAME = "checkpoint-stats.json"
 SUM_NAME = "checkpoint.sha256"
+# written by the checkpoint script when it starts and when podman has exited, so a rollback
+# after a lost connection knows whether a checkpoint is (still) running on the source
+CHECKPOINT_STARTED_NAME = "checkpoint.started"
+CHECKPOINT_STATUS_NAME = "checkpoint.status"
+# the PID of the restore on the target (the script execs podman, so the PID is podman's)
+RESTORE_PID_NAME = "restore.pid"
 # exit codes of our own scripts, distinct from podman's (125-127) and signals (128+)
 EXIT_ARCHIVE_SIZE_MISMATCH = 98
 EXIT_ARCHIVE_CHECKSUM_MISMATCH = 97
@@ -102,10 +108,26 @@ def restore_local(container_id: str) -> list[str]:
 
 
 # -- work directories ------------------------------------------------------------------
-def make_workdir() -> list[str]:
-    """A private (0700) directory under the host's TMPDIR, named by mktemp, never guessed."""
+def make_workdir(container_id: str | None = None) -> list[str]:
+    """A private (0700) directory under the host's TMPDIR, named by mktemp, never guessed.
+
+    With ``container_id`` the name carries its first 12 digits, so ``recover`` can find
+    the leftovers of one container's migration without touching another's.
+    """
+    tag = ""
+    if container_id is not None:
+        tag = validate_container_name(container_id)[:12] + "."
     return sh_script(
-        'umask 077 && mktemp -d "${TMPDIR:-/var/tmp}/' + WORKDIR_PREFIX + 'XXXXXXXXXX"'
+        'umask 077 && mktemp -d "${TMPDIR:-/var/tmp}/' + WORKDIR_PREFIX + tag + 'XXXXXXXXXX"'
+    )
+
+
+def list_workdirs(container_id: str) -> list[str]:
+    """The work directories left on this host by migrations of ``container_id``."""
+    tag = validate_container_name(container_id)[:12]
+    return sh_script(
+        'for d in "${TMPDIR:-/var/tmp}"/' + WORKDIR_PREFIX + tag + ".*; do "
+        '[ -d "$d" ] && echo "$d"; done; true'
     )
 
 
@@ -117,6 +139,24 @@ def remove_workdir(workdir: str) -> list[str]:
 
 
 # -- the checkpoint stream ---------------------------------------------------------------
+# openssl uses the CPU's SHA instructions (5x coreutils' sha256sum on our machines); both
+# print the digest as the first field
+HASHER_CHOICE = (
+    "if command -v openssl >/dev/null 2>&1; then hasher='openssl dgst -sha256 -r'; "
+    "else hasher=sha256sum; fi"
+)
+# the last stderr line of the checkpoint script: the archive's SHA-256 as the source saw it
+SOURCE_SUM_MARKER = "celestial-ssh-source-sha256"
+
+
+def parse_source_sum(stderr: str) -> str | None:
+    for line in reversed(stderr.splitlines()):
+        if line.startswith(SOURCE_SUM_MARKER + " "):
+            digest = line.split()[-1] if len(line.split()) > 1 else ""
+            return digest if len(digest) == 64 else None
+    return None
+
+
 def checkpoint_options_argv(options: CheckpointOptions) -> list[str]:
     argv = ["--compress", options.compression, "--print-stats"]
     if options.tcp_established:
@@ -132,15 +172,28 @@ def checkpoint_stream(
     """Checkpoint ``container`` and write the archive to stdout while podman produces it.
 
     podman cannot export to stdout (it prints the container name there too), so it exports
-    into a FIFO and ``cat`` copies the FIFO to stdout. If podman fails before opening the
-    FIFO, the reader is killed so the stream ends instead of waiting forever. The stats JSON
-    lands in the work directory. CRIU's images stay in podman's storage, so the source can
-    restore locally if anything later fails.
+    into a FIFO and ``cat`` copies the FIFO to stdout. Measured pitfalls this script avoids:
+
+    - podman opens the export file read-write, so it never notices that the FIFO's reader
+      died: if our stdout breaks (connection lost), a second ``cat`` drains the rest into
+      /dev/null so podman can finish instead of blocking forever with the container lock;
+    - a reader still waiting for a writer (podman failed before exporting) is released by
+      opening the FIFO once more after podman has exited;
+    - podman's stdout and stderr go to files, never to the SSH channel: a Go program that
+      writes to a broken pipe on fd 1 or 2 is killed, possibly holding the container lock.
+
+    The stats JSON and the exit status land in the work directory. CRIU's images stay in
+    podman's storage, so the source can restore locally if anything later fails.
     """
     validate_container_name(container)
     validate_remote_path(workdir)
     fifo = f"{workdir}/{FIFO_NAME}"
     stats = f"{workdir}/{CHECKPOINT_STATS_NAME}"
+    started = f"{workdir}/{CHECKPOINT_STARTED_NAME}"
+    status_file = f"{workdir}/{CHECKPOINT_STATUS_NAME}"
+    errors = f"{workdir}/checkpoint.err"
+    hash_fifo = f"{workdir}/hash.fifo"
+    source_sum = f"{workdir}/source.sha256"
     checkpoint = [
         *podman,
         "container",
@@ -153,14 +206,29 @@ def checkpoint_stream(
     ]
     script = "\n".join(
         [
+            f"true > {quote(started)} || exit {EXIT_FIFO_FAILED}",
             f"mkfifo -m 600 {quote(fifo)} || exit {EXIT_FIFO_FAILED}",
-            f"cat {quote(fifo)} &",
+            f"mkfifo -m 600 {quote(hash_fifo)} || exit {EXIT_FIFO_FAILED}",
+            HASHER_CHOICE,
+            # if no hasher runs, the FIFO is still drained so tee never dies of SIGPIPE
+            f"{{ $hasher || cat > /dev/null; }} < {quote(hash_fifo)} > {quote(source_sum)} &",
+            # the archive goes to stdout and, through tee, to the hasher; if stdout breaks,
+            # the rest is drained so podman can finish
+            f"{{ cat {quote(fifo)} | tee {quote(hash_fifo)} || cat {quote(fifo)} > /dev/null; }} &",
             "reader=$!",
-            f"{' '.join(quote(a) for a in checkpoint)} > {quote(stats)}",
+            f"{' '.join(quote(a) for a in checkpoint)} > {quote(stats)} 2> {quote(errors)}",
             "status=$?",
-            '[ "$status" -eq 0 ] || kill "$reader" 2>/dev/null',
+            # a reader may still wait for a writer: open the FIFO until it has gone
+            'while kill -0 "$reader" 2>/dev/null; do',
+            f"  exec 3<> {quote(fifo)}; exec 3>&-; sleep 0.1",
+            "done",
             'wait "$reader"',
             f"rm -f {quote(fifo)}",
+            "wait",
+            f"rm -f {quote(hash_fifo)}",
+            f'echo "$status" > {quote(status_file)}',
+            f"cat {quote(errors)} >&2",
+            f'echo "{SOURCE_SUM_MARKER} $(cut -d " " -f 1 < {quote(source_sum)})" >&2',
             'exit "$status"',
         ]
     )
@@ -181,9 +249,7 @@ def land_archive(workdir: str) -> list[str]:
     # fails the landing with tee's message instead of passing silently. openssl uses the
     # CPU's SHA instructions (5x coreutils' sha256sum here); both print the digest first.
     return sh_script(
-        "umask 077\n"
-        "if command -v openssl >/dev/null 2>&1; then hasher='openssl dgst -sha256 -r'; "
-        "else hasher=sha256sum; fi\n"
+        "umask 077\n" + HASHER_CHOICE + "\n"
         f"{{ tee {archive}; echo $? > {tee_status}; }} | $hasher > {digest}\n"
         f'[ "$(cat {tee_status})" = 0 ]'
     )
@@ -198,12 +264,18 @@ def restore_import(
     options: CheckpointOptions | None = None,
     podman: Sequence[str] = ("podman",),
 ) -> list[str]:
-    """Verify the landed archive (size, SHA-256), then restore it with ``--import``."""
+    """Verify the landed archive (size, SHA-256), then restore it with ``--import``.
+
+    podman runs in the background with its output in files (a broken connection must not
+    kill it mid-restore); its PID goes to ``restore.pid`` so a rollback can wait for it.
+    """
     validate_remote_path(workdir)
     if not (len(expected_sha256) == 64 and all(c in "0123456789abcdef" for c in expected_sha256)):
         raise ValueError("expected_sha256 must be 64 lowercase hex digits")
     archive = f"{workdir}/{ARCHIVE_NAME}"
     digest = f"{workdir}/{SUM_NAME}"
+    output = quote(f"{workdir}/restore.out")
+    errors = quote(f"{workdir}/restore.err")
     restore = [*podman, "container", "restore", "--import", archive, "--print-stats"]
     if name is not None:
         restore += ["--name", validate_container_name(name, what="new name")]
@@ -225,7 +297,89 @@ def restore_import(
             + '" >&2',
             f"  exit {EXIT_ARCHIVE_CHECKSUM_MISMATCH}",
             "fi",
-            "exec " + " ".join(quote(a) for a in restore),
+            " ".join(quote(a) for a in restore) + f" > {output} 2> {errors} &",
+            f"echo $! > {quote(f'{workdir}/{RESTORE_PID_NAME}')}",
+            'wait "$!"',
+            "status=$?",
+            f"cat {output}",
+            f"cat {errors} >&2",
+            'exit "$status"',
         ]
     )
     return sh_script(script)
+
+
+# -- rollback helpers --------------------------------------------------------------------
+def wait_for_checkpoint_end(
+    workdir: str, *, timeout_s: int, start_grace_s: int = 5
+) -> list[str]:
+    """Wait until the checkpoint script in ``workdir`` has finished, then print its status.
+
+    Prints ``never-started`` when the script's start marker has not appeared within
+    ``start_grace_s`` seconds (sshd forks the command before it acknowledges the exec, but
+    the script may not have written its marker yet when a rollback comes this fast: a
+    checkpoint starting after we looked would stop a container nobody restores), and exits
+    1 if the script is still running after ``timeout_s`` seconds.
+    """
+    validate_remote_path(workdir)
+    started = quote(f"{workdir}/{CHECKPOINT_STARTED_NAME}")
+    status = quote(f"{workdir}/{CHECKPOINT_STATUS_NAME}")
+    return sh_script(
+        "\n".join(
+            [
+                f"i=0; while [ ! -e {started} ] && [ $i -lt {int(start_grace_s) * 5} ]; do",
+                "  sleep 0.2; i=$((i + 1))",
+                "done",
+                f"[ -e {started} ] || {{ echo never-started; exit 0; }}",
+                f"i=0; while [ ! -e {status} ] && [ $i -lt {int(timeout_s) * 5} ]; do",
+                "  sleep 0.2; i=$((i + 1))",
+                "done",
+                f"[ -e {status} ] || exit 1",
+                f"cat {status}",
+            ]
+        )
+    )
+
+
+def wait_for_restore_end(workdir: str, *, timeout_s: int) -> list[str]:
+    """Wait until no restore started from ``workdir`` is running any more.
+
+    A restore whose reply was lost (interrupt, broken connection) may still be running on
+    the target; deciding what to roll back before it ends could leave two running copies.
+    """
+    validate_remote_path(workdir)
+    pid_file = quote(f"{workdir}/{RESTORE_PID_NAME}")
+    return sh_script(
+        "\n".join(
+            [
+                f"[ -e {pid_file} ] || exit 0",
+                f"pid=$(cat {pid_file})",
+                f'i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt {int(timeout_s) * 5} ]; do',
+                "  sleep 0.2; i=$((i + 1))",
+                "done",
+                '! kill -0 "$pid" 2>/dev/null',
+            ]
+        )
+    )
+
+
+LOCK_HELD_EXIT = 75
+LOCK_DIR = "/run/celestial-ssh"
+
+
+def hold_migration_lock(container_id: str) -> list[str]:
+    """Hold an exclusive lock for ``container_id`` on this host while stdin stays open.
+
+    Prints ``locked`` once the lock is held; exits 75 at once if another migration holds
+    it. The lock lives as long as the SSH channel: if the coordinator dies, sshd closes
+    the channel, ``cat`` sees end of file, and the lock is released (no stale locks).
+    """
+    validate_container_name(container_id)
+    inner = "echo locked && exec cat > /dev/null"
+    # a root-only directory: in a world-writable one (/var/tmp, /run/lock) any local user
+    # could hold the lock and block migrations
+    lock_path = f"{LOCK_DIR}/lock.{container_id}"
+    return sh_script(
+        f"mkdir -p -m 0700 {LOCK_DIR} && "
+        f"exec flock -n -E {LOCK_HELD_EXIT} {quote(lock_path)} sh -c {quote(inner)}"
+    )

@@ -7,13 +7,17 @@ State machine (what is true after each step, and what rollback does from there):
     STAGED         the image is on the target            -> remove the image we loaded
     PREPARED       private work directories exist        -> remove them
     ---------------------------------------------------- freeze -------------------------
-    FROZEN         `podman checkpoint` has started       -> source: restore locally from
-                                                            the checkpoint podman keeps in
-                                                            its storage (or nothing, if the
-                                                            dump failed and CRIU resumed it)
+    FROZEN         `podman checkpoint` has started       -> source: wait until the checkpoint
+                                                            script has ended, then restore
+                                                            locally from the checkpoint
+                                                            podman keeps in its storage (or
+                                                            nothing, if the dump failed and
+                                                            CRIU resumed it)
     LANDED         the archive is on the target,         -> same
                    size and SHA-256 match
-    RESTORING      `podman restore --import` was sent    -> find out what the target has:
+    RESTORING      `podman restore --import` was sent    -> wait until that restore has ended;
+                                                            if it got through (our copy runs),
+                                                            complete the migration; else
                                                             remove our copy there if it
                                                             exists, then restore the source;
                                                             if the target cannot be reached,
@@ -23,13 +27,15 @@ State machine (what is true after each step, and what rollback does from there):
     CLEANED        source copy and archives removed      -> warnings only
 
 The promise: after ``migrate`` returns or raises, the container runs on exactly one host.
-Rollback never starts a source copy while a target copy might be running.
+Rollback never starts a source copy while a target copy might be running. A cancel request
+(:meth:`Migration.request_cancel`) is honoured up to LANDED; a restore once sent is finished.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +66,7 @@ from .events import (
     discard_events,
 )
 from .hosts import ResolvedHost, resolve_host
+from .locking import take_migration_lock
 from .podman_json import (
     ContainerInfo,
     OutputError,
@@ -75,10 +82,16 @@ from .podman_json import (
 )
 from .report import MigrationReport, Outcome
 from .shell import validate_container_name
-from .ssh import SUDO_PREFIX, SSHSession
-from .streaming import RelayBroken, relay
+from .ssh import SUDO_PREFIX, RemoteProcess, SSHSession
+from .streaming import RelayStopped, relay
 
 T = TypeVar("T")
+
+
+class MigrationCancelled(Exception):
+    """Raised inside the engine when :meth:`Migration.request_cancel` was called."""
+
+
 MINIMUM_CRIU = (3, 11)
 
 
@@ -132,6 +145,7 @@ class _Progress:
     source_workdir: str | None = None
     target_workdir: str | None = None
     freeze_started: float | None = None
+    restore_ended: bool = False  # a lost restore was waited for: no need to wait twice
 
 
 class Migration:
@@ -160,6 +174,8 @@ class Migration:
         self._source: SSHSession | None = None
         self._target: SSHSession | None = None
         self._started = 0.0
+        self._cancel = threading.Event()
+        self._lock: RemoteProcess | None = None
 
     # -- events -----------------------------------------------------------------------
     def _emit(self, event: Event) -> None:
@@ -192,16 +208,32 @@ class Migration:
     def run(self) -> MigrationReport:
         self._started = time.monotonic()
         try:
-            self._validate_input()
-            self._connect()
-            self._preflight()
-            self._stage_image()
-            self._prepare()
-            self._checkpoint_and_transfer()
+            # a cancel request is honoured between steps and inside the stream; restore and
+            # verify always run to the end once started (stopping them could leave two
+            # running copies or none)
+            for step in (
+                self._validate_input,
+                self._connect,
+                self._preflight,
+                self._stage_image,
+                self._prepare,
+                self._checkpoint_and_transfer,
+            ):
+                self._raise_if_cancelled()
+                step()
+            # last chance to cancel: once the restore is sent it is never abandoned
+            self._raise_if_cancelled()
             self._restore()
             self._verify()
+            if self._cancel.is_set():
+                self._notice(
+                    "the cancel request came while restoring on the target; the restore "
+                    "was finished rather than abandoned, so the migration completed",
+                    level="warning",
+                )
         except BaseException as error:
-            self._fail(error)  # always raises
+            if not self._restore_got_through(error):
+                self._fail(error)  # always raises
         finally:
             self.report.total_s = round(time.monotonic() - self._started, 4)
         try:
@@ -213,7 +245,7 @@ class Migration:
 
     def _fail(self, error: BaseException) -> None:
         progress = self._progress
-        interrupted = isinstance(error, KeyboardInterrupt)
+        interrupted = isinstance(error, (KeyboardInterrupt, MigrationCancelled, RelayStopped))
         if progress.state in (State.RUNNING, State.CLEANED):
             # past the point of no return: the target runs it; never roll back from here
             self.report.outcome = Outcome.MIGRATED
@@ -270,6 +302,24 @@ class Migration:
             cause=error,
             hint=hint,
         ) from error
+
+    # -- cancellation -----------------------------------------------------------------
+    def request_cancel(self) -> None:
+        """Ask a running migration to stop at the next safe point and roll back.
+
+        Safe to call from a signal handler or another thread. Before the freeze nothing is
+        changed; during the checkpoint or the stream the source is restored; a restore that
+        has started is finished (the migration then completes).
+        """
+        self._cancel.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def _raise_if_cancelled(self) -> None:
+        if self._cancel.is_set():
+            raise MigrationCancelled("cancelled on request")
 
     # -- phases -----------------------------------------------------------------------
     def _validate_input(self) -> None:
@@ -341,6 +391,7 @@ class Migration:
                 )
             source, target = self._sessions()
             info = self._inspect_source(source)
+            self._take_lock(source, info)
             self._check_target_is_free(target, info)
             self._progress.source_info = info
             self.report.container_id = info.id
@@ -430,6 +481,15 @@ class Migration:
             )
         return info
 
+    def _take_lock(self, source: SSHSession, info: ContainerInfo) -> None:
+        self._lock = take_migration_lock(
+            source,
+            self._container,
+            info.id,
+            timeout_s=self.options.command_timeout_s,
+            warn=lambda message: self._notice(message, level="warning"),
+        )
+
     def _check_target_is_free(self, target: SSHSession, info: ContainerInfo) -> None:
         listing = target.run(
             commands.container_list_all(),
@@ -491,8 +551,10 @@ class Migration:
                     loader,
                     on_progress=lambda done: self._emit(TransferProgress("image", done, expected)),
                     stall_timeout=self.options.stream_stall_timeout_s,
+                    should_stop=self._cancel.is_set,
                 )
-            except RelayBroken:
+            except BaseException:
+                # never leave a load running behind the undo's `podman image rm`
                 saver.kill()
                 loader.kill()
                 raise
@@ -517,7 +579,9 @@ class Migration:
 
         def make(session: SSHSession) -> str:
             result = session.run(
-                commands.make_workdir(),
+                commands.make_workdir(self._progress.source_info.id)
+                if self._progress.source_info
+                else commands.make_workdir(),
                 timeout=timeout,
                 check=True,
                 what="creating a private work directory",
@@ -551,6 +615,7 @@ class Migration:
                 lander,
                 on_progress=lambda done: self._emit(TransferProgress("checkpoint", done, estimate)),
                 stall_timeout=self.options.stream_stall_timeout_s,
+                should_stop=self._cancel.is_set,
             )
             checkpointed = exporter.wait(self.options.restore_timeout_s)
         except BaseException as error:
@@ -576,8 +641,29 @@ class Migration:
                 host=self._source_text,
                 command=checkpointed.command,
                 exit_status=checkpointed.exit_status,
-                stderr=checkpointed.stderr,
+                stderr="\n".join(
+                    line
+                    for line in checkpointed.stderr.splitlines()
+                    if not line.startswith(commands.SOURCE_SUM_MARKER)
+                ),
                 hint="If the container uses established TCP connections, try --tcp-established.",
+            )
+        source_sum = commands.parse_source_sum(checkpointed.stderr)
+        if source_sum is None:
+            self._notice(
+                f"{self._source_text} did not report the archive's SHA-256; the "
+                "coordinator's own digest of the stream is used instead",
+                level="warning",
+            )
+        elif source_sum != moved.sha256:
+            lander.kill()
+            self._emit(PhaseFailed(Phase.CHECKPOINT, checkpoint_s, "checksum mismatch"))
+            self._emit(PhaseFailed(Phase.TRANSFER, checkpoint_s, "checksum mismatch"))
+            raise ConnectionFailed(
+                f"the archive was damaged between {self._source_text} and this machine "
+                f"(SHA-256 {source_sum[:16]}... on the source, {moved.sha256[:16]}... here); "
+                "it was not restored",
+                host=self._source_text,
             )
         self._emit(PhaseFinished(Phase.CHECKPOINT, checkpoint_s, _megabytes(moved.bytes)))
         landed = lander.wait(self.options.command_timeout_s)
@@ -729,6 +815,43 @@ class Migration:
                 self._target.run(commands.image_remove(progress.staged_image_id), timeout=60)
             progress.staged_image_id = None
 
+    def _restore_got_through(self, error: BaseException) -> bool:
+        """After losing the answer of a restore: did it succeed on the target after all?
+
+        If it did, the target copy may already be serving; removing it to restore the
+        source would throw that away, so the migration is completed instead.
+        """
+        if self._progress.state is not State.RESTORING or isinstance(error, RemoteCommandFailed):
+            return False
+        info = self._progress.source_info
+        name = self.report.target_container
+        try:
+            target = self._reconnected("target")
+            if target is None or info is None or name is None:
+                return False
+            self._wait_for_target_restore(target)
+            result = target.run(commands.container_inspect(name), timeout=60)
+            if not result.ok:
+                return False
+            copy = parse_container_inspect(result.stdout)
+        except (CelestialError, OutputError):
+            return False
+        ours = copy.id == info.id or (
+            self.options.new_name is not None and copy.id not in self._progress.target_ids_before
+        )
+        if not (ours and copy.is_running):
+            return False
+        self._progress.state = State.RUNNING
+        self.report.outcome = Outcome.MIGRATED
+        if self.report.downtime_s is None and self._progress.freeze_started is not None:
+            self.report.downtime_s = round(time.monotonic() - self._progress.freeze_started, 4)
+        self._notice(
+            f"lost the answer of the restore ({_one_line(error)}), but {name} runs on "
+            f"{self._target_text}: the migration got through",
+            level="warning",
+        )
+        return True
+
     def _roll_back(self, cause: BaseException) -> None:
         """From any state after the freeze: make the source run the container again."""
         progress = self._progress
@@ -748,6 +871,7 @@ class Migration:
                         level="warning",
                     )
                     return
+                self._wait_for_target_restore(target)
                 self._remove_target_copy(target, info)
             self._restore_source(info)
             self.report.outcome = Outcome.ROLLED_BACK
@@ -811,6 +935,37 @@ class Migration:
                 )
                 self._notice(f"removed the copy restored on {self._target_text}")
 
+    def _wait_for_target_restore(self, target: SSHSession) -> None:
+        """A restore whose answer we lost may still be running: let it end first."""
+        workdir = self._progress.target_workdir
+        if not workdir or self._progress.restore_ended:
+            return
+        timeout = int(self.options.restore_timeout_s)
+        waited = target.run(
+            commands.wait_for_restore_end(workdir, timeout_s=timeout), timeout=timeout + 30
+        )
+        if not waited.ok:
+            raise ConnectionFailed(
+                f"{self._target_text}: the restore is still running after {timeout} s",
+                host=self._target_text,
+            )
+        self._progress.restore_ended = True
+
+    def _wait_for_source_checkpoint(self, source: SSHSession) -> None:
+        """After a lost connection the checkpoint may still run: decide only once it ended."""
+        workdir = self._progress.source_workdir
+        if not workdir:
+            return
+        timeout = int(self.options.restore_timeout_s)
+        waited = source.run(
+            commands.wait_for_checkpoint_end(workdir, timeout_s=timeout), timeout=timeout + 30
+        )
+        if not waited.ok:
+            raise ConnectionFailed(
+                f"{self._source_text}: the checkpoint is still running after {timeout} s",
+                host=self._source_text,
+            )
+
     def _restore_source(self, info: ContainerInfo) -> None:
         source = self._reconnected("source")
         if source is None:
@@ -818,6 +973,7 @@ class Migration:
                 f"cannot reconnect to {self._source_text} to restore the container",
                 host=self._source_text,
             )
+        self._wait_for_source_checkpoint(source)
         state = parse_container_inspect(
             source.run(
                 commands.container_inspect(info.id),
@@ -865,6 +1021,9 @@ class Migration:
         progress.source_workdir = progress.target_workdir = None
 
     def _close(self) -> None:
+        if self._lock is not None:
+            self._lock.kill()
+            self._lock = None
         for session in (self._source, self._target):
             if session:
                 session.close()

@@ -16,6 +16,7 @@ from .ssh import RemoteProcess
 
 CHUNK_BYTES = 1 << 20
 PROGRESS_INTERVAL_S = 0.1
+POLL_S = 0.5
 
 ProgressSink = Callable[[int], None]
 
@@ -25,6 +26,10 @@ class RelayResult:
     bytes: int
     sha256: str
     seconds: float
+
+
+class RelayStopped(Exception):
+    """``should_stop`` asked the relay to stop (a cancelled migration)."""
 
 
 class RelayBroken(ConnectionFailed):
@@ -41,24 +46,31 @@ def relay(
     *,
     on_progress: ProgressSink | None = None,
     stall_timeout: float = 300.0,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RelayResult:
     """Copy ``source``'s stdout into ``target``'s stdin until the source ends its output.
 
     Closes the target's stdin at the end. Raises :class:`RelayBroken` when either side's
-    connection fails or the source sends nothing for ``stall_timeout`` seconds.
+    connection fails or the source sends nothing for ``stall_timeout`` seconds, and
+    :class:`RelayStopped` as soon as ``should_stop()`` turns true.
     """
     digest = hashlib.sha256()
     total = 0
     started = time.monotonic()
     last_report = 0.0
-    source.channel.settimeout(stall_timeout)
+    # short reads: a stop request is noticed within POLL_S even while CRIU is still dumping
+    source.channel.settimeout(POLL_S)
+    last_data = time.monotonic()
     while True:
+        if should_stop is not None and should_stop():
+            raise RelayStopped("the transfer was stopped on request")
         try:
             data = source.read(CHUNK_BYTES)
         except TimeoutError as error:
+            if time.monotonic() - last_data < stall_timeout:
+                continue
             raise RelayBroken(
-                f"{source.session.host.name}: no data for {stall_timeout:.0f} s while "
-                "streaming the checkpoint",
+                f"{source.session.host.name}: no data for {stall_timeout:.0f} s while streaming",
                 host=source.session.host.name,
                 side="source",
             ) from error
@@ -70,6 +82,7 @@ def relay(
             ) from error
         if not data:
             break
+        last_data = time.monotonic()
         digest.update(data)
         try:
             target.write(data)

@@ -14,6 +14,7 @@ from celestial_ssh.errors import (
     MigrationInterrupted,
     PreflightFailed,
 )
+from celestial_ssh.recovery import RunningTwice
 from celestial_ssh.report import Outcome
 
 
@@ -31,6 +32,8 @@ class ExitCode(enum.IntEnum):
 
 
 def exit_code_for(error: BaseException) -> ExitCode:
+    if isinstance(error, RunningTwice):
+        return ExitCode.NEEDS_RECOVERY
     if isinstance(error, MigrationFailed):
         if error.report.outcome is Outcome.NEEDS_RECOVERY:
             return ExitCode.NEEDS_RECOVERY

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -14,14 +15,38 @@ import click
 from celestial_ssh import __version__
 from celestial_ssh.commands import COMPRESSIONS
 from celestial_ssh.errors import CelestialError
-from celestial_ssh.migration import MigrationOptions, migrate
+from celestial_ssh.migration import Migration, MigrationOptions
+from celestial_ssh.recovery import recover
 
 from .display import choose_display
 from .failures import ExitCode, exit_code_for, message_for
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+@contextlib.contextmanager
+def _cancel_on_signals(migration: Migration) -> Iterator[None]:
+    """Ctrl-C and SIGTERM ask the migration to stop at a safe point, never mid-restore.
+
+    Raising KeyboardInterrupt anywhere could abandon a restore that is still running on the
+    target; a cancel request lets the engine roll back (or finish) cleanly.
+    """
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if migration.cancel_requested:
+            click.echo(f"celestial-ssh: {name} again: still stopping safely, please wait", err=True)
+        else:
+            click.echo(
+                f"celestial-ssh: {name}: stopping at the next safe point and rolling back",
+                err=True,
+            )
+        migration.request_cancel()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def ssh_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -107,10 +132,10 @@ def migrate_command(
         accept_new_host_keys=accept_new_host_keys,
     )
     display = choose_display(json_output=json_output, quiet=quiet, verbose=verbose)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    migration = Migration(source, target, container, options, on_event=display)
     try:
-        with display:
-            report = migrate(source, target, container, options, on_event=display)
+        with display, _cancel_on_signals(migration):
+            report = migration.run()
     except (CelestialError, KeyboardInterrupt, Exception) as error:
         code = exit_code_for(error)
         if json_output:
@@ -131,8 +156,6 @@ def migrate_command(
             click.echo(json.dumps(document, indent=2))
         click.echo(message_for(error), err=True)
         sys.exit(int(code))
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if json_output:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -142,6 +165,62 @@ def migrate_command(
 
 
 migrate_command.name = "migrate"
+
+
+@cli.command("recover")
+@click.argument("source")
+@click.argument("target")
+@click.argument("container")
+@ssh_options
+def recover_command(
+    source: str,
+    target: str,
+    container: str,
+    ssh_config: str | None,
+    accept_new_host_keys: bool,
+    json_output: bool,
+    quiet: bool,
+    verbose: bool,
+) -> None:
+    """Bring CONTAINER back to exactly one running copy after an interrupted migration.
+
+    Use it when a `migrate` between SOURCE and TARGET was killed (SIGKILL, lost laptop):
+    it waits for whatever still runs on the hosts, then restores the source from its
+    checkpoint unless the target already runs the container, and removes leftovers.
+    """
+    try:
+        report = recover(
+            source,
+            target,
+            container,
+            ssh_config=ssh_config,
+            accept_new_host_keys=accept_new_host_keys,
+        )
+    except (CelestialError, KeyboardInterrupt, Exception) as error:
+        code = exit_code_for(error)
+        if json_output:
+            click.echo(
+                json.dumps({"status": "failed", "error": str(error), "exit_code": int(code)})
+            )
+        click.echo(message_for(error), err=True)
+        sys.exit(int(code))
+    if json_output:
+        click.echo(
+            json.dumps(
+                {
+                    "status": "succeeded",
+                    "container": container,
+                    "outcome": str(report.outcome),
+                    "running_on": report.running_on,
+                    "actions": report.actions,
+                },
+                indent=2,
+            )
+        )
+    elif not quiet:
+        for action in report.actions:
+            click.echo(f"- {action}", err=True)
+        click.echo(f"{container} runs on {report.running_on} (exactly one copy)", err=True)
 
 
 def main() -> None:

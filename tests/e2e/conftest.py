@@ -28,7 +28,36 @@ SSH_CONFIG = LAB / "ssh_config"
 WORKLOAD_IMAGE = "localhost/memtick:latest"
 CLI = [sys.executable, "-m", "celestial_ssh_cli"]
 
-pytestmark = pytest.mark.e2e
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/tests/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
+
+
+class FaultLedger:
+    """What the end-to-end suite did to the hosts, printed at the end of the run."""
+
+    def __init__(self) -> None:
+        self.faults: list[str] = []
+        self.hostile_inputs: list[str] = []
+        self.containers_checked = 0
+        self.containers_lost = 0
+        self.split_brains = 0
+
+
+LEDGER = FaultLedger()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not (LEDGER.faults or LEDGER.hostile_inputs or LEDGER.containers_checked):
+        return
+    terminalreporter.write_sep("=", "celestial-ssh fault ledger")
+    terminalreporter.write_line(
+        f"faults injected: {len(LEDGER.faults)}; hostile inputs tried: "
+        f"{len(LEDGER.hostile_inputs)}; containers checked: {LEDGER.containers_checked}; "
+        f"containers lost: {LEDGER.containers_lost}; running twice: {LEDGER.split_brains}"
+    )
 
 
 @dataclass(frozen=True)
@@ -180,6 +209,32 @@ def fresh_image(lab: dict[str, LabHost]) -> Iterator[str]:
     yield name
     for host in lab.values():
         host.podman("image", "rm", "--force", name, check=False)
+
+
+def assert_one_running_copy(lab: dict[str, LabHost], name: str) -> str:
+    """The promise: the container runs on exactly one host. Returns that host's name."""
+    running = [host for host, lab_host in lab.items() if lab_host.state(name) == "running"]
+    LEDGER.containers_checked += 1
+    if not running:
+        LEDGER.containers_lost += 1
+    if len(running) > 1:
+        LEDGER.split_brains += 1
+    assert len(running) == 1, f"{name} runs on {running or 'no host'}"
+    return running[0]
+
+
+def sshd_sessions(host: str) -> list[int]:
+    """PIDs of the lab host's sshd session processes (children of its listener)."""
+    listener = int((LAB / host / "sshd.pid").read_text())
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == listener:
+            children.append(int(stat.parent.name))
+    return children
 
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

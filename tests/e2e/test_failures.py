@@ -16,7 +16,14 @@ from celestial_ssh.events import Event, Phase, PhaseStarted
 from celestial_ssh.ssh import RemoteProcess
 from celestial_ssh_cli.failures import ExitCode
 
-from .conftest import SSH_CONFIG, WORKLOAD_IMAGE, assert_state_survived, run_cli
+from .conftest import (
+    LEDGER,
+    SSH_CONFIG,
+    WORKLOAD_IMAGE,
+    assert_one_running_copy,
+    assert_state_survived,
+    run_cli,
+)
 
 
 def test_restore_failure_after_the_freeze_rolls_back_to_the_source(
@@ -40,10 +47,11 @@ def test_restore_failure_after_the_freeze_rolls_back_to_the_source(
             on_event=conflicting_container_appears,
         )
 
+    LEDGER.faults.append("a conflicting container appears on the target after preflight")
     report = failure.value.report
     assert report.outcome is Outcome.ROLLED_BACK
     assert "runs again on lab-a" in str(failure.value)
-    assert source.state(workload.name) == "running"
+    assert assert_one_running_copy(lab, workload.name) == "lab-a"
     # the stranger on the target is not ours: it must still be there, untouched
     assert target.state(workload.name) == "created"
     assert source.workdirs() == [] and target.workdirs() == []
@@ -72,10 +80,46 @@ def test_archive_damaged_in_flight_is_never_restored(lab, workloads, monkeypatch
     with pytest.raises(MigrationFailed) as failure:
         migrate("lab-a", "lab-b", workload.name, MigrationOptions(ssh_config=str(SSH_CONFIG)))
 
+    LEDGER.faults.append("a byte flipped in flight")
     assert chunks["count"] >= 3
     assert "damaged" in str(failure.value)
     assert failure.value.report.outcome is Outcome.ROLLED_BACK
-    assert source.state(workload.name) == "running"
+    assert assert_one_running_copy(lab, workload.name) == "lab-a"
+    assert target.state(workload.name) is None
+    assert source.workdirs() == [] and target.workdirs() == []
+    time.sleep(0.3)
+    assert_state_survived(before, source.ticks(workload.name))
+
+
+def test_archive_damaged_before_the_coordinator_is_caught_by_the_source_checksum(
+    lab, workloads, monkeypatch
+):
+    """A byte flipped as it arrives from the source: the source's own SHA-256 disagrees."""
+    source, target = lab["lab-a"], lab["lab-b"]
+    workload = workloads.start(memory_mb=16)
+    before = source.ticks(workload.name)
+    original_read = RemoteProcess.read
+    chunks = {"count": 0}
+
+    def flip_a_byte_in_the_second_chunk(self, size):
+        data = original_read(self, size)
+        if "checkpoint" in self.command and "--export" in self.command and data:
+            chunks["count"] += 1
+            if chunks["count"] == 2:
+                damaged = bytearray(data)
+                damaged[0] ^= 0xFF
+                data = bytes(damaged)
+        return data
+
+    monkeypatch.setattr(RemoteProcess, "read", flip_a_byte_in_the_second_chunk)
+    with pytest.raises(MigrationFailed) as failure:
+        migrate("lab-a", "lab-b", workload.name, MigrationOptions(ssh_config=str(SSH_CONFIG)))
+
+    LEDGER.faults.append("a byte flipped between the source and the coordinator")
+    assert chunks["count"] >= 2
+    assert "damaged between lab-a and this machine" in str(failure.value)
+    assert failure.value.report.outcome is Outcome.ROLLED_BACK
+    assert assert_one_running_copy(lab, workload.name) == "lab-a"
     assert target.state(workload.name) is None
     assert source.workdirs() == [] and target.workdirs() == []
     time.sleep(0.3)
@@ -154,13 +198,14 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
 
     argv = [part.format(name=workload.name, taken=taken) for part in argv]
     result = run_cli("migrate", "-F", str(SSH_CONFIG), *argv)
+    LEDGER.hostile_inputs.append(" ".join(argv))
 
     assert result.returncode == exit_code, result.stderr
     for word in words:
         assert word in result.stderr
     assert "Traceback" not in result.stderr
     assert {name: host.snapshot() for name, host in lab.items()} == snapshots
-    assert source.state(workload.name) == "running"
+    assert assert_one_running_copy(lab, workload.name) == "lab-a"
     assert not Path("/tmp/celestial-pwned").exists()
     assert source.workdirs() == [] and target.workdirs() == []
 
@@ -170,6 +215,7 @@ def test_unknown_host_key_is_refused(lab, workloads, tmp_path):
     config = _config_with_known_hosts(tmp_path, "")
 
     result = run_cli("migrate", "-F", str(config), "lab-a", "lab-b", workload.name)
+    LEDGER.hostile_inputs.append("unknown host key")
 
     assert result.returncode == ExitCode.CONNECTION
     assert "No ED25519 host key is known for [127.0.0.11]:2222" in result.stderr
@@ -190,6 +236,7 @@ def test_changed_host_key_is_refused_with_the_openssh_warning(lab, workloads, tm
     config = _config_with_known_hosts(tmp_path, forged + "\n")
 
     result = run_cli("migrate", "-F", str(config), "lab-a", "lab-b", workload.name)
+    LEDGER.hostile_inputs.append("changed host key")
 
     assert result.returncode == ExitCode.CONNECTION
     assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in result.stderr

@@ -23,6 +23,7 @@ from celestial_ssh.errors import (
     PreflightFailed,
     RemoteCommandFailed,
 )
+from celestial_ssh.recovery import RunningTwice
 from celestial_ssh.report import MigrationReport, Outcome
 from celestial_ssh_cli.failures import ExitCode, exit_code_for, message_for
 from celestial_ssh_cli.main import cli
@@ -88,6 +89,11 @@ def test_exit_codes_are_stable() -> None:
             MigrationInterrupted("x", report=report(Outcome.NEEDS_RECOVERY)),
             ExitCode.NEEDS_RECOVERY,  # "read the message" wins over "interrupted"
             id="MigrationInterrupted-needs-recovery",
+        ),
+        pytest.param(
+            RunningTwice("runs on both"),  # recover: a human must choose
+            ExitCode.NEEDS_RECOVERY,
+            id="RunningTwice",
         ),
         pytest.param(KeyboardInterrupt(), ExitCode.INTERRUPTED, id="KeyboardInterrupt"),
         pytest.param(ValueError("boom"), ExitCode.ERROR, id="ValueError"),

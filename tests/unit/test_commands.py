@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
 import shutil
 import signal
 import stat
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +108,26 @@ SHA = hashlib.sha256(b"checkpoint").hexdigest()
             id="make_workdir",
         ),
         pytest.param(
+            commands.make_workdir(CID),
+            [
+                "sh",
+                "-c",
+                'umask 077 && mktemp -d "${TMPDIR:-/var/tmp}/celestial-ssh.3f1c2a9b8d7e.'
+                'XXXXXXXXXX"',
+            ],
+            id="make_workdir-tagged",
+        ),
+        pytest.param(
+            commands.list_workdirs(CID),
+            [
+                "sh",
+                "-c",
+                'for d in "${TMPDIR:-/var/tmp}"/celestial-ssh.3f1c2a9b8d7e.*; do '
+                '[ -d "$d" ] && echo "$d"; done; true',
+            ],
+            id="list_workdirs",
+        ),
+        pytest.param(
             commands.remove_workdir(WORKDIR), ["rm", "-rf", "--", WORKDIR], id="remove_workdir"
         ),
     ],
@@ -190,6 +213,23 @@ def test_remove_workdir_refuses_names_that_only_contain_the_prefix() -> None:
             lambda: commands.restore_import("/tmp/`x`", expected_bytes=1, expected_sha256=SHA),
             id="restore_import-workdir",
         ),
+        pytest.param(
+            lambda: commands.wait_for_checkpoint_end("/tmp/$(x)", timeout_s=1),
+            id="wait_for_checkpoint_end-workdir",
+        ),
+        pytest.param(
+            lambda: commands.wait_for_restore_end("/tmp/a b", timeout_s=1),
+            id="wait_for_restore_end-workdir",
+        ),
+        pytest.param(
+            lambda: commands.hold_migration_lock("x/../../etc/passwd"), id="hold_migration_lock"
+        ),
+        pytest.param(lambda: commands.hold_migration_lock('a"b'), id="hold_migration_lock-quote"),
+        pytest.param(lambda: commands.make_workdir("a/../b"), id="make_workdir-tag"),
+        pytest.param(lambda: commands.make_workdir("*"), id="make_workdir-glob"),
+        pytest.param(lambda: commands.list_workdirs("*"), id="list_workdirs-glob"),
+        pytest.param(lambda: commands.list_workdirs("$(reboot)"), id="list_workdirs-substitution"),
+        pytest.param(lambda: commands.list_workdirs(""), id="list_workdirs-empty"),
     ],
 )
 def test_builders_refuse_invalid_input(build) -> None:
@@ -225,14 +265,40 @@ def test_checkpoint_stream_script_text() -> None:
     assert argv[:2] == ["sh", "-c"]
     assert len(argv) == 3
     script = argv[2].splitlines()
-    fifo = f"{WORKDIR}/checkpoint.fifo"
-    assert script[0] == f"mkfifo -m 600 {fifo} || exit 96"
-    assert script[1] == f"cat {fifo} &"
-    assert (
+    fifo, hash_fifo = f"{WORKDIR}/checkpoint.fifo", f"{WORKDIR}/hash.fifo"
+    errors, source_sum = f"{WORKDIR}/checkpoint.err", f"{WORKDIR}/source.sha256"
+    assert script == [
+        # a start marker first and podman's status last, for a rollback that lost the stream
+        # (with 'true', not ':': a failed redirection of a special builtin ends the shell
+        # with its own status before '|| exit 96' could run)
+        f"true > {WORKDIR}/checkpoint.started || exit 96",
+        f"mkfifo -m 600 {fifo} || exit 96",
+        f"mkfifo -m 600 {hash_fifo} || exit 96",
+        commands.HASHER_CHOICE,
+        f"{{ $hasher || cat > /dev/null; }} < {hash_fifo} > {source_sum} &",
+        # the archive to stdout and, through tee, to the hasher; if stdout breaks, a second
+        # reader drains the FIFO so podman can finish
+        f"{{ cat {fifo} | tee {hash_fifo} || cat {fifo} > /dev/null; }} &",
+        "reader=$!",
+        # podman's own output goes to files, never to the SSH channel
         f"podman container checkpoint --export {fifo} --compress zstd --print-stats "
-        f"--tcp-established -- web > {WORKDIR}/checkpoint-stats.json"
-    ) in script
-    assert script[-1] == 'exit "$status"'
+        f"--tcp-established -- web > {WORKDIR}/checkpoint-stats.json 2> {errors}",
+        "status=$?",
+        # a reader still waiting for a writer is released by opening the FIFO once more
+        'while kill -0 "$reader" 2>/dev/null; do',
+        f"  exec 3<> {fifo}; exec 3>&-; sleep 0.1",
+        "done",
+        'wait "$reader"',
+        f"rm -f {fifo}",
+        "wait",
+        f"rm -f {hash_fifo}",
+        f'echo "$status" > {WORKDIR}/checkpoint.status',
+        f"cat {errors} >&2",
+        # the last stderr line: the archive's SHA-256 as the source saw it
+        f'echo "celestial-ssh-source-sha256 $(cut -d " " -f 1 < {source_sum})" >&2',
+        'exit "$status"',
+    ]
+    assert commands.SOURCE_SUM_MARKER == "celestial-ssh-source-sha256"
 
 
 def test_checkpoint_stream_uses_the_podman_prefix() -> None:
@@ -277,13 +343,22 @@ def test_restore_import_script_text(kwargs: dict, podman_tail: str) -> None:
     argv = commands.restore_import(WORKDIR, expected_bytes=4096, expected_sha256=SHA, **kwargs)
     assert argv[:2] == ["sh", "-c"]
     script = argv[2]
-    assert f"size=$(wc -c < {WORKDIR}/checkpoint.tar) || exit 98" in script
+    assert script.splitlines()[0] == f"size=$(wc -c < {WORKDIR}/checkpoint.tar) || exit 98"
     assert 'if [ "$size" -ne 4096 ]; then' in script
     assert f"sum=$(cut -d ' ' -f 1 < {WORKDIR}/checkpoint.sha256)" in script
     assert f'if [ "$sum" != {SHA} ]; then' in script
-    assert script.splitlines()[-1] == (
-        f"exec podman container restore --import {WORKDIR}/checkpoint.tar {podman_tail}"
-    )
+    # podman in the background, its output in files (a broken connection must not kill it
+    # mid-restore), and its PID where a rollback can wait for it
+    assert script.splitlines()[-7:] == [
+        f"podman container restore --import {WORKDIR}/checkpoint.tar {podman_tail} "
+        f"> {WORKDIR}/restore.out 2> {WORKDIR}/restore.err &",
+        f"echo $! > {WORKDIR}/restore.pid",
+        'wait "$!"',
+        "status=$?",
+        f"cat {WORKDIR}/restore.out",
+        f"cat {WORKDIR}/restore.err >&2",
+        'exit "$status"',
+    ]
 
 
 def test_scripts_quote_paths_they_did_not_make() -> None:
@@ -294,10 +369,66 @@ def test_scripts_quote_paths_they_did_not_make() -> None:
     assert f"tee {workdir}/checkpoint.tar" in script
 
 
+def test_wait_for_checkpoint_end_script_text() -> None:
+    started, status = f"{WORKDIR}/checkpoint.started", f"{WORKDIR}/checkpoint.status"
+    assert commands.wait_for_checkpoint_end(WORKDIR, timeout_s=900) == [
+        "sh",
+        "-c",
+        f"i=0; while [ ! -e {started} ] && [ $i -lt 25 ]; do\n"
+        "  sleep 0.2; i=$((i + 1))\n"
+        "done\n"
+        f"[ -e {started} ] || {{ echo never-started; exit 0; }}\n"
+        f"i=0; while [ ! -e {status} ] && [ $i -lt 4500 ]; do\n"
+        "  sleep 0.2; i=$((i + 1))\n"
+        "done\n"
+        f"[ -e {status} ] || exit 1\n"
+        f"cat {status}",
+    ]
+
+
+def test_wait_for_restore_end_script_text() -> None:
+    pid_file = f"{WORKDIR}/restore.pid"
+    assert commands.wait_for_restore_end(WORKDIR, timeout_s=60) == [
+        "sh",
+        "-c",
+        f"[ -e {pid_file} ] || exit 0\n"
+        f"pid=$(cat {pid_file})\n"
+        'i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do\n'
+        "  sleep 0.2; i=$((i + 1))\n"
+        "done\n"
+        '! kill -0 "$pid" 2>/dev/null',
+    ]
+
+
+def test_hold_migration_lock_script_text() -> None:
+    assert commands.LOCK_HELD_EXIT == 75
+    # a root-only directory, never the host's (world-writable) TMPDIR
+    assert commands.LOCK_DIR == "/run/celestial-ssh"
+    assert commands.hold_migration_lock(CID) == [
+        "sh",
+        "-c",
+        "mkdir -p -m 0700 /run/celestial-ssh && "
+        f"exec flock -n -E 75 /run/celestial-ssh/lock.{CID} "
+        "sh -c 'echo locked && exec cat > /dev/null'",
+    ]
+    assert "TMPDIR" not in commands.hold_migration_lock("web")[2]
+
+
+def test_hold_migration_lock_reads_the_lock_directory_when_called(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(commands, "LOCK_DIR", "/srv/locks")
+    assert commands.hold_migration_lock("web")[2] == (
+        "mkdir -p -m 0700 /srv/locks && exec flock -n -E 75 /srv/locks/lock.web "
+        "sh -c 'echo locked && exec cat > /dev/null'"
+    )
+
+
 # -- executing the scripts against a fake podman ---------------------------------------------
 FAKE_PODMAN = r"""#!/bin/sh
 # a fake podman: records its argv (one per line), then does what FAKE_* asks
 : > "$FAKE_PODMAN_ARGV"
+echo $$ > "$FAKE_PODMAN_ARGV.pid"
 for arg in "$@"; do printf '%s\n' "$arg" >> "$FAKE_PODMAN_ARGV"; done
 export_path=
 previous=
@@ -305,9 +436,15 @@ for arg in "$@"; do
   if [ "$previous" = --export ]; then export_path=$arg; fi
   previous=$arg
 done
-if [ -n "$FAKE_PODMAN_PAYLOAD" ]; then cat "$FAKE_PODMAN_PAYLOAD" > "$export_path"; fi
+if [ -n "$FAKE_PODMAN_PAYLOAD" ]; then
+  # like the real one, FAKE_PODMAN_RDWR opens the export read-write: no SIGPIPE, ever
+  if [ -n "$FAKE_PODMAN_RDWR" ]; then cat "$FAKE_PODMAN_PAYLOAD" 1<> "$export_path"
+  else cat "$FAKE_PODMAN_PAYLOAD" > "$export_path"; fi
+fi
+if [ -n "$FAKE_PODMAN_SLEEP" ]; then sleep "$FAKE_PODMAN_SLEEP"; fi
 if [ -n "$FAKE_PODMAN_STDOUT" ]; then printf '%s\n' "$FAKE_PODMAN_STDOUT"; fi
 if [ -n "$FAKE_PODMAN_STDERR" ]; then printf '%s\n' "$FAKE_PODMAN_STDERR" >&2; fi
+: > "$FAKE_PODMAN_ARGV.done"
 exit "${FAKE_PODMAN_STATUS:-0}"
 """
 
@@ -330,6 +467,7 @@ class FakeHost:
 
     def run(self, argv: list[str], stdin: bytes = b"", timeout: float = 10) -> Finished:
         """Run ``argv`` in its own process group; kill the group if it hangs."""
+        refuse_the_real_lock_dir(argv)
         process = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -354,15 +492,29 @@ class FakeHost:
         return self.argv_log.read_text().splitlines()
 
 
-# what the scripts may use on a host, besides podman and the shell's builtins
-TOOLS = ("sh", "tee", "sha256sum", "cat", "wc", "cut", "mkfifo", "rm", "mktemp", "env")
+def refuse_the_real_lock_dir(argv: list[str]) -> None:
+    """Executed scripts never touch /run/celestial-ssh: a lab may be using it right now."""
+    assert "/run/celestial-ssh" not in " ".join(argv), "use the lock_dir fixture"
 
 
-def make_host(tmp_path: Path, *, openssl: bool) -> FakeHost:
-    """A host whose PATH holds only the fake podman and TOOLS (and openssl if asked)."""
+# what the scripts may use on a host, besides podman and the shell's builtins (sleep: the
+# checkpoint script's and the rollback's wait loops)
+TOOLS = ("sh", "tee", "sha256sum", "cat", "wc", "cut", "mkfifo", "rm", "mktemp", "env", "sleep")
+
+
+def make_host(
+    tmp_path: Path,
+    *,
+    openssl: bool,
+    extra: tuple[str, ...] = (),
+    without: tuple[str, ...] = (),
+) -> FakeHost:
+    """A host whose PATH holds only the fake podman, TOOLS but ``without``, openssl if asked,
+    and ``extra``."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in (*TOOLS, "openssl") if openssl else TOOLS:
+    tools = [tool for tool in TOOLS if tool not in without]
+    for tool in (*tools, *(("openssl",) if openssl else ()), *extra):
         found = shutil.which(tool)
         if found is None:
             pytest.skip(f"needs {tool}")
@@ -399,6 +551,71 @@ def test_make_workdir_creates_a_private_directory(host: FakeHost) -> None:
     # what make_workdir prints is what remove_workdir accepts, and removes
     assert host.run(commands.remove_workdir(str(made))).status == 0
     assert not made.exists()
+
+
+def test_make_workdir_tags_the_directory_with_the_container_id(host: FakeHost) -> None:
+    host.env["TMPDIR"] = str(host.root)
+    finished = host.run(commands.make_workdir(CID))
+    assert finished.status == 0, finished.stderr
+    made = Path(finished.stdout.decode().strip())
+    assert made.parent == host.root
+    prefix = f"celestial-ssh.{CID[:12]}."
+    assert made.name.startswith(prefix) and len(made.name) == len(prefix) + 10
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    # the tagged name is still one the other builders take
+    commands.wait_for_checkpoint_end(str(made), timeout_s=1)
+    commands.wait_for_restore_end(str(made), timeout_s=1)
+    assert host.run(commands.remove_workdir(str(made))).status == 0
+    assert not made.exists()
+
+
+def made_workdir(host: FakeHost, container_id: str | None) -> str:
+    finished = host.run(commands.make_workdir(container_id))
+    assert finished.status == 0, finished.stderr
+    return finished.stdout.decode().strip()
+
+
+def test_list_workdirs_lists_only_that_containers_directories(host: FakeHost) -> None:
+    host.env["TMPDIR"] = str(host.root)
+    other = "3f1c2a9b8d7f" + CID[12:]  # differs in the 12th digit only
+    ours = sorted(made_workdir(host, CID) for _ in range(2))
+    others = {
+        made_workdir(host, other),
+        made_workdir(host, None),  # an untagged one, as older versions made
+        made_workdir(host, "web"),
+    }
+    # a file (not a directory) with a matching name, and a tag with no dot after it
+    (host.root / f"celestial-ssh.{CID[:12]}.file").write_text("")
+    (host.root / f"celestial-ssh.{CID[:12]}x").mkdir()
+    finished = host.run(commands.list_workdirs(CID))
+    assert finished.status == 0, finished.stderr
+    assert sorted(finished.stdout.decode().splitlines()) == ours
+    # the full ID or only its first 12 digits list the same directories
+    short = host.run(commands.list_workdirs(CID[:12]))
+    assert sorted(short.stdout.decode().splitlines()) == ours
+    # every listed directory is one remove_workdir takes, and removes
+    for workdir in ours:
+        assert host.run(commands.remove_workdir(workdir)).status == 0
+    assert host.run(commands.list_workdirs(CID)).stdout == b""
+    left = {str(path) for path in host.root.glob("celestial-ssh.*") if path.is_dir()}
+    assert left == {*others, str(host.workdir), f"{host.root}/celestial-ssh.{CID[:12]}x"}
+
+
+def test_list_workdirs_with_none_left_prints_nothing_and_succeeds(host: FakeHost) -> None:
+    host.env["TMPDIR"] = str(host.root / "empty")
+    (host.root / "empty").mkdir()
+    finished = host.run(commands.list_workdirs(CID))
+    assert (finished.status, finished.stdout, finished.stderr) == (0, b"", "")
+
+
+def test_list_workdirs_takes_a_tmpdir_with_spaces(host: FakeHost) -> None:
+    spaced = host.root / "tmp dir"
+    spaced.mkdir()
+    host.env["TMPDIR"] = str(spaced)
+    made = made_workdir(host, CID)
+    assert made.startswith(f"{spaced}/celestial-ssh.{CID[:12]}.")
+    finished = host.run(commands.list_workdirs(CID))
+    assert (finished.status, finished.stdout.decode()) == (0, made + "\n")
 
 
 def test_checkpoint_stream_copies_the_fifo_to_stdout(host: FakeHost) -> None:
@@ -456,6 +673,113 @@ def test_checkpoint_stream_passes_podman_status_after_a_partial_export(host: Fak
     assert b"half an archive".startswith(finished.stdout)
 
 
+def broken_connection(host: FakeHost, argv: list[str], *, read: int = 0) -> int:
+    """Run ``argv``, read ``read`` bytes of its stdout, then close stdout and stderr as a
+    lost SSH connection does; return its exit status (10 s at most)."""
+    refuse_the_real_lock_dir(argv)
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=host.env,
+        start_new_session=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    if read:
+        assert len(process.stdout.read(read)) == read
+    process.stdout.close()
+    process.stderr.close()
+    try:
+        return process.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        pytest.fail(f"{argv[:2]} hung once its connection was gone")
+
+
+def test_checkpoint_stream_lets_podman_finish_when_its_stdout_breaks(host: FakeHost) -> None:
+    # podman (which never notices that the FIFO's reader died) must still finish its
+    # checkpoint instead of blocking on a full FIFO, holding the container's lock
+    (host.root / "payload").write_bytes(os.urandom(4 * 1024 * 1024))
+    host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_RDWR="1")
+    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions())
+    # (its exit status is nobody's to read: its last line, to the broken stderr, may end
+    # the shell with SIGPIPE; what counts is that it ended and what it left for a rollback)
+    broken_connection(host, argv, read=64 * 1024)
+    assert (host.root / "podman-argv.done").exists(), "podman ran to its end"
+    assert (host.workdir / "checkpoint.status").read_text() == "0\n"
+    assert not (host.workdir / "checkpoint.fifo").exists()
+    assert not (host.workdir / "hash.fifo").exists()
+
+
+def test_checkpoint_stream_keeps_podman_output_off_the_channel(host: FakeHost) -> None:
+    host.env.update(FAKE_PODMAN_STDOUT="web", FAKE_PODMAN_STDERR="Error: criu failed")
+    host.env["FAKE_PODMAN_STATUS"] = "125"
+    finished = host.run(commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions()))
+    assert finished.status == 125
+    assert finished.stdout == b"", "only the archive goes to stdout"
+    assert (host.workdir / "checkpoint-stats.json").read_text() == "web\n"
+    assert (host.workdir / "checkpoint.err").read_text() == "Error: criu failed\n"
+    # podman's errors still reach the engine, after podman has ended, then the digest of
+    # what went to stdout (nothing here)
+    assert finished.stderr.splitlines() == [
+        "Error: criu failed",
+        f"celestial-ssh-source-sha256 {hashlib.sha256(b'').hexdigest()}",
+    ]
+
+
+def test_checkpoint_stream_reports_the_digest_of_what_it_streamed(
+    hashing_host: FakeHost,
+) -> None:
+    host = hashing_host
+    payload = os.urandom(2 * 1024 * 1024 + 5)
+    (host.root / "payload").write_bytes(payload)
+    host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_STDERR="note")
+    finished = host.run(commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions()))
+    assert finished.status == 0, finished.stderr
+    assert finished.stdout == payload
+    digest = hashlib.sha256(payload).hexdigest()
+    assert finished.stderr.splitlines() == ["note", f"celestial-ssh-source-sha256 {digest}"]
+    assert commands.parse_source_sum(finished.stderr) == digest
+    assert not (host.workdir / "hash.fifo").exists()
+
+
+def test_checkpoint_stream_without_a_hasher_still_streams_the_whole_archive(
+    tmp_path: Path,
+) -> None:
+    host = make_host(tmp_path, openssl=False, without=("sha256sum",))
+    payload = os.urandom(2 * 1024 * 1024)
+    (host.root / "payload").write_bytes(payload)
+    host.env["FAKE_PODMAN_PAYLOAD"] = str(host.root / "payload")
+    finished = host.run(commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions()))
+    assert commands.parse_source_sum(finished.stderr) is None  # no digest: the engine warns
+    assert finished.status == 0
+    assert len(finished.stdout) == len(payload)
+    assert finished.stdout == payload
+
+
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        pytest.param(f"celestial-ssh-source-sha256 {SHA}\n", SHA, id="alone"),
+        pytest.param(f"Error: x\ncelestial-ssh-source-sha256 {SHA}\n", SHA, id="after-errors"),
+        pytest.param(
+            f"celestial-ssh-source-sha256 {'0' * 64}\ncelestial-ssh-source-sha256 {SHA}",
+            SHA,
+            id="the-last-wins",
+        ),
+        pytest.param("celestial-ssh-source-sha256 \n", None, id="empty-digest-file"),
+        pytest.param("celestial-ssh-source-sha256\n", None, id="no-digest"),
+        pytest.param(f"celestial-ssh-source-sha256 {SHA[:-1]}\n", None, id="63-digits"),
+        pytest.param(f"x celestial-ssh-source-sha256 {SHA}\n", None, id="not-at-line-start"),
+        pytest.param("", None, id="nothing"),
+    ],
+)
+def test_parse_source_sum(stderr: str, expected: str | None) -> None:
+    assert commands.parse_source_sum(stderr) == expected
+
+
 def test_checkpoint_stream_with_a_podman_prefix(host: FakeHost) -> None:
     # podman given as a path, as the `podman` argument allows (e.g. a sudo prefix)
     (host.root / "payload").write_bytes(b"archive")
@@ -474,10 +798,54 @@ def test_checkpoint_stream_with_a_podman_prefix(host: FakeHost) -> None:
 
 
 def test_checkpoint_stream_exits_96_when_the_fifo_cannot_be_made(host: FakeHost) -> None:
+    (host.workdir / "checkpoint.fifo").mkdir()  # mkfifo cannot make it, even as root
+    finished = host.run(commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions()))
+    assert finished.status == commands.EXIT_FIFO_FAILED == 96
+    assert host.podman_argv is None, "podman must not run without the FIFO"
+    assert not (host.workdir / "checkpoint.status").exists()
+
+
+def test_checkpoint_stream_without_its_work_directory_never_runs_podman(host: FakeHost) -> None:
+    missing = f"{host.root}/celestial-ssh.missing"
+    finished = host.run(commands.checkpoint_stream("web", missing, CheckpointOptions()))
+    assert finished.status != 0
+    assert "checkpoint.started" in finished.stderr
+    assert host.podman_argv is None, "podman must not run without the FIFO"
+
+
+def test_checkpoint_stream_exits_96_without_its_work_directory(host: FakeHost) -> None:
+    # the start marker is written with 'true', a regular builtin: its failed redirection
+    # does not end the shell (as ':' would, with the shell's own status), so '|| exit 96' runs
     missing = f"{host.root}/celestial-ssh.missing"
     finished = host.run(commands.checkpoint_stream("web", missing, CheckpointOptions()))
     assert finished.status == commands.EXIT_FIFO_FAILED == 96
-    assert host.podman_argv is None, "podman must not run without the FIFO"
+    assert finished.stdout == b""
+    assert host.podman_argv is None
+    assert not Path(missing).exists()
+
+
+def test_checkpoint_stream_exits_96_when_the_start_marker_cannot_be_written(
+    host: FakeHost,
+) -> None:
+    (host.workdir / "checkpoint.started").mkdir()  # cannot be opened for writing, even as root
+    finished = host.run(commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions()))
+    assert finished.status == 96
+    assert host.podman_argv is None
+    assert not (host.workdir / "checkpoint.fifo").exists(), "it stopped before the FIFO"
+    assert not (host.workdir / "checkpoint.status").exists()
+
+
+@pytest.mark.parametrize("status", [0, 125])
+def test_checkpoint_stream_marks_its_start_and_podman_status(host: FakeHost, status: int) -> None:
+    (host.root / "payload").write_bytes(b"archive")
+    host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_STATUS=str(status))
+    finished = host.run(commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions()))
+    assert finished.status == status
+    assert (host.workdir / "checkpoint.started").read_bytes() == b""
+    assert (host.workdir / "checkpoint.status").read_text() == f"{status}\n"
+    # what the rollback's wait then reports, at once
+    waited = host.run(commands.wait_for_checkpoint_end(str(host.workdir), timeout_s=5))
+    assert (waited.status, waited.stdout) == (0, f"{status}\n".encode())
 
 
 def test_land_archive_stores_and_hashes_stdin(hashing_host: FakeHost) -> None:
@@ -523,6 +891,9 @@ def test_restore_import_runs_podman_when_size_and_digest_match(hashing_host: Fak
 
     assert finished.status == 0, finished.stderr
     assert finished.stdout.decode().strip() == '{"podman_restore_duration": 99}'
+    # the PID the script wrote is podman's own: it execs podman
+    podman_pid = (host.root / "podman-argv.pid").read_text()
+    assert (host.workdir / "restore.pid").read_text() == podman_pid
     assert host.podman_argv == [
         "container",
         "restore",
@@ -533,6 +904,43 @@ def test_restore_import_runs_podman_when_size_and_digest_match(hashing_host: Fak
         "web2",
         "--tcp-established",
     ]
+
+
+def test_restore_import_keeps_podman_output_in_files(host: FakeHost) -> None:
+    payload = b"archive"
+    land(host, payload)
+    host.env.update(FAKE_PODMAN_STDOUT='{"restore_time": 5}', FAKE_PODMAN_STDERR="a warning")
+    finished = host.run(
+        commands.restore_import(
+            str(host.workdir),
+            expected_bytes=len(payload),
+            expected_sha256=hashlib.sha256(payload).hexdigest(),
+        )
+    )
+    assert finished.status == 0, finished.stderr
+    assert (host.workdir / "restore.out").read_text() == '{"restore_time": 5}\n'
+    assert (host.workdir / "restore.err").read_text() == "a warning\n"
+    # and passes them on once podman has ended
+    assert finished.stdout == b'{"restore_time": 5}\n'
+    assert finished.stderr == "a warning\n"
+
+
+def test_restore_import_survives_a_broken_connection(host: FakeHost) -> None:
+    # the connection dies while podman restores: podman must still run to its end
+    payload = b"archive"
+    land(host, payload)
+    host.env.update(FAKE_PODMAN_SLEEP="0.5", FAKE_PODMAN_STDOUT='{"restore_time": 5}')
+    host.env["FAKE_PODMAN_STDERR"] = "done"
+    argv = commands.restore_import(
+        str(host.workdir),
+        expected_bytes=len(payload),
+        expected_sha256=hashlib.sha256(payload).hexdigest(),
+    )
+    assert broken_connection(host, argv) == 0
+    assert (host.root / "podman-argv.done").exists(), "podman ran to its end"
+    assert (host.workdir / "restore.out").read_text() == '{"restore_time": 5}\n'
+    podman_pid = (host.root / "podman-argv.pid").read_text()
+    assert (host.workdir / "restore.pid").read_text() == podman_pid
 
 
 def test_restore_import_passes_podman_status(host: FakeHost) -> None:
@@ -628,3 +1036,232 @@ def test_stream_land_restore_end_to_end(host: FakeHost) -> None:
     )
     assert restored.status == 0, restored.stderr
     assert (target / "checkpoint.tar").read_bytes() == payload
+
+
+# -- the rollback's waits and the migration lock, executed ---------------------------------------
+@pytest.fixture
+def waiting_host(tmp_path: Path) -> FakeHost:
+    return make_host(tmp_path, openssl=False)
+
+
+def timed(host: FakeHost, argv: list[str]) -> tuple[Finished, float]:
+    started = time.monotonic()
+    finished = host.run(argv)
+    return finished, time.monotonic() - started
+
+
+def test_wait_for_checkpoint_end_without_the_start_marker(waiting_host: FakeHost) -> None:
+    host = waiting_host
+    finished, seconds = timed(
+        host, commands.wait_for_checkpoint_end(str(host.workdir), timeout_s=5, start_grace_s=1)
+    )
+    assert (finished.status, finished.stdout) == (0, b"never-started\n")
+    # it gives a script that was just forked a grace second to write its start marker
+    assert 1 <= seconds < 2
+
+
+def test_wait_for_checkpoint_end_sees_a_start_marker_that_comes_late(
+    waiting_host: FakeHost,
+) -> None:
+    host = waiting_host
+
+    def script_starts_then_ends() -> None:
+        time.sleep(0.4)
+        (host.workdir / "checkpoint.started").touch()
+        time.sleep(0.4)
+        (host.workdir / "checkpoint.status").write_text("0\n")
+
+    writer = threading.Thread(target=script_starts_then_ends)
+    writer.start()
+    finished, _ = timed(
+        host, commands.wait_for_checkpoint_end(str(host.workdir), timeout_s=5, start_grace_s=2)
+    )
+    writer.join()
+    assert (finished.status, finished.stdout) == (0, b"0\n")
+
+
+def test_wait_for_checkpoint_end_waits_for_the_status(waiting_host: FakeHost) -> None:
+    host = waiting_host
+    (host.workdir / "checkpoint.started").touch()
+
+    def podman_ends() -> None:  # the checkpoint script writing its status, 0.5 s later
+        (host.workdir / "status.tmp").write_text("125\n")
+        (host.workdir / "status.tmp").rename(host.workdir / "checkpoint.status")
+
+    writer = threading.Timer(0.5, podman_ends)
+    writer.start()
+    try:
+        finished, seconds = timed(
+            host, commands.wait_for_checkpoint_end(str(host.workdir), timeout_s=5)
+        )
+    finally:
+        writer.join()
+    assert (finished.status, finished.stdout) == (0, b"125\n"), finished.stderr
+    assert 0.4 < seconds < 3
+
+
+def test_wait_for_checkpoint_end_exits_1_on_timeout(waiting_host: FakeHost) -> None:
+    host = waiting_host
+    (host.workdir / "checkpoint.started").touch()  # started, and never ends
+    finished, seconds = timed(
+        host, commands.wait_for_checkpoint_end(str(host.workdir), timeout_s=1)
+    )
+    assert (finished.status, finished.stdout) == (1, b"")
+    assert 0.9 < seconds < 4
+
+
+def test_wait_for_restore_end_without_a_pid_file(waiting_host: FakeHost) -> None:
+    host = waiting_host
+    finished, seconds = timed(host, commands.wait_for_restore_end(str(host.workdir), timeout_s=5))
+    assert finished.status == 0
+    assert seconds < 1
+
+
+def test_wait_for_restore_end_when_the_restore_is_gone(waiting_host: FakeHost) -> None:
+    host = waiting_host
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # reaped: its PID names no process any more
+    (host.workdir / "restore.pid").write_text(f"{gone.pid}\n")
+    finished, seconds = timed(host, commands.wait_for_restore_end(str(host.workdir), timeout_s=5))
+    assert finished.status == 0, finished.stderr
+    assert seconds < 1
+
+
+def running(seconds: int) -> subprocess.Popen[bytes]:
+    """A process standing in for podman restore, reaped as soon as it ends (no zombie)."""
+    process = subprocess.Popen(["sleep", str(seconds)])
+    threading.Thread(target=process.wait, daemon=True).start()
+    return process
+
+
+def test_wait_for_restore_end_waits_while_the_restore_runs(waiting_host: FakeHost) -> None:
+    host = waiting_host
+    restore = running(1)
+    (host.workdir / "restore.pid").write_text(f"{restore.pid}\n")
+    finished, seconds = timed(host, commands.wait_for_restore_end(str(host.workdir), timeout_s=5))
+    assert finished.status == 0, finished.stderr
+    assert restore.poll() is not None, "it returned only once the restore had ended"
+    assert 0.5 < seconds < 3
+
+
+def test_wait_for_restore_end_fails_on_timeout(waiting_host: FakeHost) -> None:
+    host = waiting_host
+    restore = running(30)
+    try:
+        (host.workdir / "restore.pid").write_text(f"{restore.pid}\n")
+        finished, seconds = timed(
+            host, commands.wait_for_restore_end(str(host.workdir), timeout_s=1)
+        )
+    finally:
+        restore.kill()
+    assert finished.status == 1
+    assert 0.9 < seconds < 4
+
+
+@pytest.fixture
+def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """LOCK_DIR moved under tmp_path: /run/celestial-ssh is a real, shared system path."""
+    moved = tmp_path / "run-here" / "celestial-ssh"
+    monkeypatch.setattr(commands, "LOCK_DIR", str(moved))
+    assert commands.hold_migration_lock(CID)[2].startswith(f"mkdir -p -m 0700 {moved} && ")
+    return moved
+
+
+@pytest.fixture
+def locking_host(tmp_path: Path, lock_dir: Path) -> FakeHost:
+    host = make_host(tmp_path, openssl=False, extra=("flock", "mkdir"))
+    host.env["TMPDIR"] = str(tmp_path / "tmp")  # must play no part any more
+    return host
+
+
+def hold(host: FakeHost, argv: list[str]) -> subprocess.Popen[bytes]:
+    """Start the lock holder and wait (5 s at most) for the line it prints."""
+    refuse_the_real_lock_dir(argv)
+    holder = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=host.env,
+        start_new_session=True,
+    )
+    assert holder.stdout is not None
+    ready, _, _ = select.select([holder.stdout], [], [], 5)
+    if not ready:
+        os.killpg(holder.pid, signal.SIGKILL)
+        pytest.fail("the lock holder printed nothing within 5 s")
+    return holder
+
+
+def release(holder: subprocess.Popen[bytes]) -> int:
+    """Close its stdin, as closing the SSH channel does, and return its exit status."""
+    assert holder.stdin is not None
+    holder.stdin.close()
+    try:
+        return holder.wait(5)
+    except subprocess.TimeoutExpired:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+        pytest.fail("the lock holder did not end when its stdin closed")
+
+
+def test_hold_migration_lock_is_exclusive_while_stdin_stays_open(
+    locking_host: FakeHost, lock_dir: Path
+) -> None:
+    host = locking_host
+    argv = commands.hold_migration_lock(CID)
+    assert not lock_dir.exists()
+    first = hold(host, argv)
+    try:
+        assert first.stdout is not None
+        assert first.stdout.readline() == b"locked\n"
+        # the lock directory is made on first use, private to its owner (root on a host)
+        assert stat.S_IMODE(lock_dir.stat().st_mode) == 0o700
+        assert (lock_dir / f"lock.{CID}").is_file()
+        assert sorted(path.name for path in lock_dir.iterdir()) == [f"lock.{CID}"]
+        # a second migration of the same container is refused at once, printing nothing
+        second, seconds = timed(host, argv)
+        assert (second.status, second.stdout) == (commands.LOCK_HELD_EXIT, b"")
+        assert seconds < 2
+        # another container's lock is independent
+        other = hold(host, commands.hold_migration_lock("web"))
+        assert other.stdout is not None and other.stdout.readline() == b"locked\n"
+        assert release(other) == 0
+        assert first.poll() is None, "the first one still holds its lock"
+    finally:
+        assert release(first) == 0
+    # closing the first one's stdin released it
+    third = hold(host, argv)
+    assert third.stdout is not None and third.stdout.readline() == b"locked\n"
+    assert release(third) == 0
+
+
+def test_hold_migration_lock_keeps_an_existing_lock_directory(
+    locking_host: FakeHost, lock_dir: Path
+) -> None:
+    lock_dir.mkdir(parents=True, mode=0o700)
+    (lock_dir / "lock.web").touch()  # left by an earlier migration: harmless, reused
+    holder = hold(locking_host, commands.hold_migration_lock("web"))
+    assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+    assert release(holder) == 0
+    assert sorted(path.name for path in lock_dir.iterdir()) == ["lock.web"]
+
+
+def test_hold_migration_lock_fails_when_the_lock_directory_cannot_be_made(
+    locking_host: FakeHost, lock_dir: Path
+) -> None:
+    lock_dir.parent.write_text("")  # a file where the parent directory should be
+    finished = locking_host.run(commands.hold_migration_lock(CID))
+    # neither "locked" nor 75 nor 127: the engine reports a failed lock command
+    assert finished.status not in (0, commands.LOCK_HELD_EXIT, 127)
+    assert finished.stdout == b""
+    assert "mkdir" in finished.stderr
+
+
+def test_hold_migration_lock_without_flock_exits_127(tmp_path: Path, lock_dir: Path) -> None:
+    # the engine warns and migrates without a lock on exit 127 (flock(1) is not installed)
+    host = make_host(tmp_path, openssl=False, extra=("mkdir",))
+    finished = host.run(commands.hold_migration_lock(CID))
+    assert (finished.status, finished.stdout) == (127, b"")
+    assert "flock" in finished.stderr
+    assert lock_dir.is_dir(), "it got as far as flock"

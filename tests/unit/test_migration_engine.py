@@ -3,13 +3,19 @@
 A :class:`FakeLab` stands in for both hosts. Each host answers commands from a dict of
 ``predicate -> answer``: a predicate is a substring of the command line (or a callable
 taking it), the first match wins, and an answer is a ``CommandResult``, a list of them
-(served in turn, the last one repeating) or an exception to raise. Every command line is
-recorded, in order, so tests can check what ran where and when.
+(served in turn, the last one repeating), an exception to raise, or a callable taking the
+command line and returning one of those (to act at that moment, e.g. request a cancel).
+Every command line is recorded, in order, so tests can check what ran where and when.
+
+Defaults besides podman's and CRIU's answers: the source takes the migration lock (its
+channel prints ``locked``), and the rollback's waits for a checkpoint or a restore that may
+still run find it finished.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +28,7 @@ from celestial_ssh.commands import CheckpointOptions
 from celestial_ssh.errors import (
     ConnectionFailed,
     InvalidInput,
+    LockHeld,
     MigrationFailed,
     MigrationInterrupted,
     PreflightFailed,
@@ -42,7 +49,7 @@ from celestial_ssh.migration import Migration, MigrationOptions
 from celestial_ssh.report import Outcome
 from celestial_ssh.shell import join
 from celestial_ssh.ssh import CommandResult
-from celestial_ssh.streaming import RelayBroken, RelayResult
+from celestial_ssh.streaming import RelayBroken, RelayResult, RelayStopped
 from celestial_ssh_cli.failures import ExitCode, exit_code_for
 
 SRC, TGT = "lab-a", "lab-b"
@@ -50,11 +57,24 @@ ADDRESSES = {SRC: "10.0.0.5", TGT: "10.0.0.6"}
 CID = "c0ffee00" * 8
 IMAGE = "docker.io/library/nginx:1.25"
 IMAGE_ID = "a8758716bb6aa4d90071160d27028fe4eaee7ce8166221a97d30440c8eac2be6"
-WORKDIRS = {SRC: "/var/tmp/celestial-ssh.SRC0000000", TGT: "/var/tmp/celestial-ssh.TGT0000000"}
+# what make_workdir(CID) prints: tagged with the first 12 digits of the container's ID
+WORKDIRS = {
+    SRC: f"/var/tmp/celestial-ssh.{CID[:12]}.SRC0000000",
+    TGT: f"/var/tmp/celestial-ssh.{CID[:12]}.TGT0000000",
+}
 ARCHIVE_BYTES = 5_000_000
 ARCHIVE_SHA = "5" * 64
+# distinctive pieces of the lock holder and of the rollback's two waits
+LOCK = f"{commands.LOCK_DIR}/lock."
+CHECKPOINT_WAIT = "never-started"
+RESTORE_WAIT = "kill -0"
 
-Answer = CommandResult | list[CommandResult] | BaseException
+Answer = (
+    CommandResult
+    | list[CommandResult]
+    | BaseException
+    | Callable[[str], CommandResult | BaseException]
+)
 Predicate = str | Callable[[str], bool]
 
 
@@ -93,6 +113,11 @@ def stats(**numbers: int) -> CommandResult:
     return result(json.dumps({"container_statistics": [{"Id": CID, "criu_statistics": numbers}]}))
 
 
+def source_sum(digest: str, status: int = 0, stderr: str = "") -> CommandResult:
+    """What the checkpoint script ends with: its last stderr line holds the digest."""
+    return result(status=status, stderr=f"{stderr}{commands.SOURCE_SUM_MARKER} {digest}\n")
+
+
 def host_answers(host: str) -> dict[Predicate, Answer]:
     """What a healthy root host with podman 4.3 and CRIU 3.17 answers."""
     answers: dict[Predicate, Answer] = {
@@ -100,7 +125,7 @@ def host_answers(host: str) -> dict[Predicate, Answer]:
         "podman info": podman_info(),
         "criu --version": result("Version: 3.17.1\n"),
         "criu check": result("Looks good.\n"),
-        "mktemp -d": result(WORKDIRS[host] + "\n"),
+        join(commands.make_workdir(CID)): result(WORKDIRS[host] + "\n"),
         "rm -rf --": result(),
     }
     if host == SRC:
@@ -108,9 +133,12 @@ def host_answers(host: str) -> dict[Predicate, Answer]:
             "podman container inspect": inspect("running"),
             "podman image inspect": image(),
             "podman image save": result(),
-            "container checkpoint": result(),  # the stream's exit status
+            # the stream's exit status, and the archive's digest as the source saw it
+            "container checkpoint": source_sum(ARCHIVE_SHA),
             f"cat {WORKDIRS[SRC]}/checkpoint-stats.json": stats(frozen_time=29373),
             "podman container rm --": result(),
+            LOCK: result("locked\n"),  # what the lock channel prints once it holds the lock
+            CHECKPOINT_WAIT: result("0\n"),  # the checkpoint script has ended, status 0
         }
     else:
         answers |= {
@@ -121,8 +149,24 @@ def host_answers(host: str) -> dict[Predicate, Answer]:
             "restore --import": stats(restore_time=117040),
             "podman container inspect": inspect("running"),
             "podman container rm --force": result(),  # rollback: the half-restored copy
+            RESTORE_WAIT: result(),  # no restore is running any more
         }
     return answers
+
+
+class FakeChannel:
+    """What the engine touches of a paramiko channel: a read timeout, and stdout as a file."""
+
+    def __init__(self, stdout: str):
+        self.stdout = stdout.encode()
+        self.timeout: float | None = None
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.timeout = timeout
+
+    def makefile(self, mode: str = "r") -> io.BytesIO:
+        assert "b" in mode
+        return io.BytesIO(self.stdout)
 
 
 class FakeProcess:
@@ -130,13 +174,17 @@ class FakeProcess:
         self.session = session
         self.command = command
         self.outcome = outcome
+        self.channel = FakeChannel(outcome.stdout)
         self.killed = False
+        self.killed_after: int | None = None  # how many commands had run when it was killed
 
     def wait(self, timeout: float) -> CommandResult:
         return self.outcome
 
     def kill(self) -> None:
         self.killed = True
+        if self.killed_after is None:
+            self.killed_after = len(self.session.lab.log)
 
 
 class FakeSession:
@@ -164,6 +212,8 @@ class FakeSession:
     def _answer(self, command: str) -> CommandResult:
         assert self.is_connected, f"{self.host.name}: command on a closed session: {command}"
         answer = self.lab.answer_for(self.host.name, command)
+        if callable(answer):
+            answer = answer(command)
         if isinstance(answer, BaseException):
             if isinstance(answer, ConnectionFailed):  # the connection (and host) went away
                 self.is_connected = False
@@ -215,7 +265,9 @@ class FakeLab:
         self.connects: list[str] = []
         self.unreachable: set[str] = set()
         self.relays: list[tuple[str, str]] = []
+        self.should_stops: list[Callable[[], bool] | None] = []
         self.relay_error: BaseException | None = None
+        self.during_relay: Callable[[], None] | None = None  # runs halfway through a stream
         self.events: list[Event] = []
         self._lock = threading.Lock()
 
@@ -257,10 +309,16 @@ class FakeLab:
         *,
         on_progress: Callable[[int], None] | None = None,
         stall_timeout: float = 300.0,
+        should_stop: Callable[[], bool] | None = None,
     ) -> RelayResult:
         self.relays.append((source.command, target.command))
+        self.should_stops.append(should_stop)
         if on_progress:
             on_progress(ARCHIVE_BYTES // 2)
+        if self.during_relay is not None:
+            self.during_relay()
+        if should_stop is not None and should_stop():  # as the real relay does between reads
+            raise RelayStopped("the transfer was stopped on request")
         if self.relay_error is not None:
             raise self.relay_error
         if on_progress:
@@ -273,6 +331,13 @@ class FakeLab:
             self.log.append((host, command))
             if started:
                 self.started.append((host, command))
+
+    def streams(self) -> list[tuple[str, str]]:
+        """The started commands that stream data: all but the lock holder."""
+        return [(host, command) for host, command in self.started if LOCK not in command]
+
+    def lock_holders(self) -> list[FakeProcess]:
+        return [process for process in self.processes if LOCK in process.command]
 
     def commands_on(self, host: str) -> list[str]:
         return [command for on, command in self.log if on == host]
@@ -389,6 +454,7 @@ def test_successful_run_commands(lab: FakeLab) -> None:
     run(lab)
     checkpoint = join(commands.checkpoint_stream(CID, WORKDIRS[SRC], CheckpointOptions()))
     lander = join(commands.land_archive(WORKDIRS[TGT]))
+    lock = join(commands.hold_migration_lock(CID))
     restore = join(
         commands.restore_import(
             WORKDIRS[TGT],
@@ -397,8 +463,9 @@ def test_successful_run_commands(lab: FakeLab) -> None:
             options=CheckpointOptions(),
         )
     )
-    # the streams: the target listens before the source starts sending
-    assert lab.started == [(TGT, lander), (SRC, checkpoint)]
+    # the lock on the source first, then the streams: the target listens before the source
+    # starts sending
+    assert lab.started == [(SRC, lock), (TGT, lander), (SRC, checkpoint)]
     assert lab.relays == [(checkpoint, lander)]
     assert restore in lab.commands_on(TGT)
     assert join(commands.container_remove(CID)) in lab.commands_on(SRC)
@@ -418,6 +485,39 @@ def test_successful_run_commands(lab: FakeLab) -> None:
     assert all(not session.is_connected for session in lab.sessions), "sessions closed"
 
 
+def test_a_source_without_its_digest_warns_and_migrates(lab: FakeLab) -> None:
+    lab.answer(SRC, "container checkpoint", result(stderr="sha256sum: not found\n"))
+    report = run(lab).report
+    assert report.outcome is Outcome.MIGRATED
+    assert report.warnings == [
+        "lab-a did not report the archive's SHA-256; the coordinator's own digest of the "
+        "stream is used instead"
+    ]
+    assert report.archive_sha256 == ARCHIVE_SHA  # what the target then checks
+
+
+def test_an_archive_damaged_on_the_way_rolls_back_before_the_restore(lab: FakeLab) -> None:
+    lab.answer(SRC, "container checkpoint", source_sum("a" * 64))
+    restorable_source(lab)
+    engine, error = fail(lab, MigrationFailed)
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    assert isinstance(error.cause, ConnectionFailed)
+    assert (
+        "the archive was damaged between lab-a and this machine (SHA-256 aaaaaaaaaaaaaaaa... "
+        "on the source, 5555555555555555... here); it was not restored"
+    ) in str(error)
+    assert not lab.ran(TGT, "restore --import")
+    assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
+    [lander] = [p for p in lab.processes if p.command == join(commands.land_archive(WORKDIRS[TGT]))]
+    assert lander.killed
+    assert lab.phases()[-4:] == [
+        ("failed", Phase.CHECKPOINT),
+        ("failed", Phase.TRANSFER),
+        ("started", Phase.ROLLBACK),
+        ("finished", Phase.ROLLBACK),
+    ]
+
+
 def test_keep_source_keeps_the_stopped_copy(lab: FakeLab) -> None:
     run(lab, MigrationOptions(keep_source=True))
     assert not lab.ran(SRC, "podman container rm")
@@ -429,7 +529,7 @@ def test_image_is_staged_when_the_target_lacks_it(lab: FakeLab) -> None:
     lab.answer(TGT, "podman image inspect", result(status=125, stderr="image not known"))
     report = run(lab).report
     assert lab.phases()[4:6] == [("started", Phase.STAGE_IMAGE), ("finished", Phase.STAGE_IMAGE)]
-    assert lab.started[:2] == [
+    assert lab.streams()[:2] == [
         (TGT, join(commands.image_load())),
         (SRC, join(commands.image_save(IMAGE))),
     ]
@@ -576,7 +676,8 @@ def test_preflight_failures_stop_before_the_freeze(
     assert error.report is engine.report
     assert engine.report.outcome is Outcome.NOT_STARTED
     assert exit_code_for(error) is ExitCode.PREFLIGHT
-    assert lab.started == [], "no stream (image or checkpoint) was started"
+    assert lab.streams() == [], "no stream (image or checkpoint) was started"
+    assert all(holder.killed for holder in lab.lock_holders()), "the lock is released"
     assert not any("checkpoint" in command for _, command in lab.log)
     assert not any("mktemp" in command for _, command in lab.log)
     assert lab.phases()[-1] == ("failed", Phase.PREFLIGHT)
@@ -587,7 +688,8 @@ def test_a_different_image_on_the_target_stops_before_the_freeze(lab: FakeLab) -
     engine, error = fail(lab, PreflightFailed)
     assert f"lab-b has an image '{IMAGE}' with another ID (bbbbbbbbbbbb," in error.message
     assert engine.report.outcome is Outcome.NOT_STARTED
-    assert lab.started == []
+    assert lab.streams() == []
+    assert [holder.killed for holder in lab.lock_holders()] == [True]
     assert not any("checkpoint" in command or "mktemp" in command for _, command in lab.log)
     # reported as a failed image-staging phase, after preflight had finished
     assert lab.phases()[-3:] == [
@@ -648,6 +750,14 @@ def test_failed_restore_rolls_back_to_the_source(lab: FakeLab, status: int, what
         ("finished", Phase.ROLLBACK),
     ]
     assert "restored web on lab-a from its checkpoint" in lab.notices()
+    # podman answered: no need to look whether the restore got through after all
+    assert not lab.ran(TGT, "podman container inspect")
+    assert (
+        lab.commands_on(TGT).count(
+            join(commands.wait_for_restore_end(WORKDIRS[TGT], timeout_s=900))
+        )
+        == 1
+    )
 
 
 def test_rollback_under_a_new_name_removes_only_the_copy_it_made(lab: FakeLab) -> None:
@@ -697,7 +807,10 @@ def test_target_unreachable_after_restore_needs_recovery(lab: FakeLab) -> None:
     assert engine.report.outcome is Outcome.NEEDS_RECOVERY
     assert exit_code_for(error) is ExitCode.NEEDS_RECOVERY
     assert not lab.ran(SRC, "container restore"), "the source must not be restored"
-    assert lab.connects.count(TGT) == 1 + 3  # the first connection, then three retries
+    # the first connection; three tries to see whether the restore got through after all;
+    # three more by the rollback
+    assert lab.connects.count(TGT) == 1 + 3 + 3
+    assert not lab.ran(TGT, "podman container inspect")
     assert any("was NOT restored" in warning for warning in engine.report.warnings)
     assert "podman container restore web" in (error.hint or "")
     assert "its state could not be confirmed" in str(error)
@@ -711,6 +824,9 @@ def test_target_reconnected_after_restore_was_sent_rolls_back(
     lab.answer(
         TGT, "restore --import", ConnectionFailed("lab-b: connection reset by peer", host=TGT)
     )
+    # the restore did not get through: it left a stopped copy
+    lab.answer(TGT, "podman container inspect", inspect("exited"))
+    lab.answer(TGT, "podman container ls", [listing(), listing((CID, "web", "exited"))])
     restorable_source(lab)
     original_connect = FakeSession.connect
 
@@ -721,9 +837,106 @@ def test_target_reconnected_after_restore_was_sent_rolls_back(
     monkeypatch.setattr(FakeSession, "connect", comes_back)
     engine, _error = fail(lab, MigrationFailed)
     assert engine.report.outcome is Outcome.ROLLED_BACK
-    assert lab.connects.count(TGT) == 2
+    assert lab.connects.count(TGT) == 2, "one reconnection, for the check and the rollback"
+    # it waited for the restore and looked at the copy before deciding to roll back
+    assert (
+        lab.position(TGT, RESTORE_WAIT)
+        < lab.position(TGT, "podman container inspect")
+        < lab.position(TGT, "podman container rm --force")
+    )
     # the fresh target session listed containers before the source was restored
     assert lab.position(TGT, "podman container ls") < lab.position(SRC, "restore --print-stats")
+    assert join(commands.container_remove(CID, force=True)) in lab.commands_on(TGT)
+
+
+def target_comes_back(lab: FakeLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    original_connect = FakeSession.connect
+
+    def comes_back(session: FakeSession) -> None:
+        lab.unreachable.discard(TGT)
+        original_connect(session)
+
+    monkeypatch.setattr(FakeSession, "connect", comes_back)
+
+
+def test_a_lost_restore_answer_that_got_through_completes_the_migration(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the connection dies during the restore, which went on and succeeded on the target:
+    # removing that copy to restore the source would throw away a serving container
+    lab.answer(
+        TGT, "restore --import", ConnectionFailed("lab-b: connection reset by peer", host=TGT)
+    )
+    target_comes_back(lab, monkeypatch)
+    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    report = engine.run()  # no exception
+    assert report.outcome is Outcome.MIGRATED and report.succeeded
+    assert report.warnings == [
+        "lost the answer of the restore (lab-b: connection reset by peer), but web runs on "
+        "lab-b: the migration got through"
+    ]
+    assert report.downtime_s is not None
+    assert lab.connects.count(TGT) == 2
+    assert lab.position(TGT, RESTORE_WAIT) < lab.position(TGT, "podman container inspect")
+    assert join(commands.container_inspect("web")) in lab.commands_on(TGT)
+    # nothing rolled back, and the migration's cleanup ran
+    assert not lab.ran(SRC, "container restore")
+    assert not lab.ran(TGT, "podman container rm")
+    assert join(commands.container_remove(CID)) in lab.commands_on(SRC)
+    assert join(commands.remove_workdir(WORKDIRS[SRC])) in lab.commands_on(SRC)
+    assert join(commands.remove_workdir(WORKDIRS[TGT])) in lab.commands_on(TGT)
+    assert Phase.ROLLBACK not in [phase for _, phase in lab.phases()]
+    assert ("finished", Phase.CLEANUP) in lab.phases()
+    assert [holder.killed for holder in lab.lock_holders()] == [True]
+
+
+def test_a_lost_verify_answer_after_a_good_restore_completes_the_migration(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab.answer(
+        TGT,
+        "podman container inspect",
+        [ConnectionFailed("lab-b: connection reset", host=TGT), inspect("running")],
+    )
+    target_comes_back(lab, monkeypatch)
+    report = run(lab).report
+    assert report.outcome is Outcome.MIGRATED
+    assert "but web runs on lab-b: the migration got through" in report.warnings[0]
+    assert not lab.ran(SRC, "container restore")
+
+
+def test_a_lost_restore_answer_with_a_strangers_copy_rolls_back(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # under a new name, a running container with that name that was on the target before
+    # the restore is not ours: the restore did not get through
+    stranger = "2" * 64
+    lab.answer(TGT, "restore --import", ConnectionFailed("lab-b: connection reset", host=TGT))
+    lab.answer(
+        TGT,
+        "podman container ls",
+        [listing(), listing((stranger, "web2", "running")), listing((stranger, "web2", "running"))],
+    )
+    lab.answer(TGT, "podman container inspect", inspect("running", name="web2", cid=stranger))
+    restorable_source(lab)
+    target_comes_back(lab, monkeypatch)
+    engine, _error = fail(lab, MigrationFailed, MigrationOptions(new_name="web2"))
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    assert not lab.ran(TGT, "podman container rm")
+    assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
+
+
+def test_a_lost_restore_answer_under_a_new_name_that_got_through(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours = "1" * 64  # a restore under a new name gets a new ID
+    lab.answer(TGT, "restore --import", ConnectionFailed("lab-b: connection reset", host=TGT))
+    lab.answer(TGT, "podman container inspect", inspect("running", name="web2", cid=ours))
+    target_comes_back(lab, monkeypatch)
+    report = run(lab, MigrationOptions(new_name="web2")).report
+    assert report.outcome is Outcome.MIGRATED
+    assert join(commands.container_inspect("web2")) in lab.commands_on(TGT)
+    assert not lab.ran(SRC, "container restore")
 
 
 def test_target_copy_not_running_after_restore_rolls_back(lab: FakeLab) -> None:
@@ -856,3 +1069,355 @@ def test_interrupt_after_the_point_of_no_return_keeps_the_outcome(lab: FakeLab) 
     assert not lab.ran(TGT, "podman image rm")
     assert Phase.ROLLBACK not in [phase for _, phase in lab.phases()]
     assert any("interrupted after the container was verified" in w for w in engine.report.warnings)
+
+
+# -- the migration lock ------------------------------------------------------------------------
+def test_the_engine_takes_the_lock_through_locking_take_migration_lock(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[dict[str, Any]] = []
+    released: list[bool] = []
+
+    class Held:
+        def kill(self) -> None:
+            released.append(True)
+
+    def take(session: FakeSession, container: str, container_id: str, **kwargs: Any) -> Held:
+        calls.append({"host": session.host.name, "container": container, "id": container_id})
+        calls[-1].update(kwargs)
+        kwargs["warn"]("a warning from the lock")
+        return Held()
+
+    monkeypatch.setattr(migration, "take_migration_lock", take)
+    engine = run(lab, MigrationOptions(command_timeout_s=42.0))
+    [call] = calls
+    assert {key: call[key] for key in ("host", "container", "id", "timeout_s")} == {
+        "host": SRC,
+        "container": "web",
+        "id": CID,
+        "timeout_s": 42.0,
+    }
+    assert released == [True]
+    assert engine.report.warnings == ["a warning from the lock"]
+    assert not lab.ran(SRC, LOCK), "only through take_migration_lock"
+
+
+def test_the_lock_is_held_on_the_source_for_the_whole_migration(lab: FakeLab) -> None:
+    engine = run(lab)
+    assert lab.started[0] == (SRC, join(commands.hold_migration_lock(CID)))
+    assert not lab.ran(TGT, LOCK), "one lock, on the source"
+    [holder] = lab.lock_holders()
+    assert holder.channel.timeout == engine.options.command_timeout_s
+    # taken once the container's ID is known, before anything changes on either host...
+    assert lab.position(SRC, "podman container inspect") < lab.position(SRC, LOCK)
+    assert lab.position(SRC, LOCK) < min(lab.position(h, "mktemp -d") for h in (SRC, TGT))
+    # ...and released only after the last command of the cleanup
+    assert holder.killed and holder.killed_after == len(lab.log)
+    assert engine.report.warnings == []
+
+
+def test_a_lock_held_by_another_migration_stops_before_the_freeze(lab: FakeLab) -> None:
+    # flock -n -E 75 exits at once, printing nothing, when another channel holds the lock
+    lab.answer(SRC, LOCK, result(status=commands.LOCK_HELD_EXIT))
+    engine, error = fail(lab, LockHeld)
+    assert isinstance(error, PreflightFailed)
+    assert error.message == "lab-a: another migration of 'web' (c0ffee00c0ff) is running"
+    assert "Wait for it to finish" in (error.hint or "")
+    assert error.report is engine.report
+    assert engine.report.outcome is Outcome.NOT_STARTED
+    assert lab.streams() == []
+    assert not any("checkpoint" in command or "mktemp" in command for _, command in lab.log)
+    assert lab.phases()[-1] == ("failed", Phase.PREFLIGHT)
+
+
+def test_a_source_without_flock_warns_and_migrates(lab: FakeLab) -> None:
+    lab.answer(SRC, LOCK, result(status=127, stderr="sh: 1: exec: flock: not found\n"))
+    report = run(lab).report
+    assert report.outcome is Outcome.MIGRATED
+    assert report.warnings == ["lab-a has no flock(1): two coordinators could race on 'web'"]
+    assert Notice("warning", report.warnings[0]) in lab.events
+
+
+def test_a_failing_lock_command_stops_before_the_freeze(lab: FakeLab) -> None:
+    lab.answer(SRC, LOCK, result(status=1, stderr="flock: cannot open lock file: Read-only\n"))
+    engine, error = fail(lab, RemoteCommandFailed)
+    assert error.message == "lab-a: taking the migration lock failed"
+    assert error.exit_status == 1 and "Read-only" in str(error)
+    assert engine.report.outcome is Outcome.NOT_STARTED
+    assert lab.streams() == []
+
+
+def test_a_lock_channel_that_never_answers_is_closed(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Silent:
+        def readline(self) -> bytes:
+            raise TimeoutError("timed out")
+
+    monkeypatch.setattr(FakeChannel, "makefile", lambda channel, mode="r": Silent())
+    engine, error = fail(lab, ConnectionFailed)
+    assert "lab-a: could not take the migration lock: timed out" in error.message
+    assert engine.report.outcome is Outcome.NOT_STARTED
+    assert [holder.killed for holder in lab.lock_holders()] == [True]
+    assert lab.streams() == []
+
+
+# -- cancelling ------------------------------------------------------------------------------------
+def test_cancel_before_run_changes_nothing(lab: FakeLab) -> None:
+    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    assert not engine.cancel_requested
+    engine.request_cancel()
+    assert engine.cancel_requested
+    with pytest.raises(MigrationInterrupted) as caught:
+        engine.run()
+    error = caught.value
+    assert error.report is engine.report
+    assert engine.report.outcome is Outcome.NOT_STARTED
+    assert exit_code_for(error) is ExitCode.INTERRUPTED
+    assert "it was never stopped and still runs on lab-a" in str(error)
+    assert lab.sessions == [] and lab.log == [] and lab.started == []
+
+
+def test_cancel_while_preparing_undoes_the_work_directories(lab: FakeLab) -> None:
+    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+
+    def make_then_cancel(command: str) -> CommandResult:
+        engine.request_cancel()  # Ctrl-C while the work directories are being made
+        return result(WORKDIRS[SRC] + "\n")
+
+    lab.answer(SRC, "mktemp -d", make_then_cancel)
+    with pytest.raises(MigrationInterrupted):
+        engine.run()
+    assert engine.report.outcome is Outcome.NOT_STARTED
+    assert lab.streams() == [], "never frozen"
+    assert join(commands.remove_workdir(WORKDIRS[SRC])) in lab.commands_on(SRC)
+    assert join(commands.remove_workdir(WORKDIRS[TGT])) in lab.commands_on(TGT)
+    assert [holder.killed for holder in lab.lock_holders()] == [True]
+    assert Phase.ROLLBACK not in [phase for _, phase in lab.phases()]
+
+
+def test_cancel_during_the_stream_rolls_back(lab: FakeLab) -> None:
+    restorable_source(lab)
+    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+
+    def cancel_halfway() -> None:
+        should_stop = lab.should_stops[-1]
+        assert should_stop is not None and not should_stop()
+        engine.request_cancel()
+        assert should_stop(), "the relay's should_stop is the cancel request"
+
+    lab.during_relay = cancel_halfway
+    with pytest.raises(MigrationInterrupted) as caught:
+        engine.run()
+    error = caught.value
+    assert type(error) is MigrationInterrupted
+    assert isinstance(error.cause, RelayStopped)
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    assert exit_code_for(error) is ExitCode.INTERRUPTED
+    assert "was interrupted" in error.message
+    assert "it runs again on lab-a, from its checkpoint" in str(error)
+    assert all(process.killed for process in lab.processes), "both streams and the lock"
+    assert not lab.ran(TGT, "restore --import")
+    assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
+    assert lab.position(SRC, CHECKPOINT_WAIT) < lab.position(SRC, "container restore")
+    assert lab.phases()[-4:] == [
+        ("failed", Phase.CHECKPOINT),
+        ("failed", Phase.TRANSFER),
+        ("started", Phase.ROLLBACK),
+        ("finished", Phase.ROLLBACK),
+    ]
+
+
+def test_cancel_during_the_restore_finishes_the_migration(lab: FakeLab) -> None:
+    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+
+    def restore_then_cancel(command: str) -> CommandResult:
+        engine.request_cancel()  # Ctrl-C while podman restores on the target
+        return stats(restore_time=117040)
+
+    lab.answer(TGT, "restore --import", restore_then_cancel)
+    report = engine.run()  # no exception: the migration got through
+    assert report.outcome is Outcome.MIGRATED and report.succeeded
+    [warning] = report.warnings
+    assert "the cancel request came while restoring on the target" in warning
+    assert "the migration completed" in warning
+    assert Notice("warning", warning) in lab.events
+    assert lab.ran(TGT, "podman container inspect")  # verified
+    assert join(commands.container_remove(CID)) in lab.commands_on(SRC)  # cleaned up
+    assert not lab.ran(SRC, "container restore") and not lab.ran(TGT, "podman container rm")
+    assert Phase.ROLLBACK not in [phase for _, phase in lab.phases()]
+
+
+def test_cancel_after_the_stream_but_before_the_restore_rolls_back(lab: FakeLab) -> None:
+    # the last check before the restore: once the archive has landed but before the restore
+    # is sent, a cancel still rolls back (nothing runs on the target yet)
+    restorable_source(lab)
+
+    def cancel_after_the_transfer(event: Event) -> None:
+        lab.events.append(event)
+        if isinstance(event, PhaseFinished) and event.phase is Phase.TRANSFER:
+            engine.request_cancel()
+
+    engine = Migration(SRC, TGT, "web", on_event=cancel_after_the_transfer)
+    with pytest.raises(MigrationInterrupted) as caught:
+        engine.run()
+    error = caught.value
+    assert isinstance(error.cause, migration.MigrationCancelled)
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    assert exit_code_for(error) is ExitCode.INTERRUPTED
+    assert "it runs again on lab-a, from its checkpoint" in str(error)
+    assert not lab.ran(TGT, "restore --import")
+    assert not lab.ran(TGT, "podman container rm"), "no restore, so no copy to remove"
+    assert not lab.ran(TGT, RESTORE_WAIT)
+    assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
+    assert lab.position(SRC, CHECKPOINT_WAIT) < lab.position(SRC, "container restore")
+    assert join(commands.remove_workdir(WORKDIRS[SRC])) in lab.commands_on(SRC)
+    assert join(commands.remove_workdir(WORKDIRS[TGT])) in lab.commands_on(TGT)
+    assert not any("while restoring" in warning for warning in engine.report.warnings)
+    assert Phase.RESTORE not in [phase for _, phase in lab.phases()]
+    assert lab.phases()[-2:] == [("started", Phase.ROLLBACK), ("finished", Phase.ROLLBACK)]
+    assert [holder.killed for holder in lab.lock_holders()] == [True]
+
+
+def image_to_stage(lab: FakeLab) -> None:
+    lab.answer(TGT, "podman image inspect", result(status=125, stderr="image not known"))
+    lab.answer(TGT, "podman image rm --", result())  # the undo of a half-staged image
+
+
+def test_the_image_relay_stops_on_a_cancel_request(lab: FakeLab) -> None:
+    image_to_stage(lab)
+    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+
+    def cancel_during_the_image() -> None:
+        should_stop = lab.should_stops[-1]
+        assert should_stop is not None and not should_stop()
+        engine.request_cancel()
+        assert should_stop(), "the image relay's should_stop is the cancel request"
+
+    lab.during_relay = cancel_during_the_image
+    with pytest.raises(MigrationInterrupted) as caught:
+        engine.run()
+    error = caught.value
+    assert isinstance(error.cause, RelayStopped)
+    assert exit_code_for(error) is ExitCode.INTERRUPTED
+    # before the freeze: nothing to roll back, the half-staged image is removed
+    assert engine.report.outcome is Outcome.NOT_STARTED
+    assert "it was never stopped and still runs on lab-a" in str(error)
+    assert len(lab.relays) == 1, "the checkpoint stream never started"
+    assert lab.streams() == [
+        (TGT, join(commands.image_load())),
+        (SRC, join(commands.image_save(IMAGE))),
+    ]
+    assert join(commands.image_remove(IMAGE_ID)) in lab.commands_on(TGT)
+    assert not any("mktemp" in command or "checkpoint" in command for _, command in lab.log)
+    assert engine.report.image_staged is False
+    assert Phase.ROLLBACK not in [phase for _, phase in lab.phases()]
+    assert lab.phases()[-1] == ("failed", Phase.STAGE_IMAGE)
+    assert [holder.killed for holder in lab.lock_holders()] == [True]
+
+
+def test_a_cancelled_image_relay_kills_both_streams_before_removing_the_image(
+    lab: FakeLab,
+) -> None:
+    image_to_stage(lab)
+    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    lab.during_relay = engine.request_cancel
+    with pytest.raises(MigrationInterrupted):
+        engine.run()
+    streams = [process for process in lab.processes if LOCK not in process.command]
+    assert [process.killed for process in streams] == [True, True]
+    removal = lab.position(TGT, "podman image rm")
+    assert all(p.killed_after is not None and p.killed_after <= removal for p in streams)
+
+
+def test_work_directories_are_tagged_with_the_container_id(lab: FakeLab) -> None:
+    run(lab)
+    make = join(commands.make_workdir(CID))
+    assert f"/celestial-ssh.{CID[:12]}.XXXXXXXXXX" in make
+    for host in (SRC, TGT):
+        assert [c for c in lab.commands_on(host) if "mktemp" in c] == [make]
+    # so that `recover` finds them with list_workdirs(CID)
+    assert f"celestial-ssh.{CID[:12]}.*" in join(commands.list_workdirs(CID))
+
+
+# -- the rollback waits for what may still run -----------------------------------------------------
+def test_rollback_waits_for_the_checkpoint_before_restoring_the_source(lab: FakeLab) -> None:
+    lab.relay_error = RelayBroken("lab-a: the stream broke", host=SRC, side="source")
+    restorable_source(lab)
+    engine, _error = fail(lab, MigrationFailed, MigrationOptions(restore_timeout_s=60.5))
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    wait = join(commands.wait_for_checkpoint_end(WORKDIRS[SRC], timeout_s=60))
+    assert wait in lab.commands_on(SRC)
+    # the wait comes before the source's state is read again, and so before its restore
+    inspects = [
+        index
+        for index, (host, command) in enumerate(lab.log)
+        if host == SRC and "podman container inspect" in command
+    ]
+    assert inspects[0] < lab.position(SRC, CHECKPOINT_WAIT) < inspects[1]
+    assert lab.position(SRC, CHECKPOINT_WAIT) < lab.position(SRC, "container restore")
+    assert not lab.ran(TGT, RESTORE_WAIT), "no restore was sent: nothing to wait for there"
+
+
+def test_a_checkpoint_that_does_not_end_needs_recovery(lab: FakeLab) -> None:
+    lab.relay_error = RelayBroken("lab-a: the stream broke", host=SRC, side="source")
+    lab.answer(SRC, CHECKPOINT_WAIT, result(status=1))  # still running after the timeout
+    engine, error = fail(lab, MigrationFailed)
+    assert engine.report.outcome is Outcome.NEEDS_RECOVERY
+    assert exit_code_for(error) is ExitCode.NEEDS_RECOVERY
+    assert not lab.ran(SRC, "container restore")
+    # its state was not even read again: only preflight's inspect ran
+    assert [c for c in lab.commands_on(SRC) if "podman container inspect" in c] == [
+        join(commands.container_inspect("web"))
+    ]
+    assert any(
+        "lab-a: the checkpoint is still running after 900 s" in warning
+        for warning in engine.report.warnings
+    )
+    assert lab.phases()[-2:] == [("started", Phase.ROLLBACK), ("failed", Phase.ROLLBACK)]
+
+
+def test_rollback_from_restoring_waits_for_the_restore_before_removing_it(lab: FakeLab) -> None:
+    lab.answer(TGT, "restore --import", result(status=125, stderr="Error: restore failed"))
+    lab.answer(TGT, "podman container ls", [listing(), listing((CID, "web", "created"))])
+    restorable_source(lab)
+    engine, _error = fail(lab, MigrationFailed)
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    wait = join(commands.wait_for_restore_end(WORKDIRS[TGT], timeout_s=900))
+    assert wait in lab.commands_on(TGT)
+    assert (
+        lab.position(TGT, "restore --import")
+        < lab.position(TGT, RESTORE_WAIT)
+        < lab.position(TGT, "podman container rm --force")
+        < lab.position(SRC, "container restore")
+    )
+
+
+def test_a_restore_that_does_not_end_needs_recovery(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the connection died during the restore; the reconnected target says it still runs
+    lab.answer(TGT, "restore --import", ConnectionFailed("lab-b: connection reset", host=TGT))
+    lab.answer(TGT, RESTORE_WAIT, result(status=1))  # still running after the timeout
+    restorable_source(lab)
+    original_connect = FakeSession.connect
+
+    def comes_back(session: FakeSession) -> None:
+        lab.unreachable.discard(TGT)
+        original_connect(session)
+
+    monkeypatch.setattr(FakeSession, "connect", comes_back)
+    engine, error = fail(lab, MigrationFailed)
+    assert engine.report.outcome is Outcome.NEEDS_RECOVERY
+    assert exit_code_for(error) is ExitCode.NEEDS_RECOVERY
+    assert lab.ran(TGT, RESTORE_WAIT), "asked on the reconnected target"
+    assert not lab.ran(TGT, "podman container rm"), "a copy being restored is not removed"
+    assert not lab.ran(SRC, "container restore"), "and the source is not restored"
+    assert not lab.ran(SRC, CHECKPOINT_WAIT)
+    # the archive and the restore's PID file stay for `recover`
+    assert join(commands.remove_workdir(WORKDIRS[TGT])) not in lab.commands_on(TGT)
+    assert any(
+        "lab-b: the restore is still running after 900 s" in warning
+        for warning in engine.report.warnings
+    )
+    assert lab.phases()[-2:] == [("started", Phase.ROLLBACK), ("failed", Phase.ROLLBACK)]
