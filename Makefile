@@ -38,8 +38,9 @@ demo: lab
 	bash lab/demo.sh
 
 lint: venv
-	$(BIN)/ruff check celestial_ssh celestial_ssh_cli tests
-	$(BIN)/ruff format --check celestial_ssh celestial_ssh_cli tests
+	$(BIN)/ruff check celestial_ssh celestial_ssh_cli tests examples
+	$(BIN)/ruff format --check celestial_ssh celestial_ssh_cli tests examples
+	$(BIN)/mypy celestial_ssh
 
 test: lab lint
 	$(BIN)/python -m pytest tests

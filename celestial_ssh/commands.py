@@ -310,9 +310,7 @@ def restore_import(
 
 
 # -- rollback helpers --------------------------------------------------------------------
-def wait_for_checkpoint_end(
-    workdir: str, *, timeout_s: int, start_grace_s: int = 5
-) -> list[str]:
+def wait_for_checkpoint_end(workdir: str, *, timeout_s: int, start_grace_s: int = 5) -> list[str]:
     """Wait until the checkpoint script in ``workdir`` has finished, then print its status.
 
     Prints ``never-started`` when the script's start marker has not appeared within

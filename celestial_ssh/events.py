@@ -27,7 +27,8 @@ class Phase(enum.StrEnum):
     ROLLBACK = "rollback"
 
     @property
-    def title(self) -> str:
+    def label(self) -> str:
+        """What the phase does, for people ("Checkpoint on source")."""
         return _TITLES[self]
 
 

@@ -72,6 +72,7 @@ class ResolvedHost:
     connect_timeout: float = 15.0
     ssh_config: str | None = None
     options: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    become: bool = False  # run podman and criu through `sudo -n` on this host
 
     @property
     def known_hosts_name(self) -> str:

@@ -121,6 +121,12 @@ class MigrationOptions:
     command_timeout_s: float = 120.0
     stream_stall_timeout_s: float = 300.0
     restore_timeout_s: float = 900.0
+    # how a host name becomes connection settings; default: ssh_config via `ssh -G`
+    # (an inventory passes its own, e.g. Inventory.resolve)
+    host_resolver: Callable[[str], ResolvedHost] | None = field(default=None, compare=False)
+    # stop right after the preflight checks (lock released, sessions closed): a dry run;
+    # the report's outcome stays NOT_STARTED and nothing is changed on either host
+    preflight_only: bool = False
 
     def checkpoint_options(self) -> CheckpointOptions:
         return CheckpointOptions(compression=self.compression, tcp_established=self.tcp_established)
@@ -221,6 +227,9 @@ class Migration:
             ):
                 self._raise_if_cancelled()
                 step()
+                if self.options.preflight_only and self._progress.state is State.CHECKED:
+                    self._close()  # releases the lock; nothing was staged or frozen
+                    return self.report
             # last chance to cancel: once the restore is sent it is never abandoned
             self._raise_if_cancelled()
             self._restore()
@@ -353,7 +362,10 @@ class Migration:
     def _resolve_hosts(self) -> tuple[ResolvedHost, ResolvedHost]:
         hosts = []
         for text in (self._source_text, self._target_text):
-            host = resolve_host(text, self.options.ssh_config)
+            if self.options.host_resolver is not None:
+                host = self.options.host_resolver(text)
+            else:
+                host = resolve_host(text, self.options.ssh_config)
             if self.options.accept_new_host_keys and host.strict_host_key_checking == "yes":
                 host = host.with_strict_host_key_checking("accept-new")
             hosts.append(host)
@@ -940,30 +952,28 @@ class Migration:
         workdir = self._progress.target_workdir
         if not workdir or self._progress.restore_ended:
             return
-        timeout = int(self.options.restore_timeout_s)
-        waited = target.run(
-            commands.wait_for_restore_end(workdir, timeout_s=timeout), timeout=timeout + 30
-        )
-        if not waited.ok:
-            raise ConnectionFailed(
-                f"{self._target_text}: the restore is still running after {timeout} s",
-                host=self._target_text,
-            )
+        self._wait_remote(target, commands.wait_for_restore_end, workdir, "the restore")
         self._progress.restore_ended = True
 
     def _wait_for_source_checkpoint(self, source: SSHSession) -> None:
         """After a lost connection the checkpoint may still run: decide only once it ended."""
         workdir = self._progress.source_workdir
-        if not workdir:
-            return
+        if workdir:
+            self._wait_remote(source, commands.wait_for_checkpoint_end, workdir, "the checkpoint")
+
+    def _wait_remote(
+        self,
+        session: SSHSession,
+        build: Callable[..., list[str]],
+        workdir: str,
+        what: str,
+    ) -> None:
         timeout = int(self.options.restore_timeout_s)
-        waited = source.run(
-            commands.wait_for_checkpoint_end(workdir, timeout_s=timeout), timeout=timeout + 30
-        )
+        waited = session.run(build(workdir, timeout_s=timeout), timeout=timeout + 30)
         if not waited.ok:
             raise ConnectionFailed(
-                f"{self._source_text}: the checkpoint is still running after {timeout} s",
-                host=self._source_text,
+                f"{session.host.name}: {what} is still running after {timeout} s",
+                host=session.host.name,
             )
 
     def _restore_source(self, info: ContainerInfo) -> None:

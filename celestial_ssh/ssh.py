@@ -64,7 +64,7 @@ def _key_type_label(key: paramiko.PKey) -> str:
         return "ECDSA"
     if "rsa" in name:
         return "RSA"
-    return name.upper()
+    return str(name).upper()
 
 
 def find_known_host_entry(files: Sequence[str], lookup_name: str) -> tuple[str, int] | None:
@@ -158,7 +158,7 @@ def _first_known_hosts(host: ResolvedHost) -> str:
     return host.known_hosts_files[0] if host.known_hosts_files else "~/.ssh/known_hosts"
 
 
-class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
+class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
     """StrictHostKeyChecking as OpenSSH means it: yes, accept-new, or no."""
 
     def __init__(self, host: ResolvedHost, notice: NoticeSink):
@@ -190,7 +190,7 @@ PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
 def _fast_transport(sock: object, **kwargs: object) -> paramiko.Transport:
-    transport = paramiko.Transport(sock, **kwargs)  # type: ignore[arg-type]
+    transport = paramiko.Transport(sock, **kwargs)
     options = transport.get_security_options()
     available = tuple(options.ciphers)
     options.ciphers = tuple(c for c in PREFERRED_CIPHERS if c in available) + tuple(

@@ -92,14 +92,14 @@ class PlainDisplay:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, PhaseStarted):
-            self._line(f"{event.phase.title} ..." + (f" {event.detail}" if event.detail else ""))
+            self._line(f"{event.phase.label} ..." + (f" {event.detail}" if event.detail else ""))
         elif isinstance(event, PhaseFinished):
             detail = f" ({event.detail})" if event.detail else ""
-            self._line(f"{event.phase.title}: done in {event.duration_s:.2f} s{detail}")
+            self._line(f"{event.phase.label}: done in {event.duration_s:.2f} s{detail}")
         elif isinstance(event, PhaseSkipped):
-            self._line(f"{event.phase.title}: skipped, {event.reason}")
+            self._line(f"{event.phase.label}: skipped, {event.reason}")
         elif isinstance(event, PhaseFailed):
-            self._line(f"{event.phase.title}: FAILED after {event.duration_s:.2f} s: {event.error}")
+            self._line(f"{event.phase.label}: FAILED after {event.duration_s:.2f} s: {event.error}")
         elif isinstance(event, Notice):
             self._line(f"{event.level}: {event.message}")
         elif isinstance(event, TransferProgress) and (self.verbose or event.finished):
@@ -163,7 +163,7 @@ class RichDisplay:
                 mark = Text("-", style="dim")
             else:
                 mark = Text("✗", style="bold red")
-            label = Text(row.phase.title, style="bold" if row.state == "running" else "")
+            label = Text(row.phase.label, style="bold" if row.state == "running" else "")
             if row.detail:
                 label.append(f"  {row.detail}", style="dim" if row.state != "failed" else "red")
             duration = Text(f"{row.duration:.2f} s" if row.duration is not None else "")

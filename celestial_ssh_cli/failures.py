@@ -61,3 +61,19 @@ def message_for(error: BaseException) -> str:
         "celestial-ssh: internal error (this is a bug; please report it with the lines "
         "below):\n" + "".join(traceback.format_exception(error)).rstrip()
     )
+
+
+def http_status_for(error: BaseException) -> int:
+    """The HTTP shim's status code for an error (``celestial-ssh serve``).
+
+    409: a preflight check failed, nothing changed; 502: a host cannot be resolved, reached or
+    authenticated to; 400: bad input, nothing was run; 500: everything else, including a
+    migration that failed after the freeze (the report says where the container runs now).
+    """
+    if isinstance(error, InvalidInput):
+        return 400
+    if isinstance(error, PreflightFailed):
+        return 409
+    if isinstance(error, (ConnectionFailed, HostConfigError)):
+        return 502
+    return 500

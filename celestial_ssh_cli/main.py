@@ -17,9 +17,11 @@ from celestial_ssh.commands import COMPRESSIONS
 from celestial_ssh.errors import CelestialError
 from celestial_ssh.migration import Migration, MigrationOptions
 from celestial_ssh.recovery import recover
+from celestial_ssh.research import append_report
 
 from .display import choose_display
 from .failures import ExitCode, exit_code_for, message_for
+from .http_shim import serve
 
 
 @contextlib.contextmanager
@@ -108,6 +110,14 @@ def cli() -> None:
     is_flag=True,
     help="Checkpoint and restore established TCP connections.",
 )
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Append a row with the timings and podman's stats to FILE.csv or FILE.json "
+    "(also for failed migrations).",
+)
 def migrate_command(
     source: str,
     target: str,
@@ -121,8 +131,11 @@ def migrate_command(
     keep_source: bool,
     compression: str,
     tcp_established: bool,
+    report_file: str | None,
 ) -> None:
     """Move the running CONTAINER from SOURCE to TARGET, keeping its memory state."""
+    if report_file and not report_file.lower().endswith((".csv", ".json")):
+        raise click.BadParameter("must end in .csv or .json", param_hint="--report")
     options = MigrationOptions(
         ssh_config=ssh_config,
         new_name=new_name,
@@ -138,8 +151,10 @@ def migrate_command(
             report = migration.run()
     except (CelestialError, KeyboardInterrupt, Exception) as error:
         code = exit_code_for(error)
+        partial = getattr(error, "report", None)
+        if report_file and partial is not None:
+            append_report(report_file, partial)
         if json_output:
-            partial = getattr(error, "report", None)
             document: dict[str, Any] = (
                 partial.to_dict()
                 if partial is not None
@@ -156,6 +171,8 @@ def migrate_command(
             click.echo(json.dumps(document, indent=2))
         click.echo(message_for(error), err=True)
         sys.exit(int(code))
+    if report_file:
+        append_report(report_file, report)
     if json_output:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -228,3 +245,6 @@ def main() -> None:
         cli(standalone_mode=True)
     except KeyboardInterrupt:
         sys.exit(int(ExitCode.INTERRUPTED))
+
+
+cli.add_command(serve)

@@ -212,6 +212,7 @@ def test_a_second_coordinator_is_refused_while_the_lock_is_held(lab, workloads):
     assert result.returncode == ExitCode.PREFLIGHT, result.stderr
     assert "another migration of" in result.stderr
     assert assert_one_running_copy(lab, workload.name) == "lab-a"
+    assert source.workdirs() == [] and lab["lab-b"].workdirs() == []
 
 
 def test_two_coordinators_at_once_leave_exactly_one_copy(lab, workloads):
@@ -230,6 +231,7 @@ def test_two_coordinators_at_once_leave_exactly_one_copy(lab, workloads):
     assert codes[1] == ExitCode.PREFLIGHT, first_err + second_err
     where = assert_one_running_copy(lab, workload.name)
     assert where == "lab-b"
+    assert source.workdirs() == [] and lab["lab-b"].workdirs() == []
     time.sleep(0.3)
     assert_state_survived(before, lab[where].ticks(workload.name))
 

@@ -42,9 +42,9 @@ def plain_lines(events: list[Event], verbose: bool = False) -> list[str]:
 
 
 def test_every_phase_has_a_title() -> None:
-    titles = [phase.title for phase in Phase]
+    titles = [phase.label for phase in Phase]
     assert all(titles) and len(set(titles)) == len(titles)
-    assert Phase.ROLLBACK.title == "Roll back to source"
+    assert Phase.ROLLBACK.label == "Roll back to source"
 
 
 @pytest.mark.parametrize(
