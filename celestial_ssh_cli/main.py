@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import signal
 import sys
@@ -15,12 +16,14 @@ import click
 from celestial_ssh import __version__
 from celestial_ssh.commands import COMPRESSIONS
 from celestial_ssh.errors import CelestialError
+from celestial_ssh.inventory import load_inventory
 from celestial_ssh.migration import Migration, MigrationOptions
 from celestial_ssh.recovery import recover
 from celestial_ssh.research import append_report
 
 from .display import choose_display
 from .failures import ExitCode, exit_code_for, message_for
+from .fleet_commands import doctor_command, ps_command
 from .http_shim import serve
 
 
@@ -111,6 +114,15 @@ def cli() -> None:
     help="Checkpoint and restore established TCP connections.",
 )
 @click.option(
+    "-i",
+    "--inventory",
+    "inventory_file",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Inventory (celestial-ssh YAML, Ansible YAML, or ansible-inventory --list JSON) "
+    "whose aliases SOURCE and TARGET may name; ssh_config applies under it.",
+)
+@click.option(
     "--report",
     "report_file",
     type=click.Path(dir_okay=False),
@@ -132,11 +144,23 @@ def migrate_command(
     compression: str,
     tcp_established: bool,
     report_file: str | None,
+    inventory_file: str | None = None,
 ) -> None:
     """Move the running CONTAINER from SOURCE to TARGET, keeping its memory state."""
     if report_file and not report_file.lower().endswith((".csv", ".json")):
         raise click.BadParameter("must end in .csv or .json", param_hint="--report")
+    host_resolver = None
+    if inventory_file is not None:
+        try:
+            inventory = load_inventory(inventory_file)
+        except CelestialError as error:
+            click.echo(message_for(error), err=True)
+            sys.exit(int(exit_code_for(error)))
+        for warning in inventory.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        host_resolver = functools.partial(inventory.resolve, ssh_config=ssh_config)
     options = MigrationOptions(
+        host_resolver=host_resolver,
         ssh_config=ssh_config,
         new_name=new_name,
         keep_source=keep_source,
@@ -248,3 +272,5 @@ def main() -> None:
 
 
 cli.add_command(serve)
+cli.add_command(doctor_command)
+cli.add_command(ps_command)

@@ -161,11 +161,19 @@ hosts:
     port: $PORT
     user: root
     identity_file: $LAB/id_ed25519
+    known_hosts_file: $LAB/known_hosts
+    strict_host_key_checking: "yes"
   lab-b:
     hostname: ${ADDRESS[lab-b]}
     port: $PORT
     user: root
     identity_file: $LAB/id_ed25519
+    known_hosts_file: $LAB/known_hosts
+    strict_host_key_checking: "yes"
+groups:
+  lab:
+    - lab-a
+    - lab-b
 CONF
 }
 

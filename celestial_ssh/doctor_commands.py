@@ -1,0 +1,76 @@
+"""Pure builders for the commands ``doctor`` and ``ps`` run on a host.
+
+Like :mod:`celestial_ssh.commands`, each function returns an argument list (or an ``sh -c``
+script made only of constant text), so tests pin the exact commands and no user input
+reaches a shell unquoted. Nothing here runs anything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .errors import InvalidInput
+from .shell import sh_script, validate_container_name
+
+# CRIU's feature names: lower-case words joined by '-' or '_' (mem_dirty_track, uffd-noncoop)
+_CRIU_FEATURE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+# the features doctor asks CRIU about
+FEATURE_MEM_DIRTY_TRACK = "mem_dirty_track"  # soft-dirty tracking: iterative pre-copy
+FEATURE_UFFD_NONCOOP = "uffd-noncoop"  # non-cooperative userfaultfd: lazy-pages restore
+
+# the directory a migration lands its checkpoint in (the same expression as make_workdir)
+LANDING_DIR = "${TMPDIR:-/var/tmp}"
+
+
+def podman_version() -> list[str]:
+    return ["podman", "version", "--format", "json"]
+
+
+def criu_feature(feature: str) -> list[str]:
+    """``criu check --feature FEATURE``: exit 0 when the kernel supports it."""
+    if not _CRIU_FEATURE.fullmatch(feature):
+        raise InvalidInput(f"{feature!r} is not a CRIU feature name")
+    return ["criu", "check", "--feature", feature]
+
+
+def kernel_release() -> list[str]:
+    return ["uname", "-r"]
+
+
+def cpu_summary() -> list[str]:
+    """The number of CPUs, then the first model-name and flags lines of /proc/cpuinfo.
+
+    x86 says ``model name`` and ``flags``; arm64 says ``Features`` (and sometimes ``CPU
+    part``); s390x and ppc64 say ``cpu model``/``cpu``. Only the first of each is printed.
+    """
+    return sh_script(
+        "printf 'processors\\t: %s\\n' \"$(grep -c '^processor' /proc/cpuinfo)\"; "
+        "awk -F: '/^(model name|Hardware|cpu model|cpu|flags|Features)[[:space:]]*:/ "
+        '{ key = $1; sub(/[[:space:]]+$/, "", key); if (!(key in seen)) '
+        "{ seen[key] = 1; print } }' /proc/cpuinfo"
+    )
+
+
+def memory_info() -> list[str]:
+    return ["grep", "-E", "^(MemTotal|MemAvailable):", "/proc/meminfo"]
+
+
+def landing_disk() -> list[str]:
+    """The landing directory on the first line, then ``df -Pk`` for it."""
+    return sh_script(f'd="{LANDING_DIR}"; printf \'%s\\n\' "$d"; df -Pk "$d"')
+
+
+def container_stats() -> list[str]:
+    """One sample of every running container's usage (podman prints ``[]`` for none)."""
+    return ["podman", "stats", "--no-stream", "--format", "json"]
+
+
+def container_inspect_many(containers: Sequence[str]) -> list[str]:
+    """``podman container inspect`` of several containers at once (full IDs or names)."""
+    if not containers:
+        raise ValueError("container_inspect_many needs at least one container")
+    for container in containers:
+        validate_container_name(container)
+    return ["podman", "container", "inspect", "--format", "json", "--", *containers]

@@ -1,0 +1,230 @@
+"""``celestial-ssh doctor HOST...`` and ``celestial-ssh ps HOST...``.
+
+Results go to stdout: one JSON document with ``--json``, a table on a terminal, plain text
+otherwise (one line per check or container, stable for grep). Errors go to stderr.
+
+Exit codes (``failures.ExitCode``): 0 when every host is fine; 3 when a host cannot be
+resolved, reached or authenticated to (this wins over 4); 4 when a doctor check fails on a
+reachable host (or ``ps`` has no root access there).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from celestial_ssh.doctor import HostReport, doctor
+from celestial_ssh.errors import CelestialError
+from celestial_ssh.listing import ContainerRow, list_containers
+
+from .failures import ExitCode, exit_code_for, message_for
+
+
+def _ssh_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The same options as ``main.ssh_options`` (kept here so that main.py can import this
+    module at any point without a circular import)."""
+    options = [
+        click.option(
+            "-F",
+            "--ssh-config",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="ssh_config file, like 'ssh -F' (default: ~/.ssh/config).",
+        ),
+        click.option(
+            "--accept-new-host-keys",
+            is_flag=True,
+            help="Trust and record host keys seen for the first time (like "
+            "StrictHostKeyChecking accept-new); changed keys are still refused.",
+        ),
+        click.option("--json", "json_output", is_flag=True, help="Print one JSON document."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress display."),
+        click.option("-v", "--verbose", is_flag=True, help="More detail in plain output."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def doctor_exit_code(reports: list[HostReport]) -> ExitCode:
+    if any(not report.reachable for report in reports):
+        return ExitCode.CONNECTION
+    if any(not report.ok for report in reports):
+        return ExitCode.PREFLIGHT
+    return ExitCode.OK
+
+
+def _render_doctor_plain(reports: list[HostReport], verbose: bool) -> None:
+    for report in reports:
+        verdict = "ok" if report.ok else ("UNREACHABLE" if not report.reachable else "FAILED")
+        click.echo(f"{report.host}: {verdict}")
+        for check in report.checks:
+            click.echo(f"  {check.status:<5} {check.name:<12} {check.detail}")
+            if check.fix and (not check.ok or verbose):
+                click.echo(f"  {'':<5} {'':<12} fix: {check.fix}")
+
+
+def _render_doctor_table(reports: list[HostReport]) -> None:
+    console = Console(stderr=False)
+    styles = {"ok": "green", "FAIL": "bold red", "warn": "yellow", "no": "dim"}
+    for report in reports:
+        verdict = (
+            "[green]ok[/]"
+            if report.ok
+            else ("[bold red]unreachable[/]" if not report.reachable else "[bold red]failed[/]")
+        )
+        table = Table(title=f"{report.host}: {verdict}", title_justify="left")
+        table.add_column("check")
+        table.add_column("status")
+        table.add_column("detail", overflow="fold")
+        table.add_column("fix", overflow="fold")
+        for check in report.checks:
+            style = styles.get(check.status, "")
+            table.add_row(
+                check.name,
+                f"[{style}]{check.status}[/]" if style else check.status,
+                check.detail,
+                check.fix if not check.ok else "",
+            )
+        console.print(table)
+
+
+@click.command("doctor")
+@click.argument("hosts", nargs=-1, required=True)
+@_ssh_options
+def doctor_command(
+    hosts: tuple[str, ...],
+    ssh_config: str | None,
+    accept_new_host_keys: bool,
+    json_output: bool,
+    quiet: bool,
+    verbose: bool,
+) -> None:
+    """Check that each HOST can send and receive live migrations.
+
+    Checks SSH, root or sudo -n, podman, the OCI runtime, CRIU and `criu check`, pre-copy
+    and lazy-pages support, kernel, CPU, free memory and free disk in the landing dir.
+    Exits 0 when every host is ok, 4 when a check fails, 3 when a host is unreachable.
+    """
+    reports = doctor(list(hosts), ssh_config=ssh_config, accept_new_host_keys=accept_new_host_keys)
+    code = doctor_exit_code(reports)
+    if json_output:
+        document = {
+            "ok": code is ExitCode.OK,
+            "exit_code": int(code),
+            "hosts": [report.to_dict() for report in reports],
+        }
+        click.echo(json.dumps(document, indent=2))
+    elif _is_terminal():
+        _render_doctor_table(reports)
+    else:
+        _render_doctor_plain(reports, verbose)
+    sys.exit(int(code))
+
+
+def _list_one(
+    host: str, ssh_config: str | None, accept_new_host_keys: bool
+) -> tuple[list[ContainerRow], BaseException | None]:
+    try:
+        return list_containers(host, ssh_config, accept_new_host_keys), None
+    except (CelestialError, Exception) as error:
+        return [], error
+
+
+def _memory(row: ContainerRow) -> str:
+    return row.memory_usage or "-"
+
+
+def _checkpointable(row: ContainerRow) -> str:
+    return "yes" if row.checkpointable else f"no: {row.reason}"
+
+
+@click.command("ps")
+@click.argument("hosts", nargs=-1, required=True)
+@_ssh_options
+def ps_command(
+    hosts: tuple[str, ...],
+    ssh_config: str | None,
+    accept_new_host_keys: bool,
+    json_output: bool,
+    quiet: bool,
+    verbose: bool,
+) -> None:
+    """List the containers of each HOST and whether each can be live-migrated.
+
+    A container is checkpointable when it runs, is not --privileged, shares no namespace
+    with the host (--network/--pid/--ipc host) and is not part of a pod.
+    """
+    with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
+        results = list(
+            pool.map(lambda host: _list_one(host, ssh_config, accept_new_host_keys), hosts)
+        )
+    codes = [exit_code_for(error) for _, error in results if error is not None]
+    if ExitCode.CONNECTION in codes:
+        code = ExitCode.CONNECTION
+    elif codes:
+        code = codes[0]
+    else:
+        code = ExitCode.OK
+    if json_output:
+        document = {
+            "ok": code is ExitCode.OK,
+            "exit_code": int(code),
+            "hosts": [
+                {
+                    "host": host,
+                    "ok": error is None,
+                    "error": None if error is None else str(error),
+                    "containers": [row.to_dict() for row in rows],
+                }
+                for host, (rows, error) in zip(hosts, results, strict=True)
+            ],
+        }
+        click.echo(json.dumps(document, indent=2))
+    elif _is_terminal():
+        table = Table()
+        for column in ("host", "name", "id", "image", "state", "memory", "checkpointable"):
+            table.add_column(column, overflow="fold")
+        for rows, _ in results:
+            for row in rows:
+                table.add_row(
+                    row.host,
+                    row.name,
+                    row.id,
+                    row.image,
+                    row.state,
+                    _memory(row),
+                    "[green]yes[/]" if row.checkpointable else f"[yellow]no[/]: {row.reason}",
+                )
+        Console(stderr=False).print(table)
+    else:
+        for rows, _ in results:
+            for row in rows:
+                click.echo(
+                    "\t".join(
+                        (
+                            row.host,
+                            row.name,
+                            row.id,
+                            row.image,
+                            row.state,
+                            _memory(row),
+                            _checkpointable(row),
+                        )
+                    )
+                )
+    for host, (_, error) in zip(hosts, results, strict=True):
+        if error is not None:
+            click.echo(f"{host}: " + message_for(error), err=True)
+    sys.exit(int(code))

@@ -1,0 +1,521 @@
+"""doctor: the checks over a fake session, the builders, and the CLI's exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from celestial_ssh import commands, doctor_commands
+from celestial_ssh import doctor as doctor_module
+from celestial_ssh.doctor import (
+    CRIU_FIX,
+    PRE_COPY_UNAVAILABLE,
+    Check,
+    HostReport,
+    check_host,
+    doctor,
+    parse_cpuinfo_summary,
+    parse_df,
+    parse_oci_runtime,
+    parse_podman_version,
+)
+from celestial_ssh.errors import ConnectionFailed, HostConfigError, InvalidInput
+from celestial_ssh.hosts import ResolvedHost
+from celestial_ssh.ssh import SUDO_PREFIX, CommandResult
+from celestial_ssh_cli.failures import ExitCode
+from celestial_ssh_cli.fleet_commands import doctor_command, ps_command
+
+PODMAN_VERSION = json.dumps({"Client": {"Version": "4.3.1", "OsArch": "linux/amd64"}})
+PODMAN_INFO = json.dumps(
+    {
+        "host": {
+            "arch": "amd64",
+            "ociRuntime": {
+                "name": "runc",
+                "version": "runc version 1.1.5+ds1\ncommit: 1.1.5+ds1-1\nspec: 1.0.2-dev",
+            },
+        },
+        "version": {"Version": "4.3.1"},
+        "store": {"graphRoot": "/var/lib/containers/storage"},
+    }
+)
+CPU_SUMMARY = (
+    "processors\t: 8\n"
+    "model name\t: Intel(R) Xeon(R) Processor\n"
+    "flags\t\t: fpu sse4_2 avx avx2 aes\n"
+)
+MEMINFO = "MemTotal:       24771000 kB\nMemAvailable:   24232720 kB\n"
+DF = (
+    "/var/tmp\n"
+    "Filesystem     1024-blocks     Used Available Capacity Mounted on\n"
+    "/dev/vda         264212084 23394356  82996556      22% /\n"
+)
+
+
+def key(argv: list[str]) -> tuple[str, ...]:
+    return tuple(argv)
+
+
+def healthy_responses() -> dict[tuple[str, ...], tuple[int, str, str]]:
+    return {
+        key(commands.whoami()): (0, "0\n", ""),
+        key(doctor_commands.podman_version()): (0, PODMAN_VERSION, ""),
+        key(commands.podman_info()): (0, PODMAN_INFO, ""),
+        key(doctor_commands.kernel_release()): (0, "6.18.44-fc\n", ""),
+        key(commands.criu_version()): (0, "Version: 4.2.1\n", ""),
+        key(commands.criu_check()): (0, "Looks good.\n", ""),
+        key(doctor_commands.criu_feature("mem_dirty_track")): (
+            1,
+            "",
+            "Warn  (criu/cr-check.c:824): Dirty tracking is OFF. Memory snapshot will not work.\n",
+        ),
+        key(doctor_commands.criu_feature("uffd-noncoop")): (0, "uffd-noncoop is supported\n", ""),
+        key(commands.machine_arch()): (0, "x86_64\n", ""),
+        key(doctor_commands.cpu_summary()): (0, CPU_SUMMARY, ""),
+        key(doctor_commands.memory_info()): (0, MEMINFO, ""),
+        key(doctor_commands.landing_disk()): (0, DF, ""),
+    }
+
+
+class FakeSession:
+    """Answers commands from a table; records (argv, privileged prefix) of every run."""
+
+    def __init__(
+        self,
+        host: ResolvedHost,
+        responses: dict[tuple[str, ...], tuple[int, str, str]] | None = None,
+        connect_error: Exception | None = None,
+        break_on: tuple[str, ...] | None = None,
+    ):
+        self.host = host
+        self.responses = healthy_responses() if responses is None else responses
+        self.connect_error = connect_error
+        self.break_on = break_on
+        self.is_connected = False
+        self.privileged_prefix: tuple[str, ...] = ()
+        self.ran: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+        self.closed = False
+
+    def connect(self) -> None:
+        if self.connect_error is not None:
+            raise self.connect_error
+        self.is_connected = True
+
+    def close(self) -> None:
+        self.closed = True
+        self.is_connected = False
+
+    def run(
+        self, argv: list[str], *, timeout: float = 60.0, privileged: bool = True, **_: Any
+    ) -> CommandResult:
+        prefix = self.privileged_prefix if privileged else ()
+        self.ran.append((tuple(argv), prefix))
+        if self.break_on is not None and tuple(argv) == self.break_on:
+            self.is_connected = False
+            raise ConnectionFailed(f"{self.host.name}: the SSH connection is closed")
+        status, stdout, stderr = self.responses.get(
+            tuple(argv), (127, "", f"bash: {argv[0]}: command not found\n")
+        )
+        return CommandResult(self.host.name, " ".join(argv), status, stdout, stderr)
+
+
+def host(name: str = "alpha", user: str = "root") -> ResolvedHost:
+    return ResolvedHost(name=name, hostname=f"{name}.example", port=22, user=user)
+
+
+@pytest.fixture
+def fleet(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeSession]:
+    """Host name -> its fake session; unknown names fail to resolve."""
+    sessions: dict[str, FakeSession] = {}
+
+    def resolve(text: str, ssh_config: object = None) -> ResolvedHost:
+        if text not in sessions:
+            raise HostConfigError(f"{text}: cannot resolve host name {text!r}", hint="spell it")
+        return sessions[text].host
+
+    def make_session(resolved: ResolvedHost, notice: object = None) -> FakeSession:
+        return sessions[resolved.name]
+
+    monkeypatch.setattr(doctor_module, "resolve_host", resolve)
+    monkeypatch.setattr(doctor_module, "SSHSession", make_session)
+    return sessions
+
+
+def add(fleet: dict[str, FakeSession], name: str, **kwargs: Any) -> FakeSession:
+    fleet[name] = FakeSession(host(name, kwargs.pop("user", "root")), **kwargs)
+    return fleet[name]
+
+
+# -- builders --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("builder", "expected"),
+    [
+        (doctor_commands.podman_version, ["podman", "version", "--format", "json"]),
+        (doctor_commands.kernel_release, ["uname", "-r"]),
+        (
+            doctor_commands.memory_info,
+            ["grep", "-E", "^(MemTotal|MemAvailable):", "/proc/meminfo"],
+        ),
+        (
+            doctor_commands.container_stats,
+            ["podman", "stats", "--no-stream", "--format", "json"],
+        ),
+    ],
+)
+def test_builders_are_exact(builder: Callable[[], list[str]], expected: list[str]) -> None:
+    assert builder() == expected
+
+
+def test_criu_feature_builder_refuses_shell_syntax() -> None:
+    assert doctor_commands.criu_feature("mem_dirty_track") == [
+        "criu",
+        "check",
+        "--feature",
+        "mem_dirty_track",
+    ]
+    with pytest.raises(InvalidInput):
+        doctor_commands.criu_feature("x; rm -rf /")
+
+
+def test_landing_disk_uses_the_landing_dir_of_migrations() -> None:
+    argv = doctor_commands.landing_disk()
+    assert argv[:2] == ["sh", "-c"]
+    assert '"${TMPDIR:-/var/tmp}"' in argv[2] and "df -Pk" in argv[2]
+    assert commands.make_workdir()[2].count("${TMPDIR:-/var/tmp}") == 1
+
+
+def test_container_inspect_many_validates_every_name() -> None:
+    assert doctor_commands.container_inspect_many(["a", "b"])[-3:] == ["--", "a", "b"]
+    with pytest.raises(InvalidInput):
+        doctor_commands.container_inspect_many(["a", "$(reboot)"])
+    with pytest.raises(ValueError):
+        doctor_commands.container_inspect_many([])
+
+
+# -- parsers ---------------------------------------------------------------------------
+def test_parsers() -> None:
+    assert parse_podman_version(PODMAN_VERSION) == "4.3.1"
+    assert parse_podman_version('{"Client": {"Version": "4"}, "Server": {"Version": "5"}}') == "5"
+    assert parse_podman_version("not json") is None
+    assert parse_oci_runtime(PODMAN_INFO) == ("runc", "1.1.5+ds1")
+    assert parse_oci_runtime("{}") is None
+    assert parse_df(DF) == ("/var/tmp", 82996556, "/")
+    assert parse_df("garbage") is None
+    cpu = parse_cpuinfo_summary(CPU_SUMMARY)
+    assert cpu == {
+        "model": "Intel(R) Xeon(R) Processor",
+        "flags": ["fpu", "sse4_2", "avx", "avx2", "aes"],
+        "processors": 8,
+    }
+    arm = parse_cpuinfo_summary("processors\t: 4\nFeatures\t: fp asimd sha2\n")
+    assert arm["flags"] == ["fp", "asimd", "sha2"] and arm["model"] == ""
+
+
+# -- check_host ------------------------------------------------------------------------
+def test_healthy_host(fleet: dict[str, FakeSession]) -> None:
+    session = add(fleet, "alpha")
+    report = check_host("alpha")
+    assert report.ok and report.reachable and report.failures == []
+    names = [check.name for check in report.checks]
+    assert names == [
+        "ssh",
+        "privileges",
+        "podman",
+        "oci runtime",
+        "kernel",
+        "criu",
+        "criu check",
+        "pre-copy",
+        "lazy pages",
+        "cpu",
+        "memory",
+        "disk",
+    ]
+    pre_copy = report.check("pre-copy")
+    assert pre_copy is not None
+    assert (pre_copy.ok, pre_copy.level, pre_copy.detail) == (
+        False,
+        "warning",
+        PRE_COPY_UNAVAILABLE,
+    )
+    assert not pre_copy.failed
+    assert report.facts["criu_version"] == "4.2.1"
+    assert report.facts["criu_features"] == {"mem_dirty_track": False, "uffd-noncoop": True}
+    assert report.facts["oci_runtime"] == {"name": "runc", "version": "1.1.5+ds1"}
+    assert report.facts["arch"] == "x86_64"
+    assert report.facts["disk_available_kib"] == 82996556
+    assert "23.1 GiB available" in (report.check("memory") or Check("", False, "")).detail
+    assert session.closed, "a session doctor opened is closed again"
+    assert session.privileged_prefix == ()
+
+
+def test_pre_copy_available(fleet: dict[str, FakeSession]) -> None:
+    session = add(fleet, "alpha")
+    session.responses[key(doctor_commands.criu_feature("mem_dirty_track"))] = (0, "", "")
+    pre_copy = check_host("alpha").check("pre-copy")
+    assert pre_copy is not None and pre_copy.ok and pre_copy.status == "ok"
+
+
+def test_sudo_user_runs_privileged_commands_under_sudo(fleet: dict[str, FakeSession]) -> None:
+    session = add(fleet, "alpha", user="deploy")
+    session.responses[key(commands.whoami())] = (0, "1000\n", "")
+    session.responses[key(commands.sudo_works())] = (0, "", "")
+    report = check_host("alpha")
+    assert report.ok
+    assert report.facts["privileges"] == "sudo"
+    prefixes = dict(session.ran)
+    assert prefixes[key(commands.criu_check())] == SUDO_PREFIX
+    assert prefixes[key(doctor_commands.landing_disk())] == SUDO_PREFIX
+    assert prefixes[key(doctor_commands.kernel_release())] == ()
+
+
+def _drop(*argvs: list[str]) -> Callable[[FakeSession], None]:
+    def change(session: FakeSession) -> None:
+        for argv in argvs:
+            session.responses.pop(key(argv))
+
+    return change
+
+
+def _set(argv: list[str], status: int, stdout: str = "", stderr: str = "") -> Callable[..., None]:
+    def change(session: FakeSession) -> None:
+        session.responses[key(argv)] = (status, stdout, stderr)
+
+    return change
+
+
+def _no_sudo(session: FakeSession) -> None:
+    session.responses[key(commands.whoami())] = (0, "1000\n", "")
+    session.responses[key(commands.sudo_works())] = (1, "", "sudo: a password is required\n")
+
+
+@pytest.mark.parametrize(
+    ("change", "failing", "detail", "fix"),
+    [
+        (_no_sudo, "privileges", "'sudo -n' does not work", "passwordless sudo"),
+        (
+            _drop(doctor_commands.podman_version(), commands.podman_info()),
+            "podman",
+            "podman is not installed",
+            "Install podman",
+        ),
+        (
+            _set(doctor_commands.podman_version(), 125, "", "Error: cannot open storage\n"),
+            "podman",
+            "cannot open storage",
+            "podman info",
+        ),
+        (
+            _set(commands.podman_info(), 125, "", "Error: runtime broken\n"),
+            "oci runtime",
+            "runtime broken",
+            "Install runc or crun",
+        ),
+        (
+            _drop(
+                commands.criu_version(),
+                commands.criu_check(),
+                doctor_commands.criu_feature("mem_dirty_track"),
+                doctor_commands.criu_feature("uffd-noncoop"),
+            ),
+            "criu",
+            "CRIU is not installed",
+            "CRIU >= 4.2 on kernels >= 6.16",
+        ),
+        (
+            _set(commands.criu_version(), 0, "Version: 4.1\n"),
+            "criu",
+            "CRIU 4.1 is too old for kernel 6.18.44-fc (needs >= 4.2)",
+            "CRIU >= 4.2 on kernels >= 6.16",
+        ),
+        (
+            _set(commands.criu_version(), 0, "Version: 3.10\n"),
+            "criu",
+            "CRIU 3.10 is too old",
+            "CRIU >= 4.2 on kernels >= 6.16",
+        ),
+        (
+            _set(commands.criu_check(), 1, "", "Error (criu/vdso.c:101): vdso mismatch\n"),
+            "criu check",
+            "vdso mismatch",
+            "CRIU >= 4.2 on kernels >= 6.16",
+        ),
+    ],
+)
+def test_each_failing_check_has_its_fix(
+    fleet: dict[str, FakeSession],
+    change: Callable[[FakeSession], None],
+    failing: str,
+    detail: str,
+    fix: str,
+) -> None:
+    change(add(fleet, "alpha"))
+    report = check_host("alpha")
+    assert not report.ok and report.reachable
+    check = report.check(failing)
+    assert check is not None and check.failed, report.to_dict()
+    assert detail in check.detail
+    assert fix in check.fix
+    assert check.to_dict()["status"] == "FAIL"
+
+
+def test_missing_criu_marks_criu_check_failed_and_features_unknown(
+    fleet: dict[str, FakeSession],
+) -> None:
+    session = add(fleet, "alpha")
+    for argv in (commands.criu_version(), commands.criu_check()):
+        session.responses.pop(key(argv))
+    report = check_host("alpha")
+    assert [check.name for check in report.failures] == ["criu", "criu check"]
+    assert all(check.fix == CRIU_FIX for check in report.failures)
+    assert report.facts["criu_features"] == {"mem_dirty_track": None, "uffd-noncoop": None}
+    pre_copy = report.check("pre-copy")
+    assert pre_copy is not None and pre_copy.level == "info" and not pre_copy.failed
+
+
+def test_no_privileges_skips_the_rest(fleet: dict[str, FakeSession]) -> None:
+    _no_sudo(add(fleet, "alpha", user="deploy"))
+    report = check_host("alpha")
+    assert [check.name for check in report.checks] == ["ssh", "privileges"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [(doctor_commands.memory_info(), "memory"), (doctor_commands.landing_disk(), "disk")],
+)
+def test_low_resources_warn_without_failing(
+    fleet: dict[str, FakeSession], argv: list[str], name: str
+) -> None:
+    session = add(fleet, "alpha")
+    if name == "memory":
+        session.responses[key(argv)] = (0, "MemTotal: 1000000 kB\nMemAvailable: 100000 kB\n", "")
+    else:
+        session.responses[key(argv)] = (0, DF.replace("82996556", "1000"), "")
+    report = check_host("alpha")
+    check = report.check(name)
+    assert check is not None and not check.ok and check.level == "warning" and check.fix
+    assert report.ok
+
+
+def test_unreachable_host_is_a_failing_check(fleet: dict[str, FakeSession]) -> None:
+    add(
+        fleet,
+        "alpha",
+        connect_error=ConnectionFailed(
+            "alpha: cannot connect to alpha.example port 22: refused", hint="Check sshd."
+        ),
+    )
+    report = check_host("alpha")
+    assert not report.ok and not report.reachable
+    assert [(c.name, c.ok, c.detail, c.fix) for c in report.checks] == [
+        ("ssh", False, "alpha: cannot connect to alpha.example port 22: refused", "Check sshd.")
+    ]
+
+
+def test_unresolvable_host_is_unreachable(fleet: dict[str, FakeSession]) -> None:
+    report = check_host("nowhere")
+    assert not report.reachable and report.checks[0].name == "ssh"
+    assert report.checks[0].fix == "spell it"
+
+
+def test_connection_lost_during_checks(fleet: dict[str, FakeSession]) -> None:
+    add(fleet, "alpha", break_on=key(commands.criu_check()))
+    report = check_host("alpha")
+    assert not report.reachable and not report.ok
+    assert report.checks[-1].name == "ssh" and "broke" in report.checks[-1].detail
+
+
+def test_a_session_passed_in_is_left_open(fleet: dict[str, FakeSession]) -> None:
+    session = FakeSession(host("alpha"))
+    session.is_connected = True
+    report = check_host(session)  # type: ignore[arg-type]
+    assert report.ok and not session.closed
+
+
+def test_to_dict_is_json(fleet: dict[str, FakeSession]) -> None:
+    add(fleet, "alpha")
+    document = json.loads(json.dumps(check_host("alpha").to_dict()))
+    assert set(document) == {"host", "ok", "reachable", "checks", "facts"}
+    assert document["host"] == "alpha" and document["ok"] is True
+    assert set(document["checks"][0]) == {"name", "ok", "status", "level", "detail", "fix"}
+
+
+def test_doctor_keeps_the_order_of_hosts(fleet: dict[str, FakeSession]) -> None:
+    for name in ("c", "a", "b"):
+        add(fleet, name)
+    reports = doctor(["c", "a", "nowhere", "b"])
+    assert [report.host for report in reports] == ["c", "a", "nowhere", "b"]
+    assert [report.ok for report in reports] == [True, True, False, True]
+    assert doctor([]) == []
+
+
+def test_host_report_ok_needs_reachability() -> None:
+    assert HostReport("x").ok
+    assert not HostReport("x", reachable=False).ok
+    assert HostReport("x", [Check("a", False, "d", level="warning")]).ok
+    assert not HostReport("x", [Check("a", False, "d")]).ok
+
+
+# -- CLI -------------------------------------------------------------------------------
+def group() -> click.Group:
+    cli = click.Group()
+    cli.add_command(doctor_command)
+    cli.add_command(ps_command)
+    return cli
+
+
+def test_cli_doctor_healthy_exits_0(fleet: dict[str, FakeSession]) -> None:
+    add(fleet, "alpha")
+    add(fleet, "beta")
+    result = CliRunner().invoke(group(), ["doctor", "alpha", "beta"])
+    assert result.exit_code == 0, result.output
+    assert "alpha: ok" in result.output and "beta: ok" in result.output
+    assert PRE_COPY_UNAVAILABLE in result.output
+
+
+def test_cli_doctor_failing_check_exits_4(fleet: dict[str, FakeSession]) -> None:
+    add(fleet, "alpha")
+    _drop(commands.criu_version(), commands.criu_check())(add(fleet, "beta"))
+    result = CliRunner().invoke(group(), ["doctor", "alpha", "beta"])
+    assert result.exit_code == ExitCode.PREFLIGHT == 4
+    assert "beta: FAILED" in result.output
+    assert "fix: " + CRIU_FIX in result.output
+
+
+def test_cli_doctor_unreachable_exits_3(fleet: dict[str, FakeSession]) -> None:
+    _drop(commands.criu_version())(add(fleet, "alpha"))
+    result = CliRunner().invoke(group(), ["doctor", "alpha", "nowhere"])
+    assert result.exit_code == ExitCode.CONNECTION == 3
+    assert "nowhere: UNREACHABLE" in result.output
+
+
+def test_cli_doctor_json_is_one_document(fleet: dict[str, FakeSession]) -> None:
+    add(fleet, "alpha")
+    result = CliRunner().invoke(group(), ["doctor", "--json", "alpha", "nowhere"])
+    assert result.exit_code == 3
+    document = json.loads(result.output)
+    assert document["ok"] is False and document["exit_code"] == 3
+    assert [h["host"] for h in document["hosts"]] == ["alpha", "nowhere"]
+    assert document["hosts"][0]["ok"] is True
+    assert document["hosts"][1]["reachable"] is False
+
+
+def test_cli_doctor_needs_a_host() -> None:
+    assert CliRunner().invoke(group(), ["doctor"]).exit_code == 2
+
+
+def test_cli_doctor_table_on_a_terminal(
+    fleet: dict[str, FakeSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import celestial_ssh_cli.fleet_commands as fleet_commands
+
+    monkeypatch.setattr(fleet_commands, "_is_terminal", lambda: True)
+    _drop(commands.criu_version(), commands.criu_check())(add(fleet, "alpha"))
+    result = CliRunner().invoke(group(), ["doctor", "alpha"])
+    assert result.exit_code == 4
+    assert "criu check" in result.output and "FAIL" in result.output
