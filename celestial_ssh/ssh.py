@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import os
 import select
@@ -346,8 +347,11 @@ class SSHSession:
     def _open_jump_channel(self) -> paramiko.Channel:
         from .hosts import resolve_host
 
-        jump_text = (self.host.proxy_jump or "").split(",")[-1]
+        # "ProxyJump a,b": b is the last hop before us, and b itself is reached through a
+        *earlier_hops, jump_text = (self.host.proxy_jump or "").split(",")
         jump_host = resolve_host(jump_text, self.host.ssh_config)
+        if earlier_hops:
+            jump_host = dataclasses.replace(jump_host, proxy_jump=",".join(earlier_hops))
         jump_host = jump_host.with_strict_host_key_checking(self.host.strict_host_key_checking)
         self._jump = SSHSession(jump_host, self._notice)
         self._jump.connect()
