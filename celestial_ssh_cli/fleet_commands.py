@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import click
 from rich.console import Console
@@ -25,32 +23,7 @@ from celestial_ssh.errors import CelestialError
 from celestial_ssh.listing import ContainerRow, list_containers
 
 from .failures import ExitCode, exit_code_for, message_for
-
-
-def _ssh_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """The same options as ``main.ssh_options`` (kept here so that main.py can import this
-    module at any point without a circular import)."""
-    options = [
-        click.option(
-            "-F",
-            "--ssh-config",
-            type=click.Path(dir_okay=False),
-            default=None,
-            help="ssh_config file, like 'ssh -F' (default: ~/.ssh/config).",
-        ),
-        click.option(
-            "--accept-new-host-keys",
-            is_flag=True,
-            help="Trust and record host keys seen for the first time (like "
-            "StrictHostKeyChecking accept-new); changed keys are still refused.",
-        ),
-        click.option("--json", "json_output", is_flag=True, help="Print one JSON document."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress display."),
-        click.option("-v", "--verbose", is_flag=True, help="More detail in plain output."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+from .options import ssh_options
 
 
 def _is_terminal() -> bool:
@@ -102,7 +75,7 @@ def _render_doctor_table(reports: list[HostReport]) -> None:
 
 @click.command("doctor")
 @click.argument("hosts", nargs=-1, required=True)
-@_ssh_options
+@ssh_options
 def doctor_command(
     hosts: tuple[str, ...],
     ssh_config: str | None,
@@ -152,7 +125,7 @@ def _checkpointable(row: ContainerRow) -> str:
 
 @click.command("ps")
 @click.argument("hosts", nargs=-1, required=True)
-@_ssh_options
+@ssh_options
 def ps_command(
     hosts: tuple[str, ...],
     ssh_config: str | None,

@@ -7,7 +7,7 @@ import functools
 import json
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -21,10 +21,12 @@ from celestial_ssh.migration import Migration, MigrationOptions
 from celestial_ssh.recovery import recover
 from celestial_ssh.research import append_report
 
+from .batch_commands import batch_command, evacuate_command
 from .display import choose_display
 from .failures import ExitCode, exit_code_for, message_for
 from .fleet_commands import doctor_command, ps_command
 from .http_shim import serve
+from .options import ssh_options
 
 
 @contextlib.contextmanager
@@ -52,31 +54,6 @@ def _cancel_on_signals(migration: Migration) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def ssh_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """The connection options every command that talks to hosts takes."""
-    options = [
-        click.option(
-            "-F",
-            "--ssh-config",
-            type=click.Path(dir_okay=False),
-            default=None,
-            help="ssh_config file, like 'ssh -F' (default: ~/.ssh/config).",
-        ),
-        click.option(
-            "--accept-new-host-keys",
-            is_flag=True,
-            help="Trust and record host keys seen for the first time (like "
-            "StrictHostKeyChecking accept-new); changed keys are still refused.",
-        ),
-        click.option("--json", "json_output", is_flag=True, help="Print one JSON document."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress display."),
-        click.option("-v", "--verbose", is_flag=True, help="More detail in plain output."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -274,3 +251,5 @@ def main() -> None:
 cli.add_command(serve)
 cli.add_command(doctor_command)
 cli.add_command(ps_command)
+cli.add_command(batch_command)
+cli.add_command(evacuate_command)
