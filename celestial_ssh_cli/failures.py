@@ -77,3 +77,36 @@ def http_status_for(error: BaseException) -> int:
     if isinstance(error, (ConnectionFailed, HostConfigError)):
         return 502
     return 500
+
+
+def exit_code_for_http(status: int | None, document: object = None) -> ExitCode:
+    """The exit code for an answer of the HTTP shim (``migrate-container --via-http``).
+
+    The same codes as for the error behind the answer (see :func:`http_status_for`):
+    2xx -> 0; 400 -> 2 (nothing was run); 401 -> 3 (token refused); 409 -> 4 (a preflight
+    check failed, nothing changed); 502 -> 3; 500 -> from the report's ``outcome``:
+    ``rolled_back`` 5, ``needs_recovery`` 6, ``not_started`` 4 (a failure before the freeze,
+    like :func:`exit_code_for` of a ``CelestialError``), otherwise 1. ``status`` None means
+    the shim could not be reached: 3. Other codes: 4xx -> 2, 503/504 -> 3, else 1.
+    """
+    if status is None:
+        return ExitCode.CONNECTION
+    if 200 <= status < 300:
+        return ExitCode.OK
+    if status == 401:
+        return ExitCode.CONNECTION
+    if status == 409:
+        return ExitCode.PREFLIGHT
+    if status in (502, 503, 504):
+        return ExitCode.CONNECTION
+    if status == 500:
+        report = document.get("report") if isinstance(document, dict) else None
+        outcome = report.get("outcome") if isinstance(report, dict) else None
+        return {
+            Outcome.ROLLED_BACK.value: ExitCode.ROLLED_BACK,
+            Outcome.NEEDS_RECOVERY.value: ExitCode.NEEDS_RECOVERY,
+            Outcome.NOT_STARTED.value: ExitCode.PREFLIGHT,
+        }.get(str(outcome), ExitCode.ERROR)
+    if 400 <= status < 500:
+        return ExitCode.USAGE
+    return ExitCode.ERROR
