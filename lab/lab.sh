@@ -196,6 +196,12 @@ down() {
 		fi
 	done
 	rm -rf "$LAB"
+	# the migration locks the lab's migrations left (empty flock files); one that is
+	# held right now belongs to a running migration and stays
+	for lock in /run/celestial-ssh/lock.*; do
+		[ -e "$lock" ] && flock -n "$lock" rm -f "$lock"
+	done
+	rmdir /run/celestial-ssh 2>/dev/null || true
 	log "down"
 }
 
