@@ -8,9 +8,15 @@ The library API::
                      on_event=print)
     print(report.downtime_s)
 
+Also here: ``run_batch``/``load_plan``/``evacuate`` (fleet moves), ``doctor`` and
+``list_containers`` (host readiness), ``recover`` (after a killed coordinator),
+``load_inventory``, and ``append_report`` (research CSV/JSON rows).
+
 Nothing here prints or imports a UI toolkit: progress arrives as events (``celestial_ssh.events``).
 """
 
+from .batch import BatchReport, EntryStatus, Plan, evacuate, load_plan, run_batch
+from .doctor import Check, HostReport, doctor
 from .errors import (
     AuthenticationFailed,
     CelestialError,
@@ -24,20 +30,30 @@ from .errors import (
     RemoteCommandFailed,
 )
 from .events import Event, EventSink, Phase
+from .inventory import Inventory, load_inventory
+from .listing import ContainerRow, list_containers
 from .migration import Migration, MigrationOptions, migrate
+from .recovery import RecoveryOutcome, RecoveryReport, RunningTwice, recover
 from .report import MigrationReport, Outcome
+from .research import append_report, report_row
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationFailed",
+    "BatchReport",
     "CelestialError",
+    "Check",
     "ConnectionFailed",
+    "ContainerRow",
+    "EntryStatus",
     "Event",
     "EventSink",
     "HostConfigError",
     "HostKeyRejected",
+    "HostReport",
     "InvalidInput",
+    "Inventory",
     "Migration",
     "MigrationFailed",
     "MigrationInterrupted",
@@ -45,8 +61,21 @@ __all__ = [
     "MigrationReport",
     "Outcome",
     "Phase",
+    "Plan",
     "PreflightFailed",
+    "RecoveryOutcome",
+    "RecoveryReport",
     "RemoteCommandFailed",
+    "RunningTwice",
     "__version__",
+    "append_report",
+    "doctor",
+    "evacuate",
+    "list_containers",
+    "load_inventory",
+    "load_plan",
     "migrate",
+    "recover",
+    "report_row",
+    "run_batch",
 ]
