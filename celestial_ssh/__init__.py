@@ -16,7 +16,6 @@ Nothing here prints or imports a UI toolkit: progress arrives as events (``celes
 """
 
 from .batch import BatchReport, EntryStatus, Plan, evacuate, load_plan, run_batch
-from .doctor import Check, HostReport, doctor
 from .errors import (
     AuthenticationFailed,
     CelestialError,
@@ -33,6 +32,7 @@ from .events import Event, EventSink, Phase
 from .inventory import Inventory, load_inventory
 from .listing import ContainerRow, list_containers
 from .migration import Migration, MigrationOptions, migrate
+from .readiness import Check, HostReport, doctor
 from .recovery import RecoveryOutcome, RecoveryReport, RunningTwice, recover
 from .report import MigrationReport, Outcome
 from .research import append_report, report_row

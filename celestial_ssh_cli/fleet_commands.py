@@ -18,9 +18,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from celestial_ssh.doctor import HostReport, doctor
 from celestial_ssh.errors import CelestialError
 from celestial_ssh.listing import ContainerRow, list_containers
+from celestial_ssh.readiness import HostReport, doctor
 
 from .failures import ExitCode, exit_code_for, message_for
 from .options import ssh_options

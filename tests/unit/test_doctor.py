@@ -11,8 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from celestial_ssh import commands, doctor_commands
-from celestial_ssh import doctor as doctor_module
-from celestial_ssh.doctor import (
+from celestial_ssh import readiness as doctor_module
+from celestial_ssh.errors import ConnectionFailed, HostConfigError, InvalidInput
+from celestial_ssh.hosts import ResolvedHost
+from celestial_ssh.readiness import (
     CRIU_FIX,
     PRE_COPY_UNAVAILABLE,
     Check,
@@ -24,8 +26,6 @@ from celestial_ssh.doctor import (
     parse_oci_runtime,
     parse_podman_version,
 )
-from celestial_ssh.errors import ConnectionFailed, HostConfigError, InvalidInput
-from celestial_ssh.hosts import ResolvedHost
 from celestial_ssh.ssh import SUDO_PREFIX, CommandResult
 from celestial_ssh_cli.failures import ExitCode
 from celestial_ssh_cli.fleet_commands import doctor_command, ps_command
