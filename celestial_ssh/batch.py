@@ -29,7 +29,6 @@ import contextlib
 import enum
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -45,7 +44,13 @@ from .errors import CelestialError, HostConfigError, InvalidInput, PreflightFail
 from .events import Event
 from .hosts import HostSpec, ResolvedHost, resolve_host
 from .migration import Migration, MigrationOptions
-from .podman_json import OutputError, parse_container_inspect, parse_container_list
+from .podman_json import (
+    OutputError,
+    parse_container_inspect,
+    parse_container_list,
+    parse_size,
+)
+from .readiness import parse_meminfo
 from .report import MigrationReport, Outcome
 from .shell import validate_container_name
 from .ssh import SUDO_PREFIX, SSHSession
@@ -689,35 +694,6 @@ def run_batch(
 
 
 # -- evacuation -------------------------------------------------------------------------------
-_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKMGTP]?i?B?)\s*$")
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-    "tb": 1000**4,
-    "pb": 1000**5,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
-    "pib": 1024**5,
-}
-
-
-def parse_size(text: str) -> int | None:
-    """podman's human sizes ("17.33MB", "1.2GiB", "512kB") as bytes; None if unreadable."""
-    match = _SIZE.match(text)
-    if not match:
-        return None
-    unit = match.group(2).lower()
-    if unit and not unit.endswith("b"):
-        unit += "b"
-    factor = _UNITS.get(unit)
-    return int(float(match.group(1)) * factor) if factor else None
-
-
 def parse_memory_usage(text: str) -> dict[str, int]:
     """``podman stats --format json`` as {container name: bytes of memory in use}."""
     try:
@@ -745,14 +721,10 @@ def parse_memory_usage(text: str) -> dict[str, int]:
 
 def parse_mem_available(text: str) -> int:
     """``MemAvailable`` from /proc/meminfo, in bytes."""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "MemAvailable":
-            parts = value.split()
-            if parts and parts[0].isdigit():
-                factor = 1024 if len(parts) > 1 and parts[1].lower() == "kb" else 1
-                return int(parts[0]) * factor
-    raise OutputError("no MemAvailable line in /proc/meminfo")
+    available_kib = parse_meminfo(text).get("MemAvailable")
+    if available_kib is None:
+        raise OutputError("no MemAvailable line in /proc/meminfo")
+    return available_kib * 1024
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,13 @@ session quotes with ``shlex.join``; nothing runs and nothing is interpolated int
 
 from __future__ import annotations
 
+# one sample of every running container's resource use: the same command doctor/ps use
+from .doctor_commands import container_stats as container_stats
+
 
 def running_containers() -> list[str]:
     """The running containers on a host, as podman's JSON list (``Id``, ``Names``, ``State``)."""
     return ["podman", "container", "ls", "--no-trunc", "--format", "json"]
-
-
-def container_stats() -> list[str]:
-    """One sample of every running container's resource use (``name``, ``mem_usage``)."""
-    return ["podman", "stats", "--no-stream", "--format", "json"]
 
 
 def read_meminfo() -> list[str]:

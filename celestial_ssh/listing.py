@@ -19,14 +19,13 @@ setups where podman cannot read stats) the column stays empty and nothing else c
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import commands, doctor_commands
 from .errors import PreflightFailed
 from .hosts import resolve_host
-from .podman_json import OutputError, parse_container_list
+from .podman_json import OutputError, parse_container_list, parse_size
 from .ssh import SUDO_PREFIX, SSHSession
 
 
@@ -44,34 +43,6 @@ class ContainerRow:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKMGTP]?i?B)?\s*$")
-_UNITS = {
-    "B": 1,
-    "kB": 1000,
-    "KB": 1000,
-    "MB": 1000**2,
-    "GB": 1000**3,
-    "TB": 1000**4,
-    "PB": 1000**5,
-    "KiB": 1024,
-    "kiB": 1024,
-    "MiB": 1024**2,
-    "GiB": 1024**3,
-    "TiB": 1024**4,
-    "PiB": 1024**5,
-}
-
-
-def parse_size(text: str) -> int | None:
-    """Bytes from podman's human sizes ("17.06MB", "512kB", "1.2GiB"); None if unreadable."""
-    match = _SIZE.match(text)
-    if not match:
-        return None
-    unit = match.group(2) or "B"
-    factor = _UNITS.get(unit)
-    return int(float(match.group(1)) * factor) if factor else None
 
 
 def parse_stats_list(text: str) -> dict[str, str]:

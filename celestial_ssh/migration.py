@@ -984,14 +984,7 @@ class Migration:
                 host=self._source_text,
             )
         self._wait_for_source_checkpoint(source)
-        state = parse_container_inspect(
-            source.run(
-                commands.container_inspect(info.id),
-                timeout=60,
-                check=True,
-                what="inspecting the source container",
-            ).stdout
-        )
+        state = self._inspect(source, info.id)
         if state.is_running:
             self._notice(f"the container still runs on {self._source_text} (it was never frozen)")
             return
@@ -1001,20 +994,22 @@ class Migration:
             check=True,
             what=f"restoring {info.name} from its checkpoint",
         )
-        state = parse_container_inspect(
-            source.run(
-                commands.container_inspect(info.id),
-                timeout=60,
-                check=True,
-                what="inspecting the source container",
-            ).stdout
-        )
+        state = self._inspect(source, info.id)
         if not state.is_running:
             raise PreflightFailed(
                 f"{self._source_text}: {info.name} was restored but is {state.status}",
                 host=self._source_text,
             )
         self._notice(f"restored {info.name} on {self._source_text} from its checkpoint")
+
+    def _inspect(self, session: SSHSession, container: str) -> ContainerInfo:
+        result = session.run(
+            commands.container_inspect(container),
+            timeout=60,
+            check=True,
+            what=f"inspecting {container[:12]} on {session.host.name}",
+        )
+        return parse_container_inspect(result.stdout)
 
     def _remove_leftovers(self) -> None:
         progress = self._progress

@@ -143,3 +143,32 @@ def version_tuple(version: str) -> tuple[int, ...]:
             break
         parts.append(int(part))
     return tuple(parts)
+
+
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKMGTP]?i?B?)\s*$")
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "pb": 1000**5,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+    "pib": 1024**5,
+}
+
+
+def parse_size(text: str) -> int | None:
+    """podman's human sizes ("17.33MB", "1.2GiB", "512kB") as bytes; None if unreadable."""
+    match = _SIZE.match(text)
+    if not match:
+        return None
+    unit = match.group(2).lower()
+    if unit and not unit.endswith("b"):
+        unit += "b"
+    factor = _UNITS.get(unit)
+    return int(float(match.group(1)) * factor) if factor else None

@@ -517,6 +517,46 @@ def _check_json(json_output: bool, json_lines: bool) -> None:
         raise click.UsageError("--json and --json-lines exclude each other")
 
 
+def _run_plan(
+    plan: Plan,
+    *,
+    parallel: int,
+    continue_on_error: bool,
+    dry_run: bool,
+    ssh_config: str | None,
+    accept_new_host_keys: bool,
+    json_output: bool,
+    json_lines: bool,
+    quiet: bool,
+    verbose: bool,
+    report_file: str | None,
+) -> None:
+    """What `batch` and `evacuate` share once they have a plan: run it and show it."""
+
+    def start(on_event: Callable[[BatchEvent], None], cancel: threading.Event) -> BatchReport:
+        return run_batch(
+            plan,
+            parallel=parallel,
+            continue_on_error=continue_on_error,
+            dry_run=dry_run,
+            ssh_config=ssh_config,
+            accept_new_host_keys=accept_new_host_keys,
+            on_event=on_event,
+            cancel=cancel,
+        )
+
+    _run(
+        plan.entries,
+        start,
+        json_output=json_output,
+        json_lines=json_lines,
+        quiet=quiet,
+        verbose=verbose,
+        report_file=report_file,
+        dry_run=dry_run,
+    )
+
+
 @click.command("batch")
 @click.argument("plan_file", metavar="PLAN.yml", type=click.Path(dir_okay=False))
 @_batch_options
@@ -545,27 +585,18 @@ def batch_command(
         _fail(error, json_output, json_lines)
         return
 
-    def start(on_event: Callable[[BatchEvent], None], cancel: threading.Event) -> BatchReport:
-        return run_batch(
-            plan,
-            parallel=parallel,
-            continue_on_error=continue_on_error,
-            dry_run=dry_run,
-            ssh_config=ssh_config,
-            accept_new_host_keys=accept_new_host_keys,
-            on_event=on_event,
-            cancel=cancel,
-        )
-
-    _run(
-        plan.entries,
-        start,
+    _run_plan(
+        plan,
+        parallel=parallel,
+        continue_on_error=continue_on_error,
+        dry_run=dry_run,
+        ssh_config=ssh_config,
+        accept_new_host_keys=accept_new_host_keys,
         json_output=json_output,
         json_lines=json_lines,
         quiet=quiet,
         verbose=verbose,
         report_file=report_file,
-        dry_run=dry_run,
     )
 
 
@@ -660,25 +691,16 @@ def evacuate_command(
         _fail(error, json_output, json_lines)
         return
 
-    def start(on_event: Callable[[BatchEvent], None], cancel: threading.Event) -> BatchReport:
-        return run_batch(
-            plan,
-            parallel=parallel,
-            continue_on_error=continue_on_error,
-            dry_run=dry_run,
-            ssh_config=ssh_config,
-            accept_new_host_keys=accept_new_host_keys,
-            on_event=on_event,
-            cancel=cancel,
-        )
-
-    _run(
-        plan.entries,
-        start,
+    _run_plan(
+        plan,
+        parallel=parallel,
+        continue_on_error=continue_on_error,
+        dry_run=dry_run,
+        ssh_config=ssh_config,
+        accept_new_host_keys=accept_new_host_keys,
         json_output=json_output,
         json_lines=json_lines,
         quiet=quiet,
         verbose=verbose,
         report_file=report_file,
-        dry_run=dry_run,
     )
