@@ -44,6 +44,8 @@ from typing import TypeVar
 
 from . import commands
 from .commands import CheckpointOptions
+from .compression_choice import choose_compression, compressibility, sample_memory_command
+from .data_plane import TRANSPORTS, DataPlane, StreamProcess
 from .errors import (
     CelestialError,
     ConnectionFailed,
@@ -80,6 +82,8 @@ from .podman_json import (
     parse_stats,
     version_tuple,
 )
+from .precopy import PrecopySupport, combine_support, dirty_tracking_check, parse_dirty_tracking
+from .rate_limit import TokenBucket
 from .report import MigrationReport, Outcome
 from .shell import validate_container_name
 from .ssh import SUDO_PREFIX, RemoteProcess, SSHSession
@@ -93,6 +97,11 @@ class MigrationCancelled(Exception):
 
 
 MINIMUM_CRIU = (3, 11)
+# what --compress auto streams to measure the link: long enough that the SSH handshake of a
+# new stream is a small part of it, short enough to cost well under a second on fast links
+PROBE_BYTES = 32 * 1024 * 1024
+NOMINAL_ARCHIVE_BYTES = 256 * 1024 * 1024
+DIRECT_PROGRESS_INTERVAL_S = 0.25
 
 
 class State(enum.Enum):
@@ -115,7 +124,18 @@ class MigrationOptions:
     ssh_config: str | None = None
     new_name: str | None = None
     keep_source: bool = False
+    # none | zstd | gzip | auto (auto measures the link and samples the container's memory
+    # before the freeze; the library's default sends no probe traffic unless asked)
     compression: str = "none"
+    # the data plane: auto (OpenSSH client when there is one) | openssh | paramiko
+    transport: str = "auto"
+    # the source streams straight to the target when it can log in there (agent forwarding
+    # or its own keys); otherwise the archive is relayed through this machine
+    direct: bool = False
+    # cap on the relayed stream, bytes per second (None: as fast as the link goes)
+    bwlimit_bytes_per_s: float | None = None
+    # iterative pre-copy; needs soft-dirty tracking on both hosts, else stop-and-copy
+    precopy: bool = False
     tcp_established: bool = False
     accept_new_host_keys: bool = False
     command_timeout_s: float = 120.0
@@ -128,8 +148,11 @@ class MigrationOptions:
     # the report's outcome stays NOT_STARTED and nothing is changed on either host
     preflight_only: bool = False
 
-    def checkpoint_options(self) -> CheckpointOptions:
-        return CheckpointOptions(compression=self.compression, tcp_established=self.tcp_established)
+    def checkpoint_options(self, compression: str | None = None) -> CheckpointOptions:
+        chosen = compression or self.compression
+        if chosen == "auto":
+            chosen = "none"
+        return CheckpointOptions(compression=chosen, tcp_established=self.tcp_established)
 
 
 @dataclass
@@ -182,6 +205,9 @@ class Migration:
         self._started = 0.0
         self._cancel = threading.Event()
         self._lock: RemoteProcess | None = None
+        self._plane: DataPlane | None = None
+        self._direct = False
+        self._compression = self.options.compression
 
     # -- events -----------------------------------------------------------------------
     def _emit(self, event: Event) -> None:
@@ -335,10 +361,23 @@ class Migration:
         validate_container_name(self._container)
         if self.options.new_name is not None:
             validate_container_name(self.options.new_name, what="new name")
-        if self.options.compression not in commands.COMPRESSIONS:
+        if self.options.compression not in (*commands.COMPRESSIONS, "auto"):
             raise InvalidInput(
                 f"compression {self.options.compression!r} is not one of "
-                f"{', '.join(commands.COMPRESSIONS)}"
+                f"{', '.join(commands.COMPRESSIONS)}, auto"
+            )
+        if self.options.transport not in TRANSPORTS:
+            raise InvalidInput(
+                f"transport {self.options.transport!r} is not one of {', '.join(TRANSPORTS)}"
+            )
+        limit = self.options.bwlimit_bytes_per_s
+        if limit is not None and limit <= 0:
+            raise InvalidInput("the bandwidth limit must be a positive rate")
+        if limit is not None and self.options.direct:
+            raise InvalidInput(
+                "--bwlimit cannot be combined with --direct",
+                hint="The limit is applied where the stream passes this machine; a direct "
+                "stream never does. Leave out one of them.",
             )
 
     def _connect(self) -> None:
@@ -353,10 +392,13 @@ class Migration:
             self._source = SSHSession(source_host, notice=self._notice)
             self._target = SSHSession(target_host, notice=self._notice)
             self._both(lambda session: session.connect())
+            self._plane = DataPlane.open(self.options.transport, self._sessions())
+            self.report.transport = self._plane.kind
             self._progress.state = State.CONNECTED
             outcome["detail"] = (
                 f"{source_host.user}@{source_host.hostname}:{source_host.port} -> "
-                f"{target_host.user}@{target_host.hostname}:{target_host.port}"
+                f"{target_host.user}@{target_host.hostname}:{target_host.port}, "
+                f"data over {self._plane.description}"
             )
 
     def _resolve_hosts(self) -> tuple[ResolvedHost, ResolvedHost]:
@@ -402,6 +444,8 @@ class Migration:
                     hint="A checkpoint only restores on the same CPU architecture.",
                 )
             source, target = self._sessions()
+            if self.options.precopy:
+                self._check_precopy()
             info = self._inspect_source(source)
             self._take_lock(source, info)
             self._check_target_is_free(target, info)
@@ -415,6 +459,24 @@ class Migration:
                 f"{target_facts.podman.version}, CRIU {source_facts.criu_version}/"
                 f"{target_facts.criu_version}"
             )
+
+    def _check_precopy(self) -> None:
+        """``--pre-copy`` needs soft-dirty tracking on both hosts; say so and fall back."""
+
+        def support(session: SSHSession) -> PrecopySupport:
+            checked = session.run(dirty_tracking_check(), timeout=self.options.command_timeout_s)
+            return parse_dirty_tracking(checked.exit_status, checked.stderr + checked.stdout)
+
+        source_support, target_support = self._both(support)
+        both = combine_support(source_support, target_support, self._source_text, self._target_text)
+        if both.supported:
+            # podman redumps all memory on every --pre-checkpoint (no parent images), so
+            # only one round could pay off; the rounds are not wired into the engine yet
+            reason = "pre-copy rounds are not implemented in the engine yet"
+        else:
+            reason = both.reason
+        self.report.precopy = f"stop-and-copy ({reason})"
+        self._notice(f"--pre-copy is not available: {reason}; using stop-and-copy", level="warning")
 
     def _host_facts(self, session: SSHSession) -> HostFacts:
         name = session.host.name
@@ -555,8 +617,8 @@ class Migration:
             expected = _image_size(size_result.stdout) if size_result.ok else None
             self._progress.state = State.STAGED
             self._progress.staged_image_id = info.image_id
-            loader = target.start(commands.image_load())
-            saver = source.start(commands.image_save(image))
+            loader = self._data_plane().start(target, commands.image_load())
+            saver = self._data_plane().start(source, commands.image_save(image))
             try:
                 moved = relay(
                     saver,
@@ -604,35 +666,144 @@ class Migration:
         self._progress.source_workdir = source_dir
         self._progress.target_workdir = target_dir
         self._progress.state = State.PREPARED
+        if self.options.direct:
+            self._prepare_direct()
+        if self.options.compression == "auto":
+            self._choose_compression()
+        self.report.compression = self._compression
+
+    def _data_plane(self) -> DataPlane:
+        assert self._plane is not None
+        return self._plane
+
+    def _prepare_direct(self) -> None:
+        """Check, before the freeze, that the source can stream straight to the target."""
+        source, target = self._sessions()
+        assert self._progress.source_workdir is not None
+        try:
+            probe = self._data_plane().prepare_direct(
+                source, target, self._progress.source_workdir, timeout=30.0
+            )
+            ok, why = probe.ok, probe.stderr.strip().splitlines()[-1:] or ["no reason given"]
+        except CelestialError as error:
+            ok, why = False, [_one_line(error)]
+        if ok:
+            self._direct = True
+            self.report.transport = f"direct ({self._data_plane().kind} to the source)"
+            return
+        self._notice(
+            f"{self._source_text} cannot log in to {self._target_text} itself ({why[0]}); "
+            "the archive is relayed through this machine instead of --direct",
+            level="warning",
+        )
+
+    def _choose_compression(self) -> None:
+        """``--compress auto``: measure the link and how well the memory compresses."""
+        source, target = self._sessions()
+        info = self._progress.source_info
+        assert info is not None
+        plane = self._data_plane()
+        try:
+            if self._direct:
+                assert self._progress.source_workdir is not None
+                link = plane.measure_direct(
+                    source, target, self._progress.source_workdir, PROBE_BYTES
+                )
+            else:
+                link = plane.measure(source, target, PROBE_BYTES)
+            sample = self._memory_sample(source, info.pid)
+        except (CelestialError, OSError) as error:
+            self._compression = "none"
+            self._notice(
+                f"--compress auto could not measure the link ({_one_line(error)}); "
+                "sending the archive uncompressed",
+                level="warning",
+            )
+            return
+        estimate = compressibility(sample)
+        choice = choose_compression(
+            link_bytes_per_s=self._effective_rate(link.bytes_per_s),
+            ratio=estimate.ratio,
+            # every predicted time grows linearly with the size, so the choice does not
+            # depend on it; a nominal size keeps the reason's seconds readable
+            archive_bytes_estimate=NOMINAL_ARCHIVE_BYTES,
+        )
+        self._compression = choice.compression
+        self.report.compression_choice = choice.reason
+        self._notice(f"--compress auto chose {choice.compression}: {choice.reason}")
+
+    def _effective_rate(self, measured: float) -> float:
+        limit = self.options.bwlimit_bytes_per_s
+        return min(measured, limit) if limit else measured
+
+    def _memory_sample(self, source: SSHSession, pid: int) -> bytes:
+        if pid <= 0:
+            return b""
+        reader = self._data_plane().start(source, sample_memory_command(pid))
+        chunks = []
+        try:
+            reader.set_read_timeout(10.0)
+            while chunk := reader.read(1 << 20):
+                chunks.append(chunk)
+            reader.wait(30.0)
+        finally:
+            reader.kill()
+        return b"".join(chunks)
 
     def _checkpoint_and_transfer(self) -> None:
         info = self._progress.source_info
-        assert info is not None and self._progress.source_workdir and self._progress.target_workdir
+        source_workdir, target_workdir = (
+            self._progress.source_workdir,
+            self._progress.target_workdir,
+        )
+        assert info is not None and source_workdir and target_workdir
         source, target = self._sessions()
-        estimate = None
+        plane = self._data_plane()
         self._emit(PhaseStarted(Phase.CHECKPOINT, f"{info.name} on {self._source_text}"))
         self._emit(PhaseStarted(Phase.TRANSFER, f"to {self._target_text}"))
         started = time.monotonic()
-        lander = target.start(commands.land_archive(self._progress.target_workdir))
+        checkpoint = commands.checkpoint_stream(info.id, source_workdir, self._checkpoint_options())
+        lander: StreamProcess | None = None
+        if not self._direct:
+            # the landing side listens before the freeze begins
+            lander = plane.start(target, commands.land_archive(target_workdir))
         self._progress.freeze_started = time.monotonic()
         self._progress.state = State.FROZEN
-        exporter = source.start(
-            commands.checkpoint_stream(
-                info.id, self._progress.source_workdir, self.options.checkpoint_options()
-            )
-        )
         try:
-            moved = relay(
-                exporter,
-                lander,
-                on_progress=lambda done: self._emit(TransferProgress("checkpoint", done, estimate)),
-                stall_timeout=self.options.stream_stall_timeout_s,
-                should_stop=self._cancel.is_set,
-            )
+            if self._direct:
+                exporter = plane.start(
+                    source,
+                    commands.direct_checkpoint_stream(
+                        checkpoint,
+                        source_workdir,
+                        plane.direct_link(
+                            source_workdir,
+                            target,
+                            commands.land_archive(target_workdir, hashed=False),
+                        ),
+                    ),
+                    forward_agent=True,
+                )
+                moved_bytes, relayed_sum = self._watch_direct_stream(exporter), None
+                stream_s = time.monotonic() - started
+            else:
+                assert lander is not None
+                exporter = plane.start(source, checkpoint)
+                moved = relay(
+                    exporter,
+                    lander,
+                    on_progress=lambda done: self._emit(TransferProgress("checkpoint", done, None)),
+                    stall_timeout=self.options.stream_stall_timeout_s,
+                    should_stop=self._cancel.is_set,
+                    throttle=self._throttle(),
+                )
+                moved_bytes, relayed_sum, stream_s = moved.bytes, moved.sha256, moved.seconds
             checkpointed = exporter.wait(self.options.restore_timeout_s)
         except BaseException as error:
-            exporter.kill()
-            lander.kill()
+            with contextlib.suppress(NameError, UnboundLocalError):
+                exporter.kill()
+            if lander is not None:
+                lander.kill()
             duration = time.monotonic() - started
             self._emit(PhaseFailed(Phase.CHECKPOINT, duration, _one_line(error)))
             self._emit(PhaseFailed(Phase.TRANSFER, duration, _one_line(error)))
@@ -640,13 +811,19 @@ class Migration:
         checkpoint_s = time.monotonic() - started
         self.report.timings[Phase.CHECKPOINT.value] = round(checkpoint_s, 4)
         if not checkpointed.ok:
-            lander.kill()
+            if lander is not None:
+                lander.kill()
             self._emit(PhaseFailed(Phase.CHECKPOINT, checkpoint_s, checkpointed.stderr.strip()))
             self._emit(PhaseFailed(Phase.TRANSFER, checkpoint_s, "the checkpoint failed"))
             if checkpointed.exit_status == -1:
                 raise ConnectionFailed(
                     f"{self._source_text}: the connection died during the checkpoint",
                     host=self._source_text,
+                )
+            if checkpointed.exit_status == commands.EXIT_DIRECT_LINK_FAILED:
+                raise ConnectionFailed(
+                    f"{self._source_text}: the direct stream to {self._target_text} broke",
+                    host=self._target_text,
                 )
             raise RemoteCommandFailed(
                 f"{self._source_text}: podman checkpoint of {info.name} failed",
@@ -656,54 +833,101 @@ class Migration:
                 stderr="\n".join(
                     line
                     for line in checkpointed.stderr.splitlines()
-                    if not line.startswith(commands.SOURCE_SUM_MARKER)
+                    if not line.startswith(commands.SOURCE_BYTES_MARKER)
                 ),
                 hint="If the container uses established TCP connections, try --tcp-established.",
             )
-        source_sum = commands.parse_source_sum(checkpointed.stderr)
-        if source_sum is None:
+        source_bytes = commands.parse_source_bytes(checkpointed.stderr)
+        if self._direct:
+            if source_bytes is None:
+                raise ConnectionFailed(
+                    f"{self._source_text} did not report the archive's size, and no copy "
+                    "passed this machine to count it; it was not restored",
+                    host=self._source_text,
+                )
+            moved_bytes = source_bytes
+        elif source_bytes is None:
             self._notice(
-                f"{self._source_text} did not report the archive's SHA-256; the "
-                "coordinator's own digest of the stream is used instead",
+                f"{self._source_text} did not report the archive's size; the "
+                "coordinator's own count of the stream is used instead",
                 level="warning",
             )
-        elif source_sum != moved.sha256:
-            lander.kill()
-            self._emit(PhaseFailed(Phase.CHECKPOINT, checkpoint_s, "checksum mismatch"))
-            self._emit(PhaseFailed(Phase.TRANSFER, checkpoint_s, "checksum mismatch"))
+        elif source_bytes != moved_bytes:
+            if lander is not None:
+                lander.kill()
+            self._emit(PhaseFailed(Phase.CHECKPOINT, checkpoint_s, "size mismatch"))
+            self._emit(PhaseFailed(Phase.TRANSFER, checkpoint_s, "size mismatch"))
             raise ConnectionFailed(
-                f"the archive was damaged between {self._source_text} and this machine "
-                f"(SHA-256 {source_sum[:16]}... on the source, {moved.sha256[:16]}... here); "
+                f"the archive was cut short between {self._source_text} and this machine "
+                f"({source_bytes} bytes sent by the source, {moved_bytes} arrived here); "
                 "it was not restored",
                 host=self._source_text,
             )
-        self._emit(PhaseFinished(Phase.CHECKPOINT, checkpoint_s, _megabytes(moved.bytes)))
-        landed = lander.wait(self.options.command_timeout_s)
+        self._emit(PhaseFinished(Phase.CHECKPOINT, checkpoint_s, _megabytes(moved_bytes)))
+        if lander is not None:
+            landed = lander.wait(self.options.command_timeout_s)
+            if not landed.ok:
+                transfer_s = time.monotonic() - started
+                self._emit(PhaseFailed(Phase.TRANSFER, transfer_s, landed.stderr.strip()))
+                raise RemoteCommandFailed(
+                    f"{self._target_text}: receiving the checkpoint archive failed",
+                    host=self._target_text,
+                    command=landed.command,
+                    exit_status=landed.exit_status,
+                    stderr=landed.stderr,
+                )
         transfer_s = time.monotonic() - started
         self.report.timings[Phase.TRANSFER.value] = round(transfer_s, 4)
-        if not landed.ok:
-            self._emit(PhaseFailed(Phase.TRANSFER, transfer_s, landed.stderr.strip()))
-            raise RemoteCommandFailed(
-                f"{self._target_text}: receiving the checkpoint archive failed",
-                host=self._target_text,
-                command=landed.command,
-                exit_status=landed.exit_status,
-                stderr=landed.stderr,
-            )
-        self._emit(TransferProgress("checkpoint", moved.bytes, moved.bytes, finished=True))
-        rate = moved.bytes / moved.seconds if moved.seconds > 0 else 0.0
+        self._emit(TransferProgress("checkpoint", moved_bytes, moved_bytes, finished=True))
+        rate = moved_bytes / stream_s if stream_s > 0 else 0.0
         self._emit(
             PhaseFinished(
-                Phase.TRANSFER, transfer_s, f"{_megabytes(moved.bytes)} at {_megabytes(rate)}/s"
+                Phase.TRANSFER, transfer_s, f"{_megabytes(moved_bytes)} at {_megabytes(rate)}/s"
             )
         )
-        self.report.bytes_transferred += moved.bytes
-        self.report.archive_bytes = moved.bytes
-        self.report.archive_sha256 = moved.sha256
+        self.report.bytes_transferred += moved_bytes
+        self.report.archive_bytes = moved_bytes
+        self.report.archive_sha256 = relayed_sum
         self._progress.state = State.LANDED
 
+    def _checkpoint_options(self) -> CheckpointOptions:
+        return self.options.checkpoint_options(self._compression)
+
+    def _throttle(self) -> TokenBucket | None:
+        limit = self.options.bwlimit_bytes_per_s
+        return TokenBucket(limit) if limit else None
+
+    def _watch_direct_stream(self, exporter: StreamProcess) -> int:
+        """Wait for a ``--direct`` stream, reporting how much has landed on the target.
+
+        Returns the bytes landed by the last look; honours a cancel and the stall timeout.
+        """
+        _, target = self._sessions()
+        assert self._progress.target_workdir is not None
+        landed, last_change = 0, time.monotonic()
+        while exporter.is_running():
+            if self._cancel.is_set():
+                raise RelayStopped("the transfer was stopped on request")
+            time.sleep(DIRECT_PROGRESS_INTERVAL_S)
+            # progress only: a missed look changes nothing
+            with contextlib.suppress(CelestialError, ValueError):
+                answer = target.run(
+                    commands.landed_bytes(self._progress.target_workdir), timeout=10
+                )
+                size = int(answer.stdout.strip() or 0) if answer.ok else landed
+                if size != landed:
+                    landed, last_change = size, time.monotonic()
+                    self._emit(TransferProgress("checkpoint", landed, None))
+            if time.monotonic() - last_change > self.options.stream_stall_timeout_s:
+                raise ConnectionFailed(
+                    f"no data landed on {self._target_text} for "
+                    f"{self.options.stream_stall_timeout_s:.0f} s while streaming",
+                    host=self._target_text,
+                )
+        return landed
+
     def _restore(self) -> None:
-        assert self._progress.target_workdir and self.report.archive_sha256 is not None
+        assert self._progress.target_workdir and self.report.archive_bytes is not None
         _, target = self._sessions()
         with self._phase(Phase.RESTORE, f"on {self._target_text}") as outcome:
             if self.options.new_name is not None:
@@ -725,7 +949,7 @@ class Migration:
                     expected_bytes=self.report.archive_bytes or 0,
                     expected_sha256=self.report.archive_sha256,
                     name=self.options.new_name,
-                    options=self.options.checkpoint_options(),
+                    options=self._checkpoint_options(),
                 ),
                 timeout=self.options.restore_timeout_s,
             )
@@ -1026,6 +1250,8 @@ class Migration:
         progress.source_workdir = progress.target_workdir = None
 
     def _close(self) -> None:
+        if self._plane is not None:
+            self._plane.close()
         if self._lock is not None:
             self._lock.kill()
             self._lock = None

@@ -27,6 +27,12 @@ class MigrationReport:
     image: str | None = None
     image_staged: bool = False
     compression: str = "none"
+    # why --compress auto chose what it chose (None when the user chose)
+    compression_choice: str | None = None
+    # the data plane that carried the archive: openssh | paramiko | direct (...)
+    transport: str | None = None
+    # what became of --pre-copy (None when it was not asked for)
+    precopy: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     downtime_s: float | None = None
     total_s: float | None = None

@@ -209,6 +209,13 @@ class RemoteProcess:
         self.channel = channel
         self._stderr = bytearray()
 
+    @property
+    def host_name(self) -> str:
+        return self.session.host.name
+
+    def set_read_timeout(self, seconds: float | None) -> None:
+        self.channel.settimeout(seconds)
+
     def read(self, size: int) -> bytes:
         """Up to ``size`` bytes of stdout; ``b""`` at end of stream."""
         return bytes(self.channel.recv(size))
@@ -222,6 +229,9 @@ class RemoteProcess:
     def drain_stderr(self) -> None:
         while self.channel.recv_stderr_ready():
             self._stderr += self.channel.recv_stderr(65536)
+
+    def is_running(self) -> bool:
+        return not (self.channel.exit_status_ready() or self.channel.closed)
 
     def wait(self, timeout: float) -> CommandResult:
         """Wait for the exit status; ``-1`` when the connection died first."""
@@ -469,8 +479,19 @@ class SSHSession:
             stderr=stderr.decode(errors="replace"),
         )
 
-    def start(self, argv: Sequence[str], *, privileged: bool = True) -> RemoteProcess:
-        """Start ``argv`` with raw stdin/stdout for streaming data."""
+    def host_key(self) -> tuple[str, str]:
+        """The host key this session verified, as (type, base64): the data plane pins it."""
+        key = self._transport().get_remote_server_key()
+        return key.get_name(), key.get_base64()
+
+    def start(
+        self, argv: Sequence[str], *, privileged: bool = True, forward_agent: bool = False
+    ) -> RemoteProcess:
+        """Start ``argv`` with raw stdin/stdout for streaming data.
+
+        ``forward_agent`` lends the coordinator's ssh-agent to the command (``--direct``:
+        the source logs in to the target with the user's key, never copied anywhere).
+        """
         command = self.command_line(argv, privileged=privileged)
         try:
             channel = self._transport().open_session(
@@ -478,6 +499,8 @@ class SSHSession:
                 max_packet_size=STREAM_PACKET_BYTES,
                 timeout=self.host.connect_timeout,
             )
+            if forward_agent:
+                paramiko.agent.AgentRequestHandler(channel)
             channel.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as error:
             raise ConnectionFailed(

@@ -10,15 +10,34 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from .errors import ConnectionFailed
-from .ssh import RemoteProcess
 
 CHUNK_BYTES = 1 << 20
 PROGRESS_INTERVAL_S = 0.1
 POLL_S = 0.5
 
 ProgressSink = Callable[[int], None]
+
+
+class ByteStream(Protocol):
+    """A remote command with raw stdin/stdout: a paramiko channel or an ``ssh`` process."""
+
+    @property
+    def host_name(self) -> str: ...
+
+    def set_read_timeout(self, seconds: float | None) -> None: ...
+
+    def read(self, size: int) -> bytes: ...
+
+    def write(self, data: bytes | memoryview) -> None: ...
+
+    def close_stdin(self) -> None: ...
+
+
+class Throttle(Protocol):
+    def consume(self, n: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -41,25 +60,27 @@ class RelayBroken(ConnectionFailed):
 
 
 def relay(
-    source: RemoteProcess,
-    target: RemoteProcess,
+    source: ByteStream,
+    target: ByteStream,
     *,
     on_progress: ProgressSink | None = None,
     stall_timeout: float = 300.0,
     should_stop: Callable[[], bool] | None = None,
+    throttle: Throttle | None = None,
 ) -> RelayResult:
     """Copy ``source``'s stdout into ``target``'s stdin until the source ends its output.
 
     Closes the target's stdin at the end. Raises :class:`RelayBroken` when either side's
     connection fails or the source sends nothing for ``stall_timeout`` seconds, and
-    :class:`RelayStopped` as soon as ``should_stop()`` turns true.
+    :class:`RelayStopped` as soon as ``should_stop()`` turns true. A ``throttle``
+    (``--bwlimit``) is asked before each chunk is forwarded.
     """
     digest = hashlib.sha256()
     total = 0
     started = time.monotonic()
     last_report = 0.0
     # short reads: a stop request is noticed within POLL_S even while CRIU is still dumping
-    source.channel.settimeout(POLL_S)
+    source.set_read_timeout(POLL_S)
     last_data = time.monotonic()
     while True:
         if should_stop is not None and should_stop():
@@ -70,27 +91,29 @@ def relay(
             if time.monotonic() - last_data < stall_timeout:
                 continue
             raise RelayBroken(
-                f"{source.session.host.name}: no data for {stall_timeout:.0f} s while streaming",
-                host=source.session.host.name,
+                f"{source.host_name}: no data for {stall_timeout:.0f} s while streaming",
+                host=source.host_name,
                 side="source",
             ) from error
         except (OSError, EOFError) as error:
             raise RelayBroken(
-                f"{source.session.host.name}: the stream broke: {error}",
-                host=source.session.host.name,
+                f"{source.host_name}: the stream broke: {error}",
+                host=source.host_name,
                 side="source",
             ) from error
         if not data:
             break
         last_data = time.monotonic()
         digest.update(data)
+        if throttle is not None:
+            throttle.consume(len(data))
         try:
             target.write(data)
         except (OSError, EOFError) as error:
             raise RelayBroken(
-                f"{target.session.host.name}: the connection broke while receiving "
+                f"{target.host_name}: the connection broke while receiving "
                 f"({error or type(error).__name__})",
-                host=target.session.host.name,
+                host=target.host_name,
                 side="target",
             ) from error
         total += len(data)
@@ -102,8 +125,8 @@ def relay(
         target.close_stdin()
     except (OSError, EOFError) as error:
         raise RelayBroken(
-            f"{target.session.host.name}: the connection broke at the end of the stream",
-            host=target.session.host.name,
+            f"{target.host_name}: the connection broke at the end of the stream",
+            host=target.host_name,
             side="target",
         ) from error
     if on_progress:

@@ -15,8 +15,12 @@ import click
 
 from celestial_ssh import __version__
 from celestial_ssh.commands import COMPRESSIONS
+from celestial_ssh.compression_choice import parse_rate
+from celestial_ssh.data_plane import TRANSPORTS
 from celestial_ssh.errors import CelestialError
+from celestial_ssh.hosts import ResolvedHost, resolve_host
 from celestial_ssh.inventory import load_inventory
+from celestial_ssh.link_probe import probe_link
 from celestial_ssh.migration import Migration, MigrationOptions
 from celestial_ssh.recovery import recover
 from celestial_ssh.research import append_report
@@ -26,7 +30,7 @@ from .display import choose_display
 from .failures import ExitCode, exit_code_for, message_for
 from .fleet_commands import doctor_command, ps_command
 from .http_shim import serve
-from .options import ssh_options
+from .options import data_plane_options, ssh_options
 
 
 @contextlib.contextmanager
@@ -80,10 +84,19 @@ def cli() -> None:
 @click.option(
     "--compress",
     "compression",
-    type=click.Choice(COMPRESSIONS),
-    default="none",
+    type=click.Choice([*COMPRESSIONS, "auto"]),
+    default="auto",
     show_default=True,
-    help="Compression of the checkpoint archive (none is fastest on fast links).",
+    help="Compression of the checkpoint archive; auto measures the link and samples the "
+    "container's memory before the freeze (fast links: none, slow links: zstd).",
+)
+@data_plane_options
+@click.option(
+    "--pre-copy",
+    "precopy",
+    is_flag=True,
+    help="Copy memory while the container still runs (needs soft-dirty tracking in both "
+    "kernels; falls back to stop-and-copy, with a warning, where it is missing).",
 )
 @click.option(
     "--tcp-established",
@@ -121,6 +134,10 @@ def migrate_command(
     compression: str,
     tcp_established: bool,
     report_file: str | None,
+    transport: str,
+    direct: bool,
+    bwlimit: float | None,
+    precopy: bool,
     inventory_file: str | None = None,
 ) -> None:
     """Move the running CONTAINER from SOURCE to TARGET, keeping its memory state."""
@@ -144,6 +161,10 @@ def migrate_command(
         compression=compression,
         tcp_established=tcp_established,
         accept_new_host_keys=accept_new_host_keys,
+        transport=transport,
+        direct=direct,
+        bwlimit_bytes_per_s=bwlimit,
+        precopy=precopy,
     )
     display = choose_display(json_output=json_output, quiet=quiet, verbose=verbose)
     migration = Migration(source, target, container, options, on_event=display)
@@ -239,6 +260,73 @@ def recover_command(
         for action in report.actions:
             click.echo(f"- {action}", err=True)
         click.echo(f"{container} runs on {report.running_on} (exactly one copy)", err=True)
+
+
+@cli.command("probe")
+@click.argument("source")
+@click.argument("target")
+@ssh_options
+@click.option(
+    "--bytes",
+    "size",
+    default="256MiB",
+    show_default=True,
+    help="How much to stream (zeros), e.g. 64M, 1GiB.",
+)
+@click.option("--transport", type=click.Choice(TRANSPORTS), default="auto", show_default=True)
+@click.option("--direct", is_flag=True, help="Stream from the source straight to the target.")
+def probe_command(
+    source: str,
+    target: str,
+    ssh_config: str | None,
+    accept_new_host_keys: bool,
+    json_output: bool,
+    quiet: bool,
+    verbose: bool,
+    size: str,
+    transport: str,
+    direct: bool,
+) -> None:
+    """Measure how fast the data plane moves bytes from SOURCE to TARGET (changes nothing)."""
+    try:
+        nbytes = int(parse_rate(size))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--bytes") from error
+
+    def resolve(text: str) -> ResolvedHost:
+        host = resolve_host(text, ssh_config)
+        if accept_new_host_keys and host.strict_host_key_checking == "yes":
+            host = host.with_strict_host_key_checking("accept-new")
+        return host
+
+    try:
+        measured = probe_link(
+            source, target, nbytes=nbytes, transport=transport, direct=direct, host_resolver=resolve
+        )
+    except (CelestialError, KeyboardInterrupt, Exception) as error:
+        code = exit_code_for(error)
+        if json_output:
+            click.echo(
+                json.dumps({"status": "failed", "error": str(error), "exit_code": int(code)})
+            )
+        click.echo(message_for(error), err=True)
+        sys.exit(int(code))
+    document = {
+        "status": "succeeded",
+        "source": source,
+        "target": target,
+        "data_plane": measured.data_plane,
+        "bytes": measured.bytes,
+        "seconds": round(measured.seconds, 4),
+        "bytes_per_s": round(measured.bytes_per_s),
+    }
+    if json_output:
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(
+            f"{source} -> {target} over {measured.data_plane}: {measured.bytes / 1e6:.0f} MB in "
+            f"{measured.seconds:.2f} s = {measured.bytes_per_s / 1e6:.0f} MB/s"
+        )
 
 
 def main() -> None:

@@ -265,20 +265,17 @@ def test_checkpoint_stream_script_text() -> None:
     assert argv[:2] == ["sh", "-c"]
     assert len(argv) == 3
     script = argv[2].splitlines()
-    fifo, hash_fifo = f"{WORKDIR}/checkpoint.fifo", f"{WORKDIR}/hash.fifo"
-    errors, source_sum = f"{WORKDIR}/checkpoint.err", f"{WORKDIR}/source.sha256"
+    fifo, count = f"{WORKDIR}/checkpoint.fifo", f"{WORKDIR}/dd.count"
+    errors = f"{WORKDIR}/checkpoint.err"
     assert script == [
         # a start marker first and podman's status last, for a rollback that lost the stream
         # (with 'true', not ':': a failed redirection of a special builtin ends the shell
         # with its own status before '|| exit 96' could run)
         f"true > {WORKDIR}/checkpoint.started || exit 96",
         f"mkfifo -m 600 {fifo} || exit 96",
-        f"mkfifo -m 600 {hash_fifo} || exit 96",
-        commands.HASHER_CHOICE,
-        f"{{ $hasher || cat > /dev/null; }} < {hash_fifo} > {source_sum} &",
-        # the archive to stdout and, through tee, to the hasher; if stdout breaks, a second
+        # the archive to stdout through dd, which counts it; if stdout breaks, a second
         # reader drains the FIFO so podman can finish
-        f"{{ cat {fifo} | tee {hash_fifo} || cat {fifo} > /dev/null; }} &",
+        f"{{ dd if={fifo} bs=1M 2> {count} || cat {fifo} > /dev/null; }} &",
         "reader=$!",
         # podman's own output goes to files, never to the SSH channel
         f"podman container checkpoint --export {fifo} --compress zstd --print-stats "
@@ -290,15 +287,13 @@ def test_checkpoint_stream_script_text() -> None:
         "done",
         'wait "$reader"',
         f"rm -f {fifo}",
-        "wait",
-        f"rm -f {hash_fifo}",
         f'echo "$status" > {WORKDIR}/checkpoint.status',
         f"cat {errors} >&2",
-        # the last stderr line: the archive's SHA-256 as the source saw it
-        f'echo "celestial-ssh-source-sha256 $(cut -d " " -f 1 < {source_sum})" >&2',
+        # the last stderr line: the archive's size as the source streamed it
+        f'echo "celestial-ssh-source-bytes $(tail -n 1 {count} | cut -d " " -f 1)" >&2',
         'exit "$status"',
     ]
-    assert commands.SOURCE_SUM_MARKER == "celestial-ssh-source-sha256"
+    assert commands.SOURCE_BYTES_MARKER == "celestial-ssh-source-bytes"
 
 
 def test_checkpoint_stream_uses_the_podman_prefix() -> None:
@@ -499,7 +494,22 @@ def refuse_the_real_lock_dir(argv: list[str]) -> None:
 
 # what the scripts may use on a host, besides podman and the shell's builtins (sleep: the
 # checkpoint script's and the rollback's wait loops)
-TOOLS = ("sh", "tee", "sha256sum", "cat", "wc", "cut", "mkfifo", "rm", "mktemp", "env", "sleep")
+TOOLS = (
+    "sh",
+    "tee",
+    "sha256sum",
+    "cat",
+    "wc",
+    "cut",
+    "mkfifo",
+    "rm",
+    "mktemp",
+    "env",
+    "sleep",
+    "dd",
+    "tail",
+    "stat",
+)
 
 
 def make_host(
@@ -710,7 +720,6 @@ def test_checkpoint_stream_lets_podman_finish_when_its_stdout_breaks(host: FakeH
     assert (host.root / "podman-argv.done").exists(), "podman ran to its end"
     assert (host.workdir / "checkpoint.status").read_text() == "0\n"
     assert not (host.workdir / "checkpoint.fifo").exists()
-    assert not (host.workdir / "hash.fifo").exists()
 
 
 def test_checkpoint_stream_keeps_podman_output_off_the_channel(host: FakeHost) -> None:
@@ -725,59 +734,74 @@ def test_checkpoint_stream_keeps_podman_output_off_the_channel(host: FakeHost) -
     # what went to stdout (nothing here)
     assert finished.stderr.splitlines() == [
         "Error: criu failed",
-        f"celestial-ssh-source-sha256 {hashlib.sha256(b'').hexdigest()}",
+        "celestial-ssh-source-bytes 0",
     ]
 
 
-def test_checkpoint_stream_reports_the_digest_of_what_it_streamed(
-    hashing_host: FakeHost,
-) -> None:
-    host = hashing_host
+def test_checkpoint_stream_reports_the_size_of_what_it_streamed(host: FakeHost) -> None:
     payload = os.urandom(2 * 1024 * 1024 + 5)
     (host.root / "payload").write_bytes(payload)
     host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_STDERR="note")
     finished = host.run(commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions()))
     assert finished.status == 0, finished.stderr
     assert finished.stdout == payload
-    digest = hashlib.sha256(payload).hexdigest()
-    assert finished.stderr.splitlines() == ["note", f"celestial-ssh-source-sha256 {digest}"]
-    assert commands.parse_source_sum(finished.stderr) == digest
-    assert not (host.workdir / "hash.fifo").exists()
-
-
-def test_checkpoint_stream_without_a_hasher_still_streams_the_whole_archive(
-    tmp_path: Path,
-) -> None:
-    host = make_host(tmp_path, openssl=False, without=("sha256sum",))
-    payload = os.urandom(2 * 1024 * 1024)
-    (host.root / "payload").write_bytes(payload)
-    host.env["FAKE_PODMAN_PAYLOAD"] = str(host.root / "payload")
-    finished = host.run(commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions()))
-    assert commands.parse_source_sum(finished.stderr) is None  # no digest: the engine warns
-    assert finished.status == 0
-    assert len(finished.stdout) == len(payload)
-    assert finished.stdout == payload
+    assert finished.stderr.splitlines() == ["note", f"celestial-ssh-source-bytes {len(payload)}"]
+    assert commands.parse_source_bytes(finished.stderr) == len(payload)
 
 
 @pytest.mark.parametrize(
     ("stderr", "expected"),
     [
-        pytest.param(f"celestial-ssh-source-sha256 {SHA}\n", SHA, id="alone"),
-        pytest.param(f"Error: x\ncelestial-ssh-source-sha256 {SHA}\n", SHA, id="after-errors"),
-        pytest.param(
-            f"celestial-ssh-source-sha256 {'0' * 64}\ncelestial-ssh-source-sha256 {SHA}",
-            SHA,
-            id="the-last-wins",
-        ),
-        pytest.param("celestial-ssh-source-sha256 \n", None, id="empty-digest-file"),
-        pytest.param("celestial-ssh-source-sha256\n", None, id="no-digest"),
-        pytest.param(f"celestial-ssh-source-sha256 {SHA[:-1]}\n", None, id="63-digits"),
-        pytest.param(f"x celestial-ssh-source-sha256 {SHA}\n", None, id="not-at-line-start"),
+        pytest.param("celestial-ssh-source-bytes 1234\n", 1234, id="alone"),
+        pytest.param("Error: x\ncelestial-ssh-source-bytes 7\n", 7, id="after-errors"),
+        pytest.param("celestial-ssh-source-bytes 5\ncelestial-ssh-source-bytes 7", 7, id="last"),
+        pytest.param("celestial-ssh-source-bytes 0\n", 0, id="empty-archive"),
+        pytest.param("celestial-ssh-source-bytes \n", None, id="dd-said-nothing"),
+        pytest.param("celestial-ssh-source-bytes 12x\n", None, id="not-a-number"),
+        pytest.param("celestial-ssh-source-bytes 1 2\n", None, id="two-fields"),
+        pytest.param("x celestial-ssh-source-bytes 3\n", None, id="not-at-line-start"),
         pytest.param("", None, id="nothing"),
     ],
 )
-def test_parse_source_sum(stderr: str, expected: str | None) -> None:
-    assert commands.parse_source_sum(stderr) == expected
+def test_parse_source_bytes(stderr: str, expected: int | None) -> None:
+    assert commands.parse_source_bytes(stderr) == expected
+
+
+def test_direct_stream_lands_the_archive_through_the_link(host: FakeHost) -> None:
+    payload = os.urandom(1024 * 1024 + 3)
+    (host.root / "payload").write_bytes(payload)
+    host.env["FAKE_PODMAN_PAYLOAD"] = str(host.root / "payload")
+    landed = host.workdir / "landed"
+    checkpoint = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions())
+    # the "ssh to the target" is a local command here: what matters is the plumbing
+    link = ["sh", "-c", f"cat > {landed}"]
+    finished = host.run(commands.direct_checkpoint_stream(checkpoint, str(host.workdir), link))
+    assert finished.status == 0, finished.stderr
+    assert finished.stdout == b""
+    assert landed.read_bytes() == payload
+    assert commands.parse_source_bytes(finished.stderr) == len(payload)
+
+
+def test_direct_stream_reports_a_broken_link(host: FakeHost) -> None:
+    (host.root / "payload").write_bytes(os.urandom(4 * 1024 * 1024))
+    host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_RDWR="1")
+    checkpoint = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions())
+    link = ["sh", "-c", "echo 'ssh: connect to host 10.0.0.2 port 22: refused' >&2; exit 255"]
+    finished = host.run(commands.direct_checkpoint_stream(checkpoint, str(host.workdir), link))
+    assert finished.status == commands.EXIT_DIRECT_LINK_FAILED
+    assert "refused" in finished.stderr
+    assert "(ssh exit 255)" in finished.stderr
+    # podman still finished, so a rollback can restore the source from its checkpoint
+    assert (host.workdir / "checkpoint.status").read_text() == "0\n"
+
+
+def test_direct_stream_reports_a_failed_checkpoint_first(host: FakeHost) -> None:
+    host.env.update(FAKE_PODMAN_STDERR="Error: criu failed", FAKE_PODMAN_STATUS="125")
+    checkpoint = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions())
+    link = ["sh", "-c", "cat > /dev/null"]
+    finished = host.run(commands.direct_checkpoint_stream(checkpoint, str(host.workdir), link))
+    assert finished.status == 125
+    assert "criu failed" in finished.stderr
 
 
 def test_checkpoint_stream_with_a_podman_prefix(host: FakeHost) -> None:

@@ -160,7 +160,7 @@ def test_runs_the_ssh_migration_with_migrates_options(fake_engine: type[FakeMigr
     assert migration.args == ("10.0.0.1", "10.0.0.2", "web")
     assert migration.options.ssh_config == "/etc/lab_ssh_config"
     assert migration.options.keep_source is True
-    assert migration.options.compression == "none"
+    assert migration.options.compression == "auto"  # migrate's default
 
 
 def test_ssh_migration_failure_has_migrates_exit_code(fake_engine: type[FakeMigration]) -> None:
@@ -367,7 +367,7 @@ def test_ssh_only_options_are_refused_with_via_http(
 
 def test_the_default_options_are_fine_with_via_http(fake_shim: FakeShim, token_file: str) -> None:
     fake_shim.canned.answer(200, report().to_dict())
-    result = via_http(fake_shim, token_file, "--compress", "none", "-v", "lab-a", "lab-b", "web")
+    result = via_http(fake_shim, token_file, "--compress", "auto", "-v", "lab-a", "lab-b", "web")
     assert result.exit_code == 0, result.stderr
     assert f"POST {fake_shim.url}/start_migration" in result.stderr
 

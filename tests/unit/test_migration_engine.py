@@ -113,9 +113,9 @@ def stats(**numbers: int) -> CommandResult:
     return result(json.dumps({"container_statistics": [{"Id": CID, "criu_statistics": numbers}]}))
 
 
-def source_sum(digest: str, status: int = 0, stderr: str = "") -> CommandResult:
-    """What the checkpoint script ends with: its last stderr line holds the digest."""
-    return result(status=status, stderr=f"{stderr}{commands.SOURCE_SUM_MARKER} {digest}\n")
+def source_bytes(count: int, status: int = 0, stderr: str = "") -> CommandResult:
+    """What the checkpoint script ends with: its last stderr line holds the archive's size."""
+    return result(status=status, stderr=f"{stderr}{commands.SOURCE_BYTES_MARKER} {count}\n")
 
 
 def host_answers(host: str) -> dict[Predicate, Answer]:
@@ -134,7 +134,7 @@ def host_answers(host: str) -> dict[Predicate, Answer]:
             "podman image inspect": image(),
             "podman image save": result(),
             # the stream's exit status, and the archive's digest as the source saw it
-            "container checkpoint": source_sum(ARCHIVE_SHA),
+            "container checkpoint": source_bytes(ARCHIVE_BYTES),
             f"cat {WORKDIRS[SRC]}/checkpoint-stats.json": stats(frozen_time=29373),
             "podman container rm --": result(),
             LOCK: result("locked\n"),  # what the lock channel prints once it holds the lock
@@ -266,6 +266,7 @@ class FakeLab:
         self.unreachable: set[str] = set()
         self.relays: list[tuple[str, str]] = []
         self.should_stops: list[Callable[[], bool] | None] = []
+        self.throttles: list[Any] = []
         self.relay_error: BaseException | None = None
         self.during_relay: Callable[[], None] | None = None  # runs halfway through a stream
         self.events: list[Event] = []
@@ -310,8 +311,10 @@ class FakeLab:
         on_progress: Callable[[int], None] | None = None,
         stall_timeout: float = 300.0,
         should_stop: Callable[[], bool] | None = None,
+        throttle: Any = None,
     ) -> RelayResult:
         self.relays.append((source.command, target.command))
+        self.throttles.append(throttle)
         self.should_stops.append(should_stop)
         if on_progress:
             on_progress(ARCHIVE_BYTES // 2)
@@ -485,26 +488,26 @@ def test_successful_run_commands(lab: FakeLab) -> None:
     assert all(not session.is_connected for session in lab.sessions), "sessions closed"
 
 
-def test_a_source_without_its_digest_warns_and_migrates(lab: FakeLab) -> None:
-    lab.answer(SRC, "container checkpoint", result(stderr="sha256sum: not found\n"))
+def test_a_source_without_its_count_warns_and_migrates(lab: FakeLab) -> None:
+    lab.answer(SRC, "container checkpoint", result(stderr="dd: not found\n"))
     report = run(lab).report
     assert report.outcome is Outcome.MIGRATED
     assert report.warnings == [
-        "lab-a did not report the archive's SHA-256; the coordinator's own digest of the "
+        "lab-a did not report the archive's size; the coordinator's own count of the "
         "stream is used instead"
     ]
     assert report.archive_sha256 == ARCHIVE_SHA  # what the target then checks
 
 
-def test_an_archive_damaged_on_the_way_rolls_back_before_the_restore(lab: FakeLab) -> None:
-    lab.answer(SRC, "container checkpoint", source_sum("a" * 64))
+def test_an_archive_cut_short_on_the_way_rolls_back_before_the_restore(lab: FakeLab) -> None:
+    lab.answer(SRC, "container checkpoint", source_bytes(ARCHIVE_BYTES + 1))
     restorable_source(lab)
     engine, error = fail(lab, MigrationFailed)
     assert engine.report.outcome is Outcome.ROLLED_BACK
     assert isinstance(error.cause, ConnectionFailed)
     assert (
-        "the archive was damaged between lab-a and this machine (SHA-256 aaaaaaaaaaaaaaaa... "
-        "on the source, 5555555555555555... here); it was not restored"
+        f"the archive was cut short between lab-a and this machine ({ARCHIVE_BYTES + 1} "
+        f"bytes sent by the source, {ARCHIVE_BYTES} arrived here); it was not restored"
     ) in str(error)
     assert not lab.ran(TGT, "restore --import")
     assert join(commands.restore_local(CID)) in lab.commands_on(SRC)

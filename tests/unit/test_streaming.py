@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable
-from types import SimpleNamespace
 
 import pytest
 
@@ -41,8 +40,9 @@ class Source:
     """A RemoteProcess whose stdout is ``reads``; ``b""`` (the end) once they run out."""
 
     def __init__(self, clock: Clock, reads: Iterable[bytes | BaseException]):
-        self.session = SimpleNamespace(host=SimpleNamespace(name="lab-a"))
+        self.host_name = "lab-a"
         self.channel = Channel()
+        self.set_read_timeout = self.channel.settimeout
         self.clock = clock
         self.reads = iter(reads)
         self.read_count = 0
@@ -61,7 +61,7 @@ class Target:
     """A RemoteProcess that keeps what it is sent; ``fail_write`` / ``fail_close`` break it."""
 
     def __init__(self, fail_write: BaseException | None = None, fail_close: bool = False):
-        self.session = SimpleNamespace(host=SimpleNamespace(name="lab-b"))
+        self.host_name = "lab-b"
         self.chunks: list[bytes] = []
         self.stdin_closed = False
         self.fail_write = fail_write
@@ -209,3 +209,18 @@ def test_relay_names_the_side_that_broke(
         relay(source, target)  # type: ignore[arg-type]
     assert caught.value.side == side
     assert caught.value.message == message
+
+
+class CountingThrottle:
+    def __init__(self) -> None:
+        self.consumed: list[int] = []
+
+    def consume(self, n: int) -> None:
+        self.consumed.append(n)
+
+
+def test_relay_asks_the_throttle_before_each_chunk(clock: Clock) -> None:
+    throttle = CountingThrottle()
+    _, target, result = copy(clock, [b"ab", SILENCE, b"cde"], throttle=throttle)
+    assert throttle.consumed == [2, 3]
+    assert b"".join(target.chunks) == b"abcde" and result.bytes == 5

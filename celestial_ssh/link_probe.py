@@ -1,0 +1,68 @@
+"""Measure the link between two hosts through the data plane a migration would use.
+
+``celestial-ssh probe`` and the benchmark use it to compare the data plane with plain
+OpenSSH; ``--compress auto`` takes the same measurement (smaller) before each freeze.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from . import commands
+from .data_plane import DataPlane, LinkMeasurement
+from .errors import CelestialError, InvalidInput
+from .hosts import ResolvedHost, resolve_host
+from .ssh import SSHSession
+
+
+def probe_link(
+    source: str,
+    target: str,
+    *,
+    nbytes: int = 256 * 1024 * 1024,
+    transport: str = "auto",
+    direct: bool = False,
+    ssh_config: str | None = None,
+    host_resolver: Callable[[str], ResolvedHost] | None = None,
+    timeout: float = 300.0,
+) -> LinkMeasurement:
+    """Stream ``nbytes`` from ``source`` to ``target`` and time it; changes nothing there.
+
+    With ``direct`` the source streams straight to the target (as ``migrate --direct``
+    does); a source that cannot log in there raises :class:`InvalidInput`.
+    """
+    if nbytes <= 0:
+        raise InvalidInput("the probe needs a positive number of bytes")
+    resolve = host_resolver or (lambda text: resolve_host(text, ssh_config))
+    sessions = (SSHSession(resolve(source)), SSHSession(resolve(target)))
+    plane: DataPlane | None = None
+    workdir: str | None = None
+    try:
+        for session in sessions:
+            session.connect()
+        plane = DataPlane.open(transport, sessions)
+        if not direct:
+            return plane.measure(*sessions, nbytes, timeout=timeout)
+        workdir = (
+            sessions[0]
+            .run(commands.make_workdir(), timeout=60, check=True, what="a work directory")
+            .stdout.strip()
+        )
+        pinned = plane.prepare_direct(*sessions, workdir, timeout=60)
+        if not pinned.ok:
+            raise InvalidInput(
+                f"{source} cannot log in to {target} itself: "
+                f"{pinned.stderr.strip()[-300:] or 'no reason given'}",
+                hint="Forward your ssh-agent (ssh-add the key first), or give the source "
+                "its own key that the target accepts.",
+            )
+        return plane.measure_direct(*sessions, workdir, nbytes, timeout=timeout)
+    finally:
+        if workdir is not None:
+            with contextlib.suppress(CelestialError):
+                sessions[0].run(commands.remove_workdir(workdir), timeout=30)
+        if plane is not None:
+            plane.close()
+        for session in sessions:
+            session.close()
