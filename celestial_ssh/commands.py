@@ -28,6 +28,14 @@ RESTORE_PID_NAME = "restore.pid"
 EXIT_ARCHIVE_SIZE_MISMATCH = 98
 EXIT_ARCHIVE_CHECKSUM_MISMATCH = 97
 EXIT_FIFO_FAILED = 96
+# a gated stream that was never told to go (the coordinator gave up before the freeze)
+EXIT_NOT_STARTED = 94
+# A gated stream connects before the freeze and says READY_LINE on stdout; the freeze begins
+# when the coordinator answers GO_LINE on its stdin. Measured here: an SSH handshake takes
+# 0.5 s, and a pre-connected stream cut 0.6 s off the checkpoint of 256 MB.
+READY_LINE = b"ready\n"
+GO_LINE = b"go\n"
+_AWAIT_GO = f'IFS= read -r go && [ "$go" = go ] || exit {EXIT_NOT_STARTED}'
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,8 @@ class CheckpointOptions:
     compression: str = "none"
     tcp_established: bool = False
     file_locks: bool = False
+    # the final dump of a pre-copy: only the pages dirtied since the pre-checkpoint
+    with_previous: bool = False
 
     def __post_init__(self) -> None:
         if self.compression not in COMPRESSIONS:
@@ -160,6 +170,8 @@ def parse_source_bytes(stderr: str) -> int | None:
 
 def checkpoint_options_argv(options: CheckpointOptions) -> list[str]:
     argv = ["--compress", options.compression, "--print-stats"]
+    if options.with_previous:
+        argv.append("--with-previous")
     if options.tcp_established:
         argv.append("--tcp-established")
     if options.file_locks:
@@ -168,7 +180,12 @@ def checkpoint_options_argv(options: CheckpointOptions) -> list[str]:
 
 
 def checkpoint_stream(
-    container: str, workdir: str, options: CheckpointOptions, podman: Sequence[str] = ("podman",)
+    container: str,
+    workdir: str,
+    options: CheckpointOptions,
+    podman: Sequence[str] = ("podman",),
+    *,
+    gated: bool = False,
 ) -> list[str]:
     """Checkpoint ``container`` and write the archive to stdout while podman produces it.
 
@@ -189,6 +206,8 @@ def checkpoint_stream(
 
     The stats JSON and the exit status land in the work directory. CRIU's images stay in
     podman's storage, so the source can restore locally if anything later fails.
+
+    ``gated``: say :data:`READY_LINE` and wait for :data:`GO_LINE` before anything else.
     """
     validate_container_name(container)
     validate_remote_path(workdir)
@@ -208,8 +227,10 @@ def checkpoint_stream(
         "--",
         container,
     ]
+    gate = ["echo ready", _AWAIT_GO] if gated else []
     script = "\n".join(
         [
+            *gate,
             f"true > {quote(started)} || exit {EXIT_FIFO_FAILED}",
             f"mkfifo -m 600 {quote(fifo)} || exit {EXIT_FIFO_FAILED}",
             # dd's last stderr line is "<bytes> bytes (...) copied"; if stdout breaks, the
@@ -220,8 +241,10 @@ def checkpoint_stream(
             f"{' '.join(quote(a) for a in checkpoint)} > {quote(stats)} 2> {quote(errors)}",
             "status=$?",
             # a reader may still wait for a writer: open the FIFO until it has gone
+            # (short sleeps: in the usual case the reader is just writing its last chunk,
+            # and every moment here is downtime)
             'while kill -0 "$reader" 2>/dev/null; do',
-            f"  exec 3<> {quote(fifo)}; exec 3>&-; sleep 0.1",
+            f"  exec 3<> {quote(fifo)}; exec 3>&-; sleep 0.02",
             "done",
             'wait "$reader"',
             f"rm -f {quote(fifo)}",
@@ -240,20 +263,42 @@ EXIT_DIRECT_LINK_FAILED = 95
 def direct_checkpoint_stream(
     checkpoint: Sequence[str], workdir: str, ssh_to_target: Sequence[str]
 ) -> list[str]:
-    """``--direct``: run the ``checkpoint`` stream script with its stdout going straight
-    into ``ssh_to_target`` (which lands it), so the archive never passes the coordinator.
+    """``--direct``: the source streams the archive into ``ssh_to_target`` itself, so it
+    never passes the coordinator.
 
-    sh has no pipefail, so the checkpoint's status is kept in a file: a failed checkpoint
-    reports podman's status, a failed link exits :data:`EXIT_DIRECT_LINK_FAILED`.
+    The link connects first (its remote command says :data:`READY_LINE`, which comes back
+    through ``ssh`` to the coordinator); the ``checkpoint`` script (ungated) runs when the
+    coordinator answers :data:`GO_LINE`. sh has no pipefail, so each side's status is kept
+    in a file: a failed checkpoint reports podman's status, a failed link exits
+    :data:`EXIT_DIRECT_LINK_FAILED`, a stream never told to go exits
+    :data:`EXIT_NOT_STARTED`.
     """
     validate_remote_path(workdir)
-    exit_file = quote(f"{workdir}/direct.checkpoint-exit")
+    fifo = quote(f"{workdir}/link.fifo")
+    checkpoint_exit = quote(f"{workdir}/direct.checkpoint-exit")
+    link_status = quote(f"{workdir}/direct.link-status")
+    release_link = [
+        # cat may still wait for a writer: open the FIFO until the link has ended
+        'while kill -0 "$link" 2>/dev/null; do',
+        f"  exec 3<> {fifo}; exec 3>&-; sleep 0.1",
+        "done",
+    ]
     script = "\n".join(
         [
-            f"{{ {join(checkpoint)}; echo $? > {exit_file}; }} | {join(ssh_to_target)}",
-            "link=$?",
-            f"status=$(cat {exit_file} 2>/dev/null || echo 1)",
+            f"mkfifo -m 600 {fifo} || exit {EXIT_FIFO_FAILED}",
+            f"{{ cat {fifo} | {join(ssh_to_target)}; echo $? > {link_status}; }} &",
+            "link=$!",
+            'IFS= read -r go; if [ "$go" != go ]; then',
+            *("  " + line for line in release_link),
+            f"  rm -f {fifo}; exit {EXIT_NOT_STARTED}",
+            "fi",
+            # the link's cat opened the FIFO (it said ready), so it sees the end of it
+            f"{{ {join(checkpoint)}; echo $? > {checkpoint_exit}; }} > {fifo}",
+            'wait "$link"',
+            f"rm -f {fifo}",
+            f"status=$(cat {checkpoint_exit} 2>/dev/null || echo 1)",
             '[ "$status" = 0 ] || exit "$status"',
+            f"link=$(cat {link_status} 2>/dev/null || echo 1)",
             'if [ "$link" != 0 ]; then',
             '  echo "the direct stream from this host to the target failed (ssh exit $link)" >&2',
             f"  exit {EXIT_DIRECT_LINK_FAILED}",
@@ -275,25 +320,32 @@ def landed_bytes(workdir: str) -> list[str]:
     return sh_script(f"stat -c %s {quote(f'{workdir}/{ARCHIVE_NAME}')} 2>/dev/null || echo 0")
 
 
-def land_archive(workdir: str, *, hashed: bool = True) -> list[str]:
+def receive_file(path: str) -> list[str]:
+    """Write stdin to ``path`` (mode 0600): e.g. a pre-copy archive on the target."""
+    validate_remote_path(path)
+    return sh_script(f"umask 077 && exec cat > {quote(path)}")
+
+
+def land_archive(workdir: str, *, hashed: bool = True, announce: bool = False) -> list[str]:
     """Receive the archive on stdin into a regular file, hashing it as it arrives.
 
     podman opens an import archive twice, so it must be a regular file, not a pipe. The
     size and digest are checked by :func:`restore_import` before podman sees the file.
     Without ``hashed`` (``--direct``: no coordinator digest to compare with) only the
-    size is checked.
+    size is checked. ``announce`` says :data:`READY_LINE` on stdout once it is listening.
     """
     validate_remote_path(workdir)
     archive = quote(f"{workdir}/{ARCHIVE_NAME}")
+    ready = "echo ready && " if announce else ""
     if not hashed:
-        return sh_script(f"umask 077 && exec cat > {archive}")
+        return sh_script(f"umask 077 && {ready}exec cat > {archive}")
     digest = quote(f"{workdir}/{SUM_NAME}")
     tee_status = quote(f"{workdir}/tee.status")
     # sh has no pipefail: tee's own status is kept in a file so a short write (disk full)
     # fails the landing with tee's message instead of passing silently. openssl uses the
     # CPU's SHA instructions (5x coreutils' sha256sum here); both print the digest first.
     return sh_script(
-        "umask 077\n" + HASHER_CHOICE + "\n"
+        "umask 077\n" + HASHER_CHOICE + "\n" + ready.replace(" && ", "\n") + ""
         f"{{ tee {archive}; echo $? > {tee_status}; }} | $hasher > {digest}\n"
         f'[ "$(cat {tee_status})" = 0 ]'
     )
@@ -307,8 +359,11 @@ def restore_import(
     name: str | None = None,
     options: CheckpointOptions | None = None,
     podman: Sequence[str] = ("podman",),
+    import_previous: str | None = None,
 ) -> list[str]:
     """Verify the landed archive (size, SHA-256), then restore it with ``--import``.
+
+    ``import_previous``: the pre-checkpoint archive of a pre-copy, unpacked first.
 
     podman runs in the background with its output in files (a broken connection must not
     kill it mid-restore); its PID goes to ``restore.pid`` so a rollback can wait for it.
@@ -323,6 +378,8 @@ def restore_import(
     output = quote(f"{workdir}/restore.out")
     errors = quote(f"{workdir}/restore.err")
     restore = [*podman, "container", "restore", "--import", archive, "--print-stats"]
+    if import_previous is not None:
+        restore += ["--import-previous", validate_remote_path(import_previous)]
     if name is not None:
         restore += ["--name", validate_container_name(name, what="new name")]
     if options and options.tcp_established:

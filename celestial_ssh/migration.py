@@ -34,6 +34,7 @@ Rollback never starts a source copy while a target copy might be running. A canc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import threading
 import time
@@ -82,7 +83,16 @@ from .podman_json import (
     parse_stats,
     version_tuple,
 )
-from .precopy import PrecopySupport, combine_support, dirty_tracking_check, parse_dirty_tracking
+from .precopy import (
+    PrecopyPolicy,
+    PrecopySupport,
+    combine_support,
+    dirty_tracking_check,
+    pages_written,
+    parse_dirty_tracking,
+    pre_checkpoint_export,
+    run_precopy_rounds,
+)
 from .rate_limit import TokenBucket
 from .report import MigrationReport, Outcome
 from .shell import validate_container_name
@@ -102,6 +112,11 @@ MINIMUM_CRIU = (3, 11)
 PROBE_BYTES = 32 * 1024 * 1024
 NOMINAL_ARCHIVE_BYTES = 256 * 1024 * 1024
 DIRECT_PROGRESS_INTERVAL_S = 0.25
+DIRECT_END_POLL_S = 0.01
+READY_TIMEOUT_S = 60.0
+PREVIOUS_ARCHIVE_NAME = "previous.tar"
+# one round: podman's pre-checkpoints are full dumps each time (see _copy_memory_while_running)
+PRECOPY_POLICY = PrecopyPolicy(max_rounds=1)
 
 
 class State(enum.Enum):
@@ -208,6 +223,8 @@ class Migration:
         self._plane: DataPlane | None = None
         self._direct = False
         self._compression = self.options.compression
+        self._precopy = False
+        self._previous_archive: str | None = None
 
     # -- events -----------------------------------------------------------------------
     def _emit(self, event: Event) -> None:
@@ -470,13 +487,83 @@ class Migration:
         source_support, target_support = self._both(support)
         both = combine_support(source_support, target_support, self._source_text, self._target_text)
         if both.supported:
-            # podman redumps all memory on every --pre-checkpoint (no parent images), so
-            # only one round could pay off; the rounds are not wired into the engine yet
-            reason = "pre-copy rounds are not implemented in the engine yet"
-        else:
-            reason = both.reason
-        self.report.precopy = f"stop-and-copy ({reason})"
-        self._notice(f"--pre-copy is not available: {reason}; using stop-and-copy", level="warning")
+            self._precopy = True
+            return
+        self.report.precopy = f"stop-and-copy ({both.reason})"
+        self._notice(
+            f"--pre-copy is not available: {both.reason}; using stop-and-copy", level="warning"
+        )
+
+    def _copy_memory_while_running(self) -> None:
+        """Pre-copy: dump the memory while the container runs and land it on the target,
+        so the freeze only moves the pages dirtied since.
+
+        podman redumps all memory on every ``--pre-checkpoint`` (it keeps no parent images
+        between pre-dumps), so more rounds only pay where the convergence rule says so;
+        the default is one round (:data:`PRECOPY_POLICY`).
+        """
+        info = self._progress.source_info
+        source_workdir, target_workdir = (
+            self._progress.source_workdir,
+            self._progress.target_workdir,
+        )
+        assert info is not None and source_workdir and target_workdir
+        source, target = self._sessions()
+        previous = f"{source_workdir}/{PREVIOUS_ARCHIVE_NAME}"
+        started = time.monotonic()
+
+        def dump_round(number: int) -> int:
+            dumped = source.run(
+                pre_checkpoint_export(info.id, previous, compression=self._compression),
+                timeout=self.options.restore_timeout_s,
+                check=True,
+                what=f"pre-copy round {number} of {info.name}",
+            )
+            return pages_written(dumped.stdout)
+
+        try:
+            rounds = run_precopy_rounds(PRECOPY_POLICY, dump_round)
+        except OutputError as error:
+            raise PreflightFailed(
+                f"{self._source_text}: cannot read the pre-copy statistics: {error}",
+                host=self._source_text,
+            ) from error
+        plane = self._data_plane()
+        sender = plane.start(source, ["cat", "--", previous])
+        landing = f"{target_workdir}/{PREVIOUS_ARCHIVE_NAME}"
+        receiver = plane.start(target, commands.receive_file(landing))
+        try:
+            moved = relay(
+                sender,
+                receiver,
+                on_progress=lambda done: self._emit(TransferProgress("pre-copy", done, None)),
+                stall_timeout=self.options.stream_stall_timeout_s,
+                should_stop=self._cancel.is_set,
+                throttle=self._throttle(),
+            )
+            for process, host in ((sender, self._source_text), (receiver, self._target_text)):
+                ended = process.wait(self.options.command_timeout_s)
+                if not ended.ok:
+                    raise RemoteCommandFailed(
+                        f"{host}: moving the pre-copy archive failed",
+                        host=host,
+                        command=ended.command,
+                        exit_status=ended.exit_status,
+                        stderr=ended.stderr,
+                    )
+        except BaseException:
+            sender.kill()
+            receiver.kill()
+            raise
+        self._previous_archive = landing
+        self.report.bytes_transferred += moved.bytes
+        self.report.timings["pre_copy"] = round(time.monotonic() - started, 4)
+        pages = ", ".join(str(count) for count in rounds.pages_per_round)
+        self.report.precopy = (
+            f"{rounds.rounds} round(s) while running ({pages} pages, "
+            f"{_megabytes(moved.bytes)}); stopped because {rounds.stop_reason}"
+        )
+        self._notice(f"pre-copy: {self.report.precopy}")
 
     def _host_facts(self, session: SSHSession) -> HostFacts:
         name = session.host.name
@@ -671,6 +758,8 @@ class Migration:
         if self.options.compression == "auto":
             self._choose_compression()
         self.report.compression = self._compression
+        if self._precopy:
+            self._copy_memory_while_running()
 
     def _data_plane(self) -> DataPlane:
         assert self._plane is not None
@@ -757,38 +846,18 @@ class Migration:
             self._progress.target_workdir,
         )
         assert info is not None and source_workdir and target_workdir
-        source, target = self._sessions()
-        plane = self._data_plane()
         self._emit(PhaseStarted(Phase.CHECKPOINT, f"{info.name} on {self._source_text}"))
         self._emit(PhaseStarted(Phase.TRANSFER, f"to {self._target_text}"))
+        exporter, lander = self._connect_streams(source_workdir, target_workdir)
         started = time.monotonic()
-        checkpoint = commands.checkpoint_stream(info.id, source_workdir, self._checkpoint_options())
-        lander: StreamProcess | None = None
-        if not self._direct:
-            # the landing side listens before the freeze begins
-            lander = plane.start(target, commands.land_archive(target_workdir))
-        self._progress.freeze_started = time.monotonic()
+        self._progress.freeze_started = started
         self._progress.state = State.FROZEN
         try:
-            if self._direct:
-                exporter = plane.start(
-                    source,
-                    commands.direct_checkpoint_stream(
-                        checkpoint,
-                        source_workdir,
-                        plane.direct_link(
-                            source_workdir,
-                            target,
-                            commands.land_archive(target_workdir, hashed=False),
-                        ),
-                    ),
-                    forward_agent=True,
-                )
+            exporter.write(commands.GO_LINE)
+            if lander is None:
                 moved_bytes, relayed_sum = self._watch_direct_stream(exporter), None
                 stream_s = time.monotonic() - started
             else:
-                assert lander is not None
-                exporter = plane.start(source, checkpoint)
                 moved = relay(
                     exporter,
                     lander,
@@ -800,8 +869,7 @@ class Migration:
                 moved_bytes, relayed_sum, stream_s = moved.bytes, moved.sha256, moved.seconds
             checkpointed = exporter.wait(self.options.restore_timeout_s)
         except BaseException as error:
-            with contextlib.suppress(NameError, UnboundLocalError):
-                exporter.kill()
+            exporter.kill()
             if lander is not None:
                 lander.kill()
             duration = time.monotonic() - started
@@ -890,8 +958,89 @@ class Migration:
         self.report.archive_sha256 = relayed_sum
         self._progress.state = State.LANDED
 
+    def _connect_streams(
+        self, source_workdir: str, target_workdir: str
+    ) -> tuple[StreamProcess, StreamProcess | None]:
+        """Before the freeze: connect the checkpoint stream (and, when relaying, the landing
+        side) and wait until each says it is ready. Returns (exporter, lander or None)."""
+        info = self._progress.source_info
+        assert info is not None
+        source, target = self._sessions()
+        plane = self._data_plane()
+        started: list[StreamProcess] = []
+        try:
+            if self._direct:
+                land = commands.land_archive(target_workdir, hashed=False, announce=True)
+                checkpoint = commands.checkpoint_stream(
+                    info.id, source_workdir, self._checkpoint_options()
+                )
+                exporter = plane.start(
+                    source,
+                    commands.direct_checkpoint_stream(
+                        checkpoint,
+                        source_workdir,
+                        plane.direct_link(source_workdir, target, land),
+                    ),
+                    forward_agent=True,
+                )
+                started.append(exporter)
+                self._await_ready(exporter, self._target_text)
+                return exporter, None
+            lander = plane.start(target, commands.land_archive(target_workdir, announce=True))
+            started.append(lander)
+            exporter = plane.start(
+                source,
+                commands.checkpoint_stream(
+                    info.id, source_workdir, self._checkpoint_options(), gated=True
+                ),
+            )
+            started.append(exporter)
+            self._await_ready(lander, self._target_text)
+            self._await_ready(exporter, self._source_text)
+            return exporter, lander
+        except BaseException as error:
+            for process in started:
+                process.kill()
+            duration = 0.0
+            self._emit(PhaseFailed(Phase.CHECKPOINT, duration, _one_line(error)))
+            self._emit(PhaseFailed(Phase.TRANSFER, duration, _one_line(error)))
+            raise
+
+    def _await_ready(self, process: StreamProcess, host: str) -> None:
+        """Read the stream's ready line; nothing is frozen yet, so any failure is clean."""
+        wanted = len(commands.READY_LINE)
+        received = b""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        process.set_read_timeout(0.5)
+        while len(received) < wanted:
+            if self._cancel.is_set():
+                raise MigrationCancelled("cancelled on request")
+            try:
+                chunk = process.read(wanted - len(received))
+            except TimeoutError:
+                chunk = None
+            except (OSError, EOFError) as error:
+                raise ConnectionFailed(f"{host}: the stream broke: {error}", host=host) from error
+            if chunk == b"":
+                ended = process.wait(10)
+                raise ConnectionFailed(
+                    f"{host}: the stream ended before the freeze "
+                    f"({ended.stderr.strip()[-300:] or f'exit {ended.exit_status}'})",
+                    host=host,
+                )
+            received += chunk or b""
+            if time.monotonic() > deadline:
+                raise ConnectionFailed(
+                    f"{host}: the stream was not ready within {READY_TIMEOUT_S:.0f} s", host=host
+                )
+        if received != commands.READY_LINE:
+            raise ConnectionFailed(f"{host}: unexpected stream greeting {received!r}", host=host)
+
     def _checkpoint_options(self) -> CheckpointOptions:
-        return self.options.checkpoint_options(self._compression)
+        options = self.options.checkpoint_options(self._compression)
+        if self._previous_archive is not None:
+            options = dataclasses.replace(options, with_previous=True)
+        return options
 
     def _throttle(self) -> TokenBucket | None:
         limit = self.options.bwlimit_bytes_per_s
@@ -900,31 +1049,42 @@ class Migration:
     def _watch_direct_stream(self, exporter: StreamProcess) -> int:
         """Wait for a ``--direct`` stream, reporting how much has landed on the target.
 
+        Its end is noticed within ``DIRECT_END_POLL_S`` (that wait is downtime); the landed
+        size is looked up from another thread, so those round trips never delay it.
         Returns the bytes landed by the last look; honours a cancel and the stall timeout.
         """
         _, target = self._sessions()
-        assert self._progress.target_workdir is not None
-        landed, last_change = 0, time.monotonic()
-        while exporter.is_running():
-            if self._cancel.is_set():
-                raise RelayStopped("the transfer was stopped on request")
-            time.sleep(DIRECT_PROGRESS_INTERVAL_S)
-            # progress only: a missed look changes nothing
-            with contextlib.suppress(CelestialError, ValueError):
-                answer = target.run(
-                    commands.landed_bytes(self._progress.target_workdir), timeout=10
-                )
-                size = int(answer.stdout.strip() or 0) if answer.ok else landed
-                if size != landed:
-                    landed, last_change = size, time.monotonic()
-                    self._emit(TransferProgress("checkpoint", landed, None))
-            if time.monotonic() - last_change > self.options.stream_stall_timeout_s:
-                raise ConnectionFailed(
-                    f"no data landed on {self._target_text} for "
-                    f"{self.options.stream_stall_timeout_s:.0f} s while streaming",
-                    host=self._target_text,
-                )
-        return landed
+        workdir = self._progress.target_workdir
+        assert workdir is not None
+        landed = [0, time.monotonic()]  # bytes, when they last changed
+        done = threading.Event()
+
+        def look() -> None:
+            while not done.wait(DIRECT_PROGRESS_INTERVAL_S):
+                # progress only: a missed look changes nothing
+                with contextlib.suppress(CelestialError, ValueError):
+                    answer = target.run(commands.landed_bytes(workdir), timeout=10)
+                    size = int(answer.stdout.strip() or 0) if answer.ok else int(landed[0])
+                    if size != landed[0] and not done.is_set():
+                        landed[:] = [size, time.monotonic()]
+                        self._emit(TransferProgress("checkpoint", size, None))
+
+        watcher = threading.Thread(target=look, daemon=True)
+        watcher.start()
+        try:
+            while exporter.is_running():
+                if self._cancel.is_set():
+                    raise RelayStopped("the transfer was stopped on request")
+                if time.monotonic() - landed[1] > self.options.stream_stall_timeout_s:
+                    raise ConnectionFailed(
+                        f"no data landed on {self._target_text} for "
+                        f"{self.options.stream_stall_timeout_s:.0f} s while streaming",
+                        host=self._target_text,
+                    )
+                time.sleep(DIRECT_END_POLL_S)
+        finally:
+            done.set()
+        return int(landed[0])
 
     def _restore(self) -> None:
         assert self._progress.target_workdir and self.report.archive_bytes is not None
@@ -950,6 +1110,7 @@ class Migration:
                     expected_sha256=self.report.archive_sha256,
                     name=self.options.new_name,
                     options=self._checkpoint_options(),
+                    import_previous=self._previous_archive,
                 ),
                 timeout=self.options.restore_timeout_s,
             )

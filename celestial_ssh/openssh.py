@@ -174,6 +174,7 @@ class OpenSSHProcess:
         stdin = self.process.stdin
         assert stdin is not None
         stdin.write(data)
+        stdin.flush()  # a short line (the go signal) must not wait in Python's buffer
 
     def close_stdin(self) -> None:
         stdin = self.process.stdin

@@ -283,7 +283,7 @@ def test_checkpoint_stream_script_text() -> None:
         "status=$?",
         # a reader still waiting for a writer is released by opening the FIFO once more
         'while kill -0 "$reader" 2>/dev/null; do',
-        f"  exec 3<> {fifo}; exec 3>&-; sleep 0.1",
+        f"  exec 3<> {fifo}; exec 3>&-; sleep 0.02",
         "done",
         'wait "$reader"',
         f"rm -f {fifo}",
@@ -774,10 +774,12 @@ def test_direct_stream_lands_the_archive_through_the_link(host: FakeHost) -> Non
     landed = host.workdir / "landed"
     checkpoint = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions())
     # the "ssh to the target" is a local command here: what matters is the plumbing
-    link = ["sh", "-c", f"cat > {landed}"]
-    finished = host.run(commands.direct_checkpoint_stream(checkpoint, str(host.workdir), link))
+    link = ["sh", "-c", f"echo ready; cat > {landed}"]
+    finished = host.run(
+        commands.direct_checkpoint_stream(checkpoint, str(host.workdir), link), stdin=b"go\n"
+    )
     assert finished.status == 0, finished.stderr
-    assert finished.stdout == b""
+    assert finished.stdout == b"ready\n", "the target's greeting comes back through the link"
     assert landed.read_bytes() == payload
     assert commands.parse_source_bytes(finished.stderr) == len(payload)
 
@@ -787,7 +789,9 @@ def test_direct_stream_reports_a_broken_link(host: FakeHost) -> None:
     host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_RDWR="1")
     checkpoint = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions())
     link = ["sh", "-c", "echo 'ssh: connect to host 10.0.0.2 port 22: refused' >&2; exit 255"]
-    finished = host.run(commands.direct_checkpoint_stream(checkpoint, str(host.workdir), link))
+    finished = host.run(
+        commands.direct_checkpoint_stream(checkpoint, str(host.workdir), link), stdin=b"go\n"
+    )
     assert finished.status == commands.EXIT_DIRECT_LINK_FAILED
     assert "refused" in finished.stderr
     assert "(ssh exit 255)" in finished.stderr
@@ -799,9 +803,52 @@ def test_direct_stream_reports_a_failed_checkpoint_first(host: FakeHost) -> None
     host.env.update(FAKE_PODMAN_STDERR="Error: criu failed", FAKE_PODMAN_STATUS="125")
     checkpoint = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions())
     link = ["sh", "-c", "cat > /dev/null"]
-    finished = host.run(commands.direct_checkpoint_stream(checkpoint, str(host.workdir), link))
+    finished = host.run(
+        commands.direct_checkpoint_stream(checkpoint, str(host.workdir), link), stdin=b"go\n"
+    )
     assert finished.status == 125
     assert "criu failed" in finished.stderr
+
+
+@pytest.mark.parametrize("stdin", [b"", b"stop\n"], ids=["connection-closed", "not-go"])
+def test_direct_stream_never_told_to_go_checkpoints_nothing(host: FakeHost, stdin: bytes) -> None:
+    checkpoint = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions())
+    link = ["sh", "-c", "echo ready; cat > /dev/null"]
+    finished = host.run(
+        commands.direct_checkpoint_stream(checkpoint, str(host.workdir), link), stdin=stdin
+    )
+    assert finished.status == commands.EXIT_NOT_STARTED
+    assert host.podman_argv is None, "podman never ran"
+    assert not (host.workdir / "link.fifo").exists()
+
+
+@pytest.mark.parametrize("stdin", [b"", b"later\n"], ids=["connection-closed", "not-go"])
+def test_gated_checkpoint_stream_waits_for_go(host: FakeHost, stdin: bytes) -> None:
+    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), gated=True)
+    finished = host.run(argv, stdin=stdin)
+    assert finished.status == commands.EXIT_NOT_STARTED
+    assert finished.stdout == commands.READY_LINE
+    assert host.podman_argv is None
+    assert not (host.workdir / "checkpoint.started").exists(), "a rollback sees never-started"
+
+
+def test_gated_checkpoint_stream_streams_after_go(host: FakeHost) -> None:
+    (host.root / "payload").write_bytes(b"archive bytes")
+    host.env["FAKE_PODMAN_PAYLOAD"] = str(host.root / "payload")
+    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), gated=True)
+    finished = host.run(argv, stdin=commands.GO_LINE)
+    assert finished.status == 0, finished.stderr
+    assert finished.stdout == commands.READY_LINE + b"archive bytes"
+
+
+@pytest.mark.parametrize("hashed", [True, False])
+def test_announcing_lander_says_ready_then_lands(host: FakeHost, hashed: bool) -> None:
+    finished = host.run(
+        commands.land_archive(str(host.workdir), hashed=hashed, announce=True), stdin=b"abc"
+    )
+    assert finished.status == 0, finished.stderr
+    assert finished.stdout == commands.READY_LINE
+    assert (host.workdir / "checkpoint.tar").read_bytes() == b"abc"
 
 
 def test_checkpoint_stream_with_a_podman_prefix(host: FakeHost) -> None:

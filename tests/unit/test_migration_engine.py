@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from celestial_ssh import commands, migration
+from celestial_ssh import commands, migration, precopy
 from celestial_ssh.commands import CheckpointOptions
 from celestial_ssh.errors import (
     ConnectionFailed,
@@ -177,6 +177,29 @@ class FakeProcess:
         self.channel = FakeChannel(outcome.stdout)
         self.killed = False
         self.killed_after: int | None = None  # how many commands had run when it was killed
+        # streams connected before the freeze greet with the ready line
+        greeting = commands.READY_LINE if "echo ready" in command else b""
+        if session.host.name in session.lab.silent_streams:
+            greeting = b""
+        self.stdout = greeting + outcome.stdout.encode()
+        self.written: list[bytes] = []
+
+    @property
+    def host_name(self) -> str:
+        return self.session.host.name
+
+    def set_read_timeout(self, timeout: float | None) -> None:
+        self.channel.settimeout(timeout)
+
+    def read(self, size: int) -> bytes:
+        chunk, self.stdout = self.stdout[:size], self.stdout[size:]
+        return chunk
+
+    def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+
+    def is_running(self) -> bool:
+        return False
 
     def wait(self, timeout: float) -> CommandResult:
         return self.outcome
@@ -267,6 +290,7 @@ class FakeLab:
         self.relays: list[tuple[str, str]] = []
         self.should_stops: list[Callable[[], bool] | None] = []
         self.throttles: list[Any] = []
+        self.silent_streams: set[str] = set()  # hosts whose streams die before the ready line
         self.relay_error: BaseException | None = None
         self.during_relay: Callable[[], None] | None = None  # runs halfway through a stream
         self.events: list[Event] = []
@@ -455,8 +479,10 @@ def test_successful_run_report(lab: FakeLab) -> None:
 
 def test_successful_run_commands(lab: FakeLab) -> None:
     run(lab)
-    checkpoint = join(commands.checkpoint_stream(CID, WORKDIRS[SRC], CheckpointOptions()))
-    lander = join(commands.land_archive(WORKDIRS[TGT]))
+    checkpoint = join(
+        commands.checkpoint_stream(CID, WORKDIRS[SRC], CheckpointOptions(), gated=True)
+    )
+    lander = join(commands.land_archive(WORKDIRS[TGT], announce=True))
     lock = join(commands.hold_migration_lock(CID))
     restore = join(
         commands.restore_import(
@@ -511,7 +537,8 @@ def test_an_archive_cut_short_on_the_way_rolls_back_before_the_restore(lab: Fake
     ) in str(error)
     assert not lab.ran(TGT, "restore --import")
     assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
-    [lander] = [p for p in lab.processes if p.command == join(commands.land_archive(WORKDIRS[TGT]))]
+    landing = join(commands.land_archive(WORKDIRS[TGT], announce=True))
+    [lander] = [p for p in lab.processes if p.command == landing]
     assert lander.killed
     assert lab.phases()[-4:] == [
         ("failed", Phase.CHECKPOINT),
@@ -1424,3 +1451,89 @@ def test_a_restore_that_does_not_end_needs_recovery(
         for warning in engine.report.warnings
     )
     assert lab.phases()[-2:] == [("started", Phase.ROLLBACK), ("failed", Phase.ROLLBACK)]
+
+
+def test_the_freeze_begins_with_the_go_line_once_both_streams_are_ready(lab: FakeLab) -> None:
+    run(lab)
+    gated = join(commands.checkpoint_stream(CID, WORKDIRS[SRC], CheckpointOptions(), gated=True))
+    [exporter] = [p for p in lab.processes if p.command == gated]
+    assert exporter.written == [commands.GO_LINE]
+
+
+@pytest.mark.parametrize("host", [SRC, TGT])
+def test_a_stream_that_never_gets_ready_fails_before_the_freeze(lab: FakeLab, host: str) -> None:
+    lab.silent_streams.add(host)
+    engine, error = fail(lab, ConnectionFailed)
+    assert "the stream ended before the freeze" in str(error)
+    assert engine.report.outcome is Outcome.NOT_STARTED
+    assert all(process.killed for process in lab.processes if "echo ready" in process.command)
+    assert all(not process.written for process in lab.processes), "no go line was sent"
+    assert not lab.ran(SRC, "container restore")
+
+
+# -- --pre-copy ----------------------------------------------------------------------------
+def no_dirty_tracking(lab: FakeLab, host: str) -> None:
+    lab.answer(
+        host,
+        "criu check --feature mem_dirty_track",
+        result(status=1, stderr="Error (criu/cr-check.c:1): Dirty tracking is OFF.\n"),
+    )
+
+
+@pytest.mark.parametrize("lacking", [[SRC], [TGT], [SRC, TGT]])
+def test_pre_copy_without_dirty_tracking_falls_back_to_stop_and_copy(
+    lab: FakeLab, lacking: list[str]
+) -> None:
+    for host in lacking:
+        no_dirty_tracking(lab, host)
+    report = run(lab, MigrationOptions(precopy=True)).report
+    assert report.outcome is Outcome.MIGRATED
+    assert report.precopy is not None and report.precopy.startswith("stop-and-copy (")
+    for host in lacking:
+        assert host in report.precopy
+    [warning] = report.warnings
+    assert warning.startswith("--pre-copy is not available: ")
+    assert not lab.ran(SRC, "--pre-checkpoint")
+    assert not lab.ran(SRC, "--with-previous")
+    assert not lab.ran(TGT, "--import-previous")
+
+
+def pre_copy_answers(lab: FakeLab) -> None:
+    lab.answer(SRC, "--pre-checkpoint", stats(pages_written=65_000))
+    lab.answer(SRC, "cat -- ", result())  # sends the pre-copy archive
+    lab.answer(TGT, "exec cat > ", result())  # lands it
+
+
+def test_pre_copy_where_both_hosts_track_dirty_pages(lab: FakeLab) -> None:
+    pre_copy_answers(lab)
+    report = run(lab, MigrationOptions(precopy=True)).report
+    assert report.outcome is Outcome.MIGRATED
+    previous_src = f"{WORKDIRS[SRC]}/previous.tar"
+    previous_tgt = f"{WORKDIRS[TGT]}/previous.tar"
+    # one pre-dump while the container runs, before the freeze
+    pre_dump = join(precopy.pre_checkpoint_export(CID, previous_src))
+    assert lab.ran(SRC, pre_dump)
+    assert lab.position(SRC, pre_dump) < lab.position(SRC, "container checkpoint --export")
+    # its archive is moved to the target before the freeze too
+    assert (join(["cat", "--", previous_src]), join(commands.receive_file(previous_tgt))) in [
+        relayed for relayed in lab.relays
+    ]
+    # the freeze dumps only what changed since, and the target restores both
+    gated = commands.checkpoint_stream(
+        CID, WORKDIRS[SRC], CheckpointOptions(with_previous=True), gated=True
+    )
+    assert lab.ran(SRC, join(gated))
+    [restore] = [c for c in lab.commands_on(TGT) if "restore --import" in c]
+    assert f"--import-previous {previous_tgt}" in restore
+    assert report.precopy is not None
+    assert report.precopy.startswith("1 round(s) while running (65000 pages")
+    assert report.timings["pre_copy"] >= 0
+
+
+def test_a_failed_pre_copy_round_changes_nothing(lab: FakeLab) -> None:
+    lab.answer(SRC, "--pre-checkpoint", result(status=125, stderr="Error: criu failed\n"))
+    engine, error = fail(lab, RemoteCommandFailed, MigrationOptions(precopy=True))
+    assert "pre-copy round 1" in str(error)
+    assert engine.report.outcome is Outcome.NOT_STARTED
+    assert not lab.ran(SRC, "container checkpoint --export")
+    assert not lab.ran(SRC, "container restore")
