@@ -308,6 +308,73 @@ def direct_checkpoint_stream(
     return sh_script(script)
 
 
+# -- measuring the link (--compress auto, probe) -------------------------------------------
+PROBE_RESULT_MARKER = "celestial-ssh-probe"
+
+
+def _probe_dd(nbytes: int, max_seconds: float, output: str = "") -> str:
+    """Zeros for at most ``max_seconds``: dd prints its count when interrupted (SIGINT)."""
+    if nbytes <= 0 or max_seconds <= 0:
+        raise ValueError("a probe needs a positive size and duration")
+    blocks = -(-int(nbytes) // (1 << 20))
+    target = f" of={quote(output)}" if output else ""
+    return f"timeout -s INT {max_seconds:g} dd if=/dev/zero bs=1M count={blocks}{target}"
+
+
+def probe_sender(nbytes: int, max_seconds: float) -> list[str]:
+    """Gated (ready/go, so the SSH handshake is not timed): zeros to stdout."""
+    return sh_script(f"echo ready\n{_AWAIT_GO}\nexec {_probe_dd(nbytes, max_seconds)} 2>/dev/null")
+
+
+def probe_receiver() -> list[str]:
+    """Says ready, then discards what it gets."""
+    return sh_script("echo ready && exec cat > /dev/null")
+
+
+def direct_probe(
+    nbytes: int, max_seconds: float, workdir: str, ssh_to_target: Sequence[str]
+) -> list[str]:
+    """``--direct`` probe on the source: connect to the target first (its ready line comes
+    back), then on go time zeros into the link; ends with ``celestial-ssh-probe BYTES US``."""
+    validate_remote_path(workdir)
+    fifo = quote(f"{workdir}/probe.fifo")
+    log = quote(f"{workdir}/probe.dd")
+    script = "\n".join(
+        [
+            f"mkfifo -m 600 {fifo} || exit {EXIT_FIFO_FAILED}",
+            f"{{ cat {fifo} | {join(ssh_to_target)}; }} &",
+            "link=$!",
+            'IFS= read -r go; if [ "$go" != go ]; then',
+            f"  exec 3<> {fifo}; exec 3>&-; wait; rm -f {fifo}; exit {EXIT_NOT_STARTED}",
+            "fi",
+            "began=$(date +%s%N)",
+            f"{_probe_dd(nbytes, max_seconds, output=f'{workdir}/probe.fifo')} 2> {log}",
+            'wait "$link"; linked=$?',
+            "ended=$(date +%s%N)",
+            f"rm -f {fifo}",
+            '[ "$linked" = 0 ] || exit "$linked"',
+            f'echo "{PROBE_RESULT_MARKER} $(tail -n 1 {log} | cut -d " " -f 1) '
+            '$(( (ended - began) / 1000 ))"',
+        ]
+    )
+    return sh_script(script)
+
+
+def parse_probe_result(stdout: str) -> tuple[int, float] | None:
+    """(bytes, seconds) from :func:`direct_probe`'s last line."""
+    for line in reversed(stdout.splitlines()):
+        fields = line.split()
+        if (
+            len(fields) == 3
+            and fields[0] == PROBE_RESULT_MARKER
+            and fields[1].isdigit()
+            and fields[2].isdigit()
+            and int(fields[2]) > 0
+        ):
+            return int(fields[1]), int(fields[2]) / 1e6
+    return None
+
+
 def write_private_file(path: str, content: str) -> list[str]:
     """Write ``content`` to ``path`` (mode 0600); e.g. the target's pinned host key."""
     validate_remote_path(path)

@@ -5,8 +5,8 @@ freeze lasts longer with compression (podman compresses on the source's few core
 container is frozen), on a slow one a compressible memory image crosses it several times
 faster. So the choice is made from two measurements taken before the freeze:
 
-- the link's throughput, by streaming zeros from source to target through the coordinator
-  (:func:`probe_commands`), and
+- the link's throughput, by streaming zeros from source to target through the data plane
+  (:meth:`celestial_ssh.data_plane.DataPlane.measure`), and
 - how well the container's memory compresses, from a few chunks of its private anonymous
   memory read on the source (:func:`sample_memory_command`) and compressed here
   (:func:`compressibility`).
@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 
 from .shell import quote, sh_script, validate_remote_path
 
-# Conservative single-core compression speeds (bytes of input per second) of what podman
-# runs for ``--compress zstd`` (klauspost/compress, default level) and ``--compress gzip``,
-# on the small 2-core hosts we target. podman's encoders may use more cores, so real speeds
-# are usually higher; refine these with ``make bench``.
-ZSTD_BYTES_PER_S = 250e6
-GZIP_BYTES_PER_S = 40e6
+# What compressing costs the freeze, as a rate of archive bytes, measured on our 2-core
+# machines (bench/README.md): podman exported 256 MB of compressible memory to tmpfs in
+# 0.92 s uncompressed, 1.55 s with zstd, 1.59 s with gzip; under the load of a live
+# migration (ssh encrypting on the same two cores) a 64 MB zstd move lost 0.3 s of downtime
+# to none on a 1 Gbit/s link and won 9 s on 50 Mbit/s. 80 MB/s reproduces both, and puts
+# the crossover for well-compressible memory near 540 Mbit/s.
+ZSTD_BYTES_PER_S = 80e6
+GZIP_BYTES_PER_S = 70e6
 
 COMPRESSION_OPTIONS = ("none", "zstd", "gzip")
 
@@ -348,19 +350,6 @@ def choose_compression(
 
 
 # -- measuring the link ----------------------------------------------------------------
-
-
-def probe_commands(nbytes: int) -> tuple[list[str], list[str]]:
-    """The source and target commands of a throughput probe through the coordinator.
-
-    The source writes ``nbytes`` zeros, the coordinator relays them like the archive, the
-    target discards them; bytes / elapsed is the link's rate as the archive will see it.
-    Zeros cost no CPU to produce, which keeps the probe measuring the link; that holds
-    only while the SSH transport does not compress (celestial-ssh never enables it).
-    """
-    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes <= 0:
-        raise ValueError(f"nbytes must be a positive integer, not {nbytes!r}")
-    return ["head", "-c", str(nbytes), "/dev/zero"], sh_script("exec cat > /dev/null")
 
 
 # -- --bwlimit RATE --------------------------------------------------------------------

@@ -16,13 +16,12 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from . import commands
-from .errors import InvalidInput
+from .errors import ConnectionFailed, InvalidInput
 from .openssh import (
     OpenSSHProcess,
     SSHEndpoint,
@@ -30,11 +29,12 @@ from .openssh import (
     pinned_known_hosts_line,
     ssh_argv,
 )
-from .shell import join
 from .ssh import CommandResult, SSHSession
 from .streaming import ByteStream, relay
 
 TRANSPORTS = ("auto", "openssh", "paramiko")
+# a link probe stops after this long (at 50 Mbit/s, 32 MB would take five seconds)
+PROBE_MAX_SECONDS = 0.5
 DIRECT_KNOWN_HOSTS_NAME = "target.known_hosts"
 
 
@@ -149,15 +149,25 @@ class DataPlane:
 
     # -- measuring the link ---------------------------------------------------------------
     def measure(
-        self, source: SSHSession, target: SSHSession, nbytes: int, *, timeout: float = 120.0
+        self,
+        source: SSHSession,
+        target: SSHSession,
+        nbytes: int,
+        *,
+        max_seconds: float = PROBE_MAX_SECONDS,
+        timeout: float = 120.0,
     ) -> LinkMeasurement:
-        """Stream ``nbytes`` of zeros from ``source`` to ``target`` through this plane.
+        """Stream up to ``nbytes`` of zeros (for at most ``max_seconds``) from ``source`` to
+        ``target`` through this plane; both ends connect first, so no handshake is timed.
 
         Zeros are fine: neither SSH nor this plane compresses, so they cost what any byte does.
         """
-        sender = self.start(source, ["head", "-c", str(int(nbytes)), "/dev/zero"], privileged=False)
-        receiver = self.start(target, ["sh", "-c", "cat > /dev/null"], privileged=False)
+        sender = self.start(source, commands.probe_sender(nbytes, max_seconds), privileged=False)
+        receiver = self.start(target, commands.probe_receiver(), privileged=False)
         try:
+            for process in (receiver, sender):
+                _await_ready(process, timeout)
+            sender.write(commands.GO_LINE)
             moved = relay(sender, receiver, stall_timeout=timeout)
             sender.wait(timeout)
             receiver.wait(timeout)
@@ -215,23 +225,54 @@ class DataPlane:
         source_workdir: str,
         nbytes: int,
         *,
+        max_seconds: float = PROBE_MAX_SECONDS,
         timeout: float = 120.0,
     ) -> LinkMeasurement:
-        """Like :meth:`measure`, from the source straight to the target (``--direct``)."""
-        link = self.direct_link(source_workdir, target, ["sh", "-c", "cat > /dev/null"])
-        script = join(["head", "-c", str(int(nbytes)), "/dev/zero"]) + " | "
-        script += join(link)
-        started = time.monotonic()
-        process = self.start(source, ["sh", "-c", script], forward_agent=True)
+        """Like :meth:`measure`, from the source straight to the target (``--direct``);
+        the source times it once its link to the target is up."""
+        receiver = ["sh", "-c", "echo ready && exec cat > /dev/null"]
+        link = self.direct_link(source_workdir, target, receiver)
+        process = self.start(
+            source,
+            commands.direct_probe(nbytes, max_seconds, source_workdir, link),
+            forward_agent=True,
+        )
         try:
+            _await_ready(process, timeout)
+            process.write(commands.GO_LINE)
+            output = bytearray()
+            process.set_read_timeout(timeout)
+            while chunk := process.read(4096):
+                output += chunk
             result = process.wait(timeout)
         finally:
             with contextlib.suppress(Exception):
                 process.kill()
-        seconds = time.monotonic() - started
-        if not result.ok:
+        measured = commands.parse_probe_result(output.decode(errors="replace"))
+        if not result.ok or measured is None:
             raise InvalidInput(
                 f"{source.host.name}: the direct link to {target.host.name} failed: "
-                f"{result.stderr.strip()[-300:]}"
+                f"{result.stderr.strip()[-300:] or f'exit {result.exit_status}'}"
             )
-        return LinkMeasurement(bytes=nbytes, seconds=seconds, data_plane="direct")
+        return LinkMeasurement(bytes=measured[0], seconds=measured[1], data_plane="direct")
+
+
+def _await_ready(process: StreamProcess, timeout: float) -> None:
+    """Read a stream's ready line (see :data:`celestial_ssh.commands.READY_LINE`)."""
+    wanted = commands.READY_LINE
+    received = b""
+    process.set_read_timeout(timeout)
+    while len(received) < len(wanted):
+        chunk = process.read(len(wanted) - len(received))
+        if not chunk:
+            ended = process.wait(10)
+            raise ConnectionFailed(
+                f"{process.host_name}: the probe stream ended before it was ready "
+                f"({ended.stderr.strip()[-200:] or f'exit {ended.exit_status}'})",
+                host=process.host_name,
+            )
+        received += chunk
+    if received != wanted:
+        raise ConnectionFailed(
+            f"{process.host_name}: unexpected greeting {received!r}", host=process.host_name
+        )

@@ -46,7 +46,7 @@ from typing import TypeVar
 from . import commands
 from .commands import CheckpointOptions
 from .compression_choice import choose_compression, compressibility, sample_memory_command
-from .data_plane import TRANSPORTS, DataPlane, StreamProcess
+from .data_plane import TRANSPORTS, DataPlane, LinkMeasurement, StreamProcess
 from .errors import (
     CelestialError,
     ConnectionFailed,
@@ -792,15 +792,22 @@ class Migration:
         info = self._progress.source_info
         assert info is not None
         plane = self._data_plane()
-        try:
+        started = time.monotonic()
+
+        def measure_link() -> LinkMeasurement:
             if self._direct:
                 assert self._progress.source_workdir is not None
-                link = plane.measure_direct(
+                return plane.measure_direct(
                     source, target, self._progress.source_workdir, PROBE_BYTES
                 )
-            else:
-                link = plane.measure(source, target, PROBE_BYTES)
-            sample = self._memory_sample(source, info.pid)
+            return plane.measure(source, target, PROBE_BYTES)
+
+        try:
+            # both at once: each pays a connection set-up
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                measuring = pool.submit(measure_link)
+                sampling = pool.submit(self._memory_sample, source, info.pid)
+                link, sample = measuring.result(), sampling.result()
         except (CelestialError, OSError) as error:
             self._compression = "none"
             self._notice(
@@ -819,6 +826,7 @@ class Migration:
         )
         self._compression = choice.compression
         self.report.compression_choice = choice.reason
+        self.report.timings["compression_choice"] = round(time.monotonic() - started, 4)
         self._notice(f"--compress auto chose {choice.compression}: {choice.reason}")
 
     def _effective_rate(self, measured: float) -> float:

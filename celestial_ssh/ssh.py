@@ -200,6 +200,11 @@ def _fast_transport(sock: object, **kwargs: object) -> paramiko.Transport:
     return transport
 
 
+def _local_agent_available() -> bool:
+    path = os.environ.get("SSH_AUTH_SOCK")
+    return path is not None and Path(path).is_socket()
+
+
 class RemoteProcess:
     """A command running on a host with its stdin/stdout as raw byte streams."""
 
@@ -499,7 +504,8 @@ class SSHSession:
                 max_packet_size=STREAM_PACKET_BYTES,
                 timeout=self.host.connect_timeout,
             )
-            if forward_agent:
+            # without a local agent, a forwarded one would leave the remote ssh waiting forever
+            if forward_agent and _local_agent_available():
                 paramiko.agent.AgentRequestHandler(channel)
             channel.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as error:

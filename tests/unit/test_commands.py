@@ -508,6 +508,8 @@ TOOLS = (
     "sleep",
     "dd",
     "tail",
+    "timeout",
+    "date",
     "stat",
 )
 
@@ -1336,3 +1338,70 @@ def test_hold_migration_lock_without_flock_exits_127(tmp_path: Path, lock_dir: P
     assert (finished.status, finished.stdout) == (127, b"")
     assert "flock" in finished.stderr
     assert lock_dir.is_dir(), "it got as far as flock"
+
+
+# -- the link probe -------------------------------------------------------------------------
+def test_probe_sender_waits_for_go_then_sends_zeros(host: FakeHost) -> None:
+    finished = host.run(commands.probe_sender(3 << 20, 10), stdin=commands.GO_LINE)
+    assert finished.stdout == commands.READY_LINE + bytes(3 << 20)
+
+
+def test_probe_sender_without_go_sends_nothing(host: FakeHost) -> None:
+    finished = host.run(commands.probe_sender(3 << 20, 10), stdin=b"")
+    assert finished.status == commands.EXIT_NOT_STARTED
+    assert finished.stdout == commands.READY_LINE
+
+
+def test_probe_sender_stops_after_its_time(host: FakeHost) -> None:
+    # 1 TiB of zeros cannot be read in 0.2 s: the probe ends on time, not on size
+    started = time.monotonic()
+    process = subprocess.Popen(
+        commands.probe_sender(1 << 40, 0.2),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=host.env,
+        start_new_session=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(commands.GO_LINE)
+    process.stdin.close()
+    received = 0
+    while chunk := process.stdout.read(1 << 20):
+        received += len(chunk)
+    assert process.wait(10) is not None
+    assert received > len(commands.READY_LINE)
+    assert time.monotonic() - started < 5
+
+
+def test_direct_probe_times_zeros_through_the_link(host: FakeHost) -> None:
+    link = ["sh", "-c", "echo ready; exec cat > /dev/null"]
+    finished = host.run(
+        commands.direct_probe(2 << 20, 10, str(host.workdir), link), stdin=commands.GO_LINE
+    )
+    assert finished.status == 0, finished.stderr
+    assert finished.stdout.startswith(commands.READY_LINE)
+    measured = commands.parse_probe_result(finished.stdout.decode())
+    assert measured is not None
+    assert measured[0] == 2 << 20 and measured[1] > 0
+    assert not (host.workdir / "probe.fifo").exists()
+
+
+def test_direct_probe_never_told_to_go_ends_cleanly(host: FakeHost) -> None:
+    link = ["sh", "-c", "echo ready; exec cat > /dev/null"]
+    finished = host.run(commands.direct_probe(2 << 20, 10, str(host.workdir), link), stdin=b"")
+    assert finished.status == commands.EXIT_NOT_STARTED
+    assert not (host.workdir / "probe.fifo").exists()
+
+
+@pytest.mark.parametrize(
+    ("stdout", "expected"),
+    [
+        ("ready\ncelestial-ssh-probe 1000 500000\n", (1000, 0.5)),
+        ("celestial-ssh-probe 1000 0\n", None),
+        ("celestial-ssh-probe x 5\n", None),
+        ("celestial-ssh-probe 1000\n", None),
+        ("", None),
+    ],
+)
+def test_parse_probe_result(stdout: str, expected: tuple[int, float] | None) -> None:
+    assert commands.parse_probe_result(stdout) == expected
