@@ -316,9 +316,11 @@ def _probe_dd(nbytes: int, max_seconds: float, output: str = "") -> str:
     """Zeros for at most ``max_seconds``: dd prints its count when interrupted (SIGINT)."""
     if nbytes <= 0 or max_seconds <= 0:
         raise ValueError("a probe needs a positive size and duration")
-    blocks = -(-int(nbytes) // (1 << 20))
     target = f" of={quote(output)}" if output else ""
-    return f"timeout -s INT {max_seconds:g} dd if=/dev/zero bs=1M count={blocks}{target}"
+    return (
+        f"timeout -s INT {max_seconds:g} "
+        f"dd if=/dev/zero bs=1M iflag=count_bytes count={int(nbytes)}{target}"
+    )
 
 
 def probe_sender(nbytes: int, max_seconds: float) -> list[str]:
@@ -345,7 +347,11 @@ def direct_probe(
             f"{{ cat {fifo} | {join(ssh_to_target)}; }} &",
             "link=$!",
             'IFS= read -r go; if [ "$go" != go ]; then',
-            f"  exec 3<> {fifo}; exec 3>&-; wait; rm -f {fifo}; exit {EXIT_NOT_STARTED}",
+            # cat may still wait for a writer: open the FIFO until the link has ended
+            '  while kill -0 "$link" 2>/dev/null; do',
+            f"    exec 3<> {fifo}; exec 3>&-; sleep 0.05",
+            "  done",
+            f"  rm -f {fifo}; exit {EXIT_NOT_STARTED}",
             "fi",
             "began=$(date +%s%N)",
             f"{_probe_dd(nbytes, max_seconds, output=f'{workdir}/probe.fifo')} 2> {log}",

@@ -43,7 +43,7 @@ def probe_link(
             session.connect()
         plane = DataPlane.open(transport, sessions)
         if not direct:
-            return plane.measure(*sessions, nbytes, timeout=timeout)
+            return plane.measure(*sessions, nbytes, max_seconds=timeout, timeout=timeout)
         workdir = (
             sessions[0]
             .run(commands.make_workdir(), timeout=60, check=True, what="a work directory")
@@ -57,7 +57,9 @@ def probe_link(
                 hint="Forward your ssh-agent (ssh-add the key first), or give the source "
                 "its own key that the target accepts.",
             )
-        return plane.measure_direct(*sessions, workdir, nbytes, timeout=timeout)
+        return plane.measure_direct(
+            *sessions, workdir, nbytes, max_seconds=timeout, timeout=timeout
+        )
     finally:
         if workdir is not None:
             with contextlib.suppress(CelestialError):

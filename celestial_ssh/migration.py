@@ -769,6 +769,7 @@ class Migration:
         """Check, before the freeze, that the source can stream straight to the target."""
         source, target = self._sessions()
         assert self._progress.source_workdir is not None
+        started = time.monotonic()
         try:
             probe = self._data_plane().prepare_direct(
                 source, target, self._progress.source_workdir, timeout=30.0
@@ -776,6 +777,7 @@ class Migration:
             ok, why = probe.ok, probe.stderr.strip().splitlines()[-1:] or ["no reason given"]
         except CelestialError as error:
             ok, why = False, [_one_line(error)]
+        self.report.timings["direct_check"] = round(time.monotonic() - started, 4)
         if ok:
             self._direct = True
             self.report.transport = f"direct ({self._data_plane().kind} to the source)"
