@@ -6,13 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help deps venv lab lab-down lab-status demo test unit e2e lint clean
+.PHONY: help deps venv lab lab-down lab-status demo test unit e2e lint clean bench
 
 help:
 	@echo "make demo      bring the two-host lab up and live-migrate a workload"
 	@echo "make test      bring the lab up and run the whole suite (unit + end-to-end)"
 	@echo "make lab       start the lab (lab-a, lab-b, lab-c) on loopback"
 	@echo "make lab-down  stop the lab and remove everything it made"
+	@echo "make bench     measure downtime and throughput on the lab (BENCH_ARGS=--help)"
 
 deps:
 	bash lab/install-deps.sh
@@ -50,6 +51,9 @@ unit: venv
 
 e2e: lab
 	$(BIN)/python -m pytest tests/e2e
+
+bench: lab
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis
