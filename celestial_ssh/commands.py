@@ -159,13 +159,25 @@ HASHER_CHOICE = (
 SOURCE_BYTES_MARKER = "celestial-ssh-source-bytes"
 
 
-def parse_source_bytes(stderr: str) -> int | None:
-    """The archive's size in bytes as the source streamed it (its last marker line)."""
+def _source_marker(stderr: str) -> list[str]:
     for line in reversed(stderr.splitlines()):
         if line.startswith(SOURCE_BYTES_MARKER + " "):
-            fields = line.split()
-            return int(fields[1]) if len(fields) == 2 and fields[1].isdigit() else None
-    return None
+            return line.split()[1:]
+    return []
+
+
+def parse_source_bytes(stderr: str) -> int | None:
+    """The archive's size in bytes as the source streamed it (its last marker line)."""
+    fields = _source_marker(stderr)
+    return int(fields[0]) if 1 <= len(fields) <= 2 and fields[0].isdigit() else None
+
+
+def parse_source_sum(stderr: str) -> str | None:
+    """The archive's SHA-256 as the source streamed it (a hashed stream's marker line)."""
+    fields = _source_marker(stderr)
+    if len(fields) != 2 or len(fields[1]) != 64:
+        return None
+    return fields[1] if all(c in "0123456789abcdef" for c in fields[1]) else None
 
 
 def checkpoint_options_argv(options: CheckpointOptions) -> list[str]:
@@ -186,15 +198,17 @@ def checkpoint_stream(
     podman: Sequence[str] = ("podman",),
     *,
     gated: bool = False,
+    hashed: bool = False,
 ) -> list[str]:
     """Checkpoint ``container`` and write the archive to stdout while podman produces it.
 
     podman cannot export to stdout (it prints the container name there too), so it exports
     into a FIFO and ``dd`` copies the FIFO to stdout, counting the bytes (the size the
-    target must end up with). The source does not hash: every hop is an SSH channel with
-    its own integrity check, the relaying coordinator hashes what passes it, and on our
-    2-core machines a hashing tee here cost a fifth of the stream's speed. Measured
-    pitfalls this script avoids:
+    target must end up with). ``hashed`` also takes the SHA-256 of what it sends: wanted
+    wherever our own code relays the bytes (the coordinator), so a fault there is caught
+    end to end; a ``--direct`` stream goes from ``ssh`` to ``sshd`` under SSH's own
+    integrity check and skips it (on our 2-core machines the hashing tee cost a fifth of
+    the stream's speed). Measured pitfalls this script avoids:
 
     - podman opens the export file read-write, so it never notices that the FIFO's reader
       died: if our stdout breaks (connection lost), ``cat`` drains the rest into
@@ -217,6 +231,8 @@ def checkpoint_stream(
     status_file = f"{workdir}/{CHECKPOINT_STATUS_NAME}"
     errors = f"{workdir}/checkpoint.err"
     count = f"{workdir}/dd.count"
+    hash_fifo = f"{workdir}/hash.fifo"
+    source_sum = f"{workdir}/source.sha256"
     checkpoint = [
         *podman,
         "container",
@@ -228,14 +244,22 @@ def checkpoint_stream(
         container,
     ]
     gate = ["echo ready", _AWAIT_GO] if gated else []
+    hasher = [
+        f"mkfifo -m 600 {quote(hash_fifo)} || exit {EXIT_FIFO_FAILED}",
+        HASHER_CHOICE,
+        # if no hasher runs, the FIFO is still drained so tee never dies of SIGPIPE
+        f"{{ $hasher || cat > /dev/null; }} < {quote(hash_fifo)} > {quote(source_sum)} &",
+    ]
+    tee = f" | tee {quote(hash_fifo)}" if hashed else ""
     script = "\n".join(
         [
             *gate,
             f"true > {quote(started)} || exit {EXIT_FIFO_FAILED}",
             f"mkfifo -m 600 {quote(fifo)} || exit {EXIT_FIFO_FAILED}",
+            *(hasher if hashed else []),
             # dd's last stderr line is "<bytes> bytes (...) copied"; if stdout breaks, the
             # rest is drained so podman can finish
-            f"{{ dd if={quote(fifo)} bs=1M 2> {quote(count)} "
+            f"{{ dd if={quote(fifo)} bs=1M 2> {quote(count)}{tee} "
             f"|| cat {quote(fifo)} > /dev/null; }} &",
             "reader=$!",
             f"{' '.join(quote(a) for a in checkpoint)} > {quote(stats)} 2> {quote(errors)}",
@@ -248,9 +272,12 @@ def checkpoint_stream(
             "done",
             'wait "$reader"',
             f"rm -f {quote(fifo)}",
+            *(["wait", f"rm -f {quote(hash_fifo)}"] if hashed else []),
             f'echo "$status" > {quote(status_file)}',
             f"cat {quote(errors)} >&2",
-            f'echo "{SOURCE_BYTES_MARKER} $(tail -n 1 {quote(count)} | cut -d " " -f 1)" >&2',
+            f'echo "{SOURCE_BYTES_MARKER} $(tail -n 1 {quote(count)} | cut -d " " -f 1)'
+            + (f' $(cut -d " " -f 1 < {quote(source_sum)})' if hashed else "")
+            + '" >&2',
             'exit "$status"',
         ]
     )
@@ -441,11 +468,57 @@ def restore_import(
     podman runs in the background with its output in files (a broken connection must not
     kill it mid-restore); its PID goes to ``restore.pid`` so a rollback can wait for it.
     """
-    validate_remote_path(workdir)
-    if expected_sha256 is not None and not (
-        len(expected_sha256) == 64 and all(c in "0123456789abcdef" for c in expected_sha256)
+    _check_digest(expected_sha256)
+    expected = [f"want_size={int(expected_bytes)}", f"want_sum={expected_sha256 or '-'}"]
+    return _restore_script(workdir, expected, name, options, podman, import_previous)
+
+
+def gated_restore_import(
+    workdir: str,
+    *,
+    name: str | None = None,
+    options: CheckpointOptions | None = None,
+    podman: Sequence[str] = ("podman",),
+    import_previous: str | None = None,
+) -> list[str]:
+    """:func:`restore_import`, started before the freeze: it says :data:`READY_LINE`, then
+    waits for :func:`restore_go_line` (which carries the size and digest to check), so the
+    restore begins without a new SSH command in the downtime."""
+    expected = [
+        "echo ready",
+        f"IFS=' ' read -r go want_size want_sum || exit {EXIT_NOT_STARTED}",
+        f'[ "$go" = go ] || exit {EXIT_NOT_STARTED}',
+        f'case "$want_size" in ""|*[!0-9]*) exit {EXIT_NOT_STARTED};; esac',
+        f'case "$want_sum" in -) ;; *[!0-9a-f]*|"") exit {EXIT_NOT_STARTED};; esac',
+    ]
+    return _restore_script(workdir, expected, name, options, podman, import_previous)
+
+
+def restore_go_line(expected_bytes: int, expected_sha256: str | None) -> bytes:
+    """What starts a :func:`gated_restore_import`: ``go SIZE SHA256`` (``-``: no digest)."""
+    _check_digest(expected_sha256)
+    if isinstance(expected_bytes, bool) or not isinstance(expected_bytes, int):
+        raise ValueError("expected_bytes must be an integer")
+    return f"go {expected_bytes} {expected_sha256 or '-'}\n".encode()
+
+
+def _check_digest(digest: str | None) -> None:
+    if digest is not None and not (
+        len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
     ):
         raise ValueError("expected_sha256 must be 64 lowercase hex digits")
+
+
+def _restore_script(
+    workdir: str,
+    expected: list[str],
+    name: str | None,
+    options: CheckpointOptions | None,
+    podman: Sequence[str],
+    import_previous: str | None,
+) -> list[str]:
+    """The shared body: ``expected`` sets ``want_size`` and ``want_sum`` (``-``: none)."""
+    validate_remote_path(workdir)
     archive = f"{workdir}/{ARCHIVE_NAME}"
     digest = f"{workdir}/{SUM_NAME}"
     output = quote(f"{workdir}/restore.out")
@@ -459,25 +532,21 @@ def restore_import(
         restore.append("--tcp-established")
     if options and options.file_locks:
         restore.append("--file-locks")
-    checksum = []
-    if expected_sha256 is not None:
-        checksum = [
-            f"sum=$(cut -d ' ' -f 1 < {quote(digest)})",
-            f'if [ "$sum" != {expected_sha256} ]; then',
-            '  echo "archive SHA-256 on this host is $sum, the sent one was '
-            + expected_sha256
-            + '" >&2',
-            f"  exit {EXIT_ARCHIVE_CHECKSUM_MISMATCH}",
-            "fi",
-        ]
     script = "\n".join(
         [
+            *expected,
             f"size=$(wc -c < {quote(archive)}) || exit {EXIT_ARCHIVE_SIZE_MISMATCH}",
-            f'if [ "$size" -ne {int(expected_bytes)} ]; then',
-            f'  echo "archive on this host has $size bytes, {int(expected_bytes)} were sent" >&2',
+            'if [ "$size" -ne "$want_size" ]; then',
+            '  echo "archive on this host has $size bytes, $want_size were sent" >&2',
             f"  exit {EXIT_ARCHIVE_SIZE_MISMATCH}",
             "fi",
-            *checksum,
+            'if [ "$want_sum" != - ]; then',
+            f"  sum=$(cut -d ' ' -f 1 < {quote(digest)})",
+            '  if [ "$sum" != "$want_sum" ]; then',
+            '    echo "archive SHA-256 on this host is $sum, the sent one was $want_sum" >&2',
+            f"    exit {EXIT_ARCHIVE_CHECKSUM_MISMATCH}",
+            "  fi",
+            "fi",
             " ".join(quote(a) for a in restore) + f" > {output} 2> {errors} &",
             f"echo $! > {quote(f'{workdir}/{RESTORE_PID_NAME}')}",
             'wait "$!"',

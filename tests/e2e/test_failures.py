@@ -13,6 +13,7 @@ import pytest
 
 from celestial_ssh import MigrationFailed, MigrationOptions, Outcome, migrate
 from celestial_ssh.events import Event, Phase, PhaseStarted
+from celestial_ssh.openssh import OpenSSHProcess
 from celestial_ssh.ssh import RemoteProcess
 from celestial_ssh_cli.failures import ExitCode
 
@@ -59,12 +60,21 @@ def test_restore_failure_after_the_freeze_rolls_back_to_the_source(
     assert_state_survived(before, source.ticks(workload.name))
 
 
-def test_archive_damaged_in_flight_is_never_restored(lab, workloads, monkeypatch):
+STREAMS = [
+    pytest.param("paramiko", RemoteProcess, id="paramiko"),
+    pytest.param("openssh", OpenSSHProcess, id="openssh"),
+]
+
+
+@pytest.mark.parametrize(("transport", "stream"), STREAMS)
+def test_archive_damaged_in_flight_is_never_restored(
+    lab, workloads, monkeypatch, transport, stream
+):
     """A byte flipped between the coordinator's checksum and the target's disk."""
     source, target = lab["lab-a"], lab["lab-b"]
     workload = workloads.start(memory_mb=16)
     before = source.ticks(workload.name)
-    original_write = RemoteProcess.write
+    original_write = stream.write
     chunks = {"count": 0}
 
     def flip_a_byte_in_the_third_chunk(self, data):
@@ -76,9 +86,10 @@ def test_archive_damaged_in_flight_is_never_restored(lab, workloads, monkeypatch
                 data = bytes(damaged)
         return original_write(self, data)
 
-    monkeypatch.setattr(RemoteProcess, "write", flip_a_byte_in_the_third_chunk)
+    monkeypatch.setattr(stream, "write", flip_a_byte_in_the_third_chunk)
+    options = MigrationOptions(ssh_config=str(SSH_CONFIG), transport=transport)
     with pytest.raises(MigrationFailed) as failure:
-        migrate("lab-a", "lab-b", workload.name, MigrationOptions(ssh_config=str(SSH_CONFIG)))
+        migrate("lab-a", "lab-b", workload.name, options)
 
     LEDGER.faults.append("a byte flipped in flight")
     assert chunks["count"] >= 3
@@ -91,14 +102,15 @@ def test_archive_damaged_in_flight_is_never_restored(lab, workloads, monkeypatch
     assert_state_survived(before, source.ticks(workload.name))
 
 
+@pytest.mark.parametrize(("transport", "stream"), STREAMS)
 def test_archive_damaged_before_the_coordinator_is_caught_by_the_source_checksum(
-    lab, workloads, monkeypatch
+    lab, workloads, monkeypatch, transport, stream
 ):
     """A byte flipped as it arrives from the source: the source's own SHA-256 disagrees."""
     source, target = lab["lab-a"], lab["lab-b"]
     workload = workloads.start(memory_mb=16)
     before = source.ticks(workload.name)
-    original_read = RemoteProcess.read
+    original_read = stream.read
     chunks = {"count": 0}
 
     def flip_a_byte_in_the_second_chunk(self, size):
@@ -111,9 +123,10 @@ def test_archive_damaged_before_the_coordinator_is_caught_by_the_source_checksum
                 data = bytes(damaged)
         return data
 
-    monkeypatch.setattr(RemoteProcess, "read", flip_a_byte_in_the_second_chunk)
+    monkeypatch.setattr(stream, "read", flip_a_byte_in_the_second_chunk)
+    options = MigrationOptions(ssh_config=str(SSH_CONFIG), transport=transport)
     with pytest.raises(MigrationFailed) as failure:
-        migrate("lab-a", "lab-b", workload.name, MigrationOptions(ssh_config=str(SSH_CONFIG)))
+        migrate("lab-a", "lab-b", workload.name, options)
 
     LEDGER.faults.append("a byte flipped between the source and the coordinator")
     assert chunks["count"] >= 2

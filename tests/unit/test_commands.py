@@ -338,10 +338,14 @@ def test_restore_import_script_text(kwargs: dict, podman_tail: str) -> None:
     argv = commands.restore_import(WORKDIR, expected_bytes=4096, expected_sha256=SHA, **kwargs)
     assert argv[:2] == ["sh", "-c"]
     script = argv[2]
-    assert script.splitlines()[0] == f"size=$(wc -c < {WORKDIR}/checkpoint.tar) || exit 98"
-    assert 'if [ "$size" -ne 4096 ]; then' in script
-    assert f"sum=$(cut -d ' ' -f 1 < {WORKDIR}/checkpoint.sha256)" in script
-    assert f'if [ "$sum" != {SHA} ]; then' in script
+    assert script.splitlines()[:3] == [
+        "want_size=4096",
+        f"want_sum={SHA}",
+        f"size=$(wc -c < {WORKDIR}/checkpoint.tar) || exit 98",
+    ]
+    assert 'if [ "$size" -ne "$want_size" ]; then' in script
+    assert f"  sum=$(cut -d ' ' -f 1 < {WORKDIR}/checkpoint.sha256)" in script
+    assert '  if [ "$sum" != "$want_sum" ]; then' in script
     # podman in the background, its output in files (a broken connection must not kill it
     # mid-restore), and its PID where a rollback can wait for it
     assert script.splitlines()[-7:] == [
@@ -760,13 +764,64 @@ def test_checkpoint_stream_reports_the_size_of_what_it_streamed(host: FakeHost) 
         pytest.param("celestial-ssh-source-bytes 0\n", 0, id="empty-archive"),
         pytest.param("celestial-ssh-source-bytes \n", None, id="dd-said-nothing"),
         pytest.param("celestial-ssh-source-bytes 12x\n", None, id="not-a-number"),
-        pytest.param("celestial-ssh-source-bytes 1 2\n", None, id="two-fields"),
+        pytest.param("celestial-ssh-source-bytes 1 2\n", 1, id="size-and-a-bad-digest"),
+        pytest.param(f"celestial-ssh-source-bytes 9 {SHA}\n", 9, id="size-and-digest"),
+        pytest.param(f"celestial-ssh-source-bytes 9 {SHA} x\n", None, id="three-fields"),
         pytest.param("x celestial-ssh-source-bytes 3\n", None, id="not-at-line-start"),
         pytest.param("", None, id="nothing"),
     ],
 )
 def test_parse_source_bytes(stderr: str, expected: int | None) -> None:
     assert commands.parse_source_bytes(stderr) == expected
+
+
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        pytest.param(f"celestial-ssh-source-bytes 9 {SHA}\n", SHA, id="digest"),
+        pytest.param("celestial-ssh-source-bytes 9\n", None, id="unhashed-stream"),
+        pytest.param(f"celestial-ssh-source-bytes 9 {SHA[:-1]}\n", None, id="63-digits"),
+        pytest.param(f"celestial-ssh-source-bytes 9 {SHA.upper()}\n", None, id="uppercase"),
+        pytest.param("celestial-ssh-source-bytes 9 \n", None, id="empty-digest-file"),
+    ],
+)
+def test_parse_source_sum(stderr: str, expected: str | None) -> None:
+    assert commands.parse_source_sum(stderr) == expected
+
+
+def test_hashed_checkpoint_stream_reports_size_and_digest(hashing_host: FakeHost) -> None:
+    host = hashing_host
+    payload = os.urandom(2 * 1024 * 1024 + 5)
+    (host.root / "payload").write_bytes(payload)
+    host.env["FAKE_PODMAN_PAYLOAD"] = str(host.root / "payload")
+    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), hashed=True)
+    finished = host.run(argv)
+    assert finished.status == 0, finished.stderr
+    assert finished.stdout == payload
+    assert commands.parse_source_bytes(finished.stderr) == len(payload)
+    assert commands.parse_source_sum(finished.stderr) == hashlib.sha256(payload).hexdigest()
+    assert not (host.workdir / "hash.fifo").exists()
+
+
+def test_hashed_stream_lets_podman_finish_when_its_stdout_breaks(host: FakeHost) -> None:
+    (host.root / "payload").write_bytes(os.urandom(4 * 1024 * 1024))
+    host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_RDWR="1")
+    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), hashed=True)
+    broken_connection(host, argv, read=64 * 1024)
+    assert (host.root / "podman-argv.done").exists(), "podman ran to its end"
+    assert (host.workdir / "checkpoint.status").read_text() == "0\n"
+
+
+def test_hashed_stream_without_a_hasher_still_streams_everything(tmp_path: Path) -> None:
+    host = make_host(tmp_path, openssl=False, without=("sha256sum",))
+    payload = os.urandom(2 * 1024 * 1024)
+    (host.root / "payload").write_bytes(payload)
+    host.env["FAKE_PODMAN_PAYLOAD"] = str(host.root / "payload")
+    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), hashed=True)
+    finished = host.run(argv)
+    assert finished.status == 0
+    assert finished.stdout == payload
+    assert commands.parse_source_sum(finished.stderr) is None  # the engine warns
 
 
 def test_direct_stream_lands_the_archive_through_the_link(host: FakeHost) -> None:
@@ -1405,3 +1460,49 @@ def test_direct_probe_never_told_to_go_ends_cleanly(host: FakeHost) -> None:
 )
 def test_parse_probe_result(stdout: str, expected: tuple[int, float] | None) -> None:
     assert commands.parse_probe_result(stdout) == expected
+
+
+# -- the gated restore ------------------------------------------------------------------------
+def test_restore_go_line() -> None:
+    assert commands.restore_go_line(4096, SHA) == f"go 4096 {SHA}\n".encode()
+    assert commands.restore_go_line(4096, None) == b"go 4096 -\n"
+    with pytest.raises(ValueError):
+        commands.restore_go_line(4096, SHA.upper())
+    with pytest.raises(ValueError):
+        commands.restore_go_line("4096; reboot", None)  # type: ignore[arg-type]
+
+
+def test_gated_restore_runs_podman_only_after_go(hashing_host: FakeHost) -> None:
+    host = hashing_host
+    payload = b"the archive"
+    (host.workdir / "checkpoint.tar").write_bytes(payload)
+    (host.workdir / "checkpoint.sha256").write_text(hashlib.sha256(payload).hexdigest() + " *-\n")
+    host.env["FAKE_PODMAN_STDOUT"] = '{"stats": 1}'
+    argv = commands.gated_restore_import(str(host.workdir))
+    go = commands.restore_go_line(len(payload), hashlib.sha256(payload).hexdigest())
+    finished = host.run(argv, stdin=go)
+    assert finished.status == 0, finished.stderr
+    assert finished.stdout == commands.READY_LINE + b'{"stats": 1}\n'
+    assert host.podman_argv is not None and "--import" in host.podman_argv
+
+
+@pytest.mark.parametrize(
+    ("stdin", "status"),
+    [
+        pytest.param(b"", commands.EXIT_NOT_STARTED, id="connection-closed"),
+        pytest.param(b"stop 11 -\n", commands.EXIT_NOT_STARTED, id="not-go"),
+        pytest.param(b"go 11; -\n", commands.EXIT_NOT_STARTED, id="size-not-a-number"),
+        pytest.param(b"go 11 $(reboot)\n", commands.EXIT_NOT_STARTED, id="digest-not-hex"),
+        pytest.param(b"go 12 -\n", commands.EXIT_ARCHIVE_SIZE_MISMATCH, id="wrong-size"),
+        pytest.param(b"go 11 " + b"0" * 64 + b"\n", 97, id="wrong-digest"),
+    ],
+)
+def test_gated_restore_refuses_without_a_valid_go(
+    hashing_host: FakeHost, stdin: bytes, status: int
+) -> None:
+    host = hashing_host
+    (host.workdir / "checkpoint.tar").write_bytes(b"the archive")
+    (host.workdir / "checkpoint.sha256").write_text("f" * 64 + " *-\n")
+    finished = host.run(commands.gated_restore_import(str(host.workdir)), stdin=stdin)
+    assert finished.status == status
+    assert host.podman_argv is None, "podman never ran"

@@ -113,9 +113,12 @@ def stats(**numbers: int) -> CommandResult:
     return result(json.dumps({"container_statistics": [{"Id": CID, "criu_statistics": numbers}]}))
 
 
-def source_bytes(count: int, status: int = 0, stderr: str = "") -> CommandResult:
-    """What the checkpoint script ends with: its last stderr line holds the archive's size."""
-    return result(status=status, stderr=f"{stderr}{commands.SOURCE_BYTES_MARKER} {count}\n")
+def source_bytes(
+    count: int, digest: str = ARCHIVE_SHA, status: int = 0, stderr: str = ""
+) -> CommandResult:
+    """What the checkpoint script ends with: its last stderr line, size and SHA-256."""
+    marker = f"{commands.SOURCE_BYTES_MARKER} {count} {digest}"
+    return result(status=status, stderr=f"{stderr}{marker}\n")
 
 
 def host_answers(host: str) -> dict[Predicate, Answer]:
@@ -210,6 +213,30 @@ class FakeProcess:
             self.killed_after = len(self.session.lab.log)
 
 
+class DeferredFakeProcess(FakeProcess):
+    """The gated restore: connected before the freeze, it only runs (and so is only logged
+    and answered, like a command run then) when the engine sends its go line."""
+
+    def __init__(self, session: FakeSession, command: str):
+        self.session = session
+        self.command = command
+        self.outcome = result(status=commands.EXIT_NOT_STARTED)
+        self.channel = FakeChannel("")
+        self.killed = False
+        self.killed_after = None
+        self.stdout = commands.READY_LINE
+        self.written = []
+        self.went = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+        if data.startswith(b"go "):
+            self.went = True
+            self.session.lab.record(self.session.host.name, self.command)
+            self.outcome = self.session._answer(self.command)
+            self.stdout += self.outcome.stdout.encode()
+
+
 class FakeSession:
     """Stands in for SSHSession: records every command line and answers from the lab."""
 
@@ -269,6 +296,10 @@ class FakeSession:
 
     def start(self, argv: list[str], *, privileged: bool = True) -> FakeProcess:
         command = self.command_line(argv, privileged=privileged)
+        if "read -r go want_size" in command:
+            deferred = DeferredFakeProcess(self, command)
+            self.lab.processes.append(deferred)
+            return deferred
         self.lab.record(self.host.name, command, started=True)
         process = FakeProcess(self, command, self._answer(command))
         self.lab.processes.append(process)
@@ -480,23 +511,19 @@ def test_successful_run_report(lab: FakeLab) -> None:
 def test_successful_run_commands(lab: FakeLab) -> None:
     run(lab)
     checkpoint = join(
-        commands.checkpoint_stream(CID, WORKDIRS[SRC], CheckpointOptions(), gated=True)
+        commands.checkpoint_stream(CID, WORKDIRS[SRC], CheckpointOptions(), gated=True, hashed=True)
     )
     lander = join(commands.land_archive(WORKDIRS[TGT], announce=True))
     lock = join(commands.hold_migration_lock(CID))
-    restore = join(
-        commands.restore_import(
-            WORKDIRS[TGT],
-            expected_bytes=ARCHIVE_BYTES,
-            expected_sha256=ARCHIVE_SHA,
-            options=CheckpointOptions(),
-        )
-    )
+    restore = join(commands.gated_restore_import(WORKDIRS[TGT], options=CheckpointOptions()))
     # the lock on the source first, then the streams: the target listens before the source
     # starts sending
     assert lab.started == [(SRC, lock), (TGT, lander), (SRC, checkpoint)]
     assert lab.relays == [(checkpoint, lander)]
     assert restore in lab.commands_on(TGT)
+    # the restore was connected before the freeze, and told what to check when it went
+    [restorer] = [p for p in lab.processes if p.command == restore]
+    assert restorer.written == [commands.restore_go_line(ARCHIVE_BYTES, ARCHIVE_SHA)]
     assert join(commands.container_remove(CID)) in lab.commands_on(SRC)
     assert join(commands.remove_workdir(WORKDIRS[SRC])) in lab.commands_on(SRC)
     assert join(commands.remove_workdir(WORKDIRS[TGT])) in lab.commands_on(TGT)
@@ -520,7 +547,9 @@ def test_a_source_without_its_count_warns_and_migrates(lab: FakeLab) -> None:
     assert report.outcome is Outcome.MIGRATED
     assert report.warnings == [
         "lab-a did not report the archive's size; the coordinator's own count of the "
-        "stream is used instead"
+        "stream is used instead",
+        "lab-a did not report the archive's SHA-256; the coordinator's own digest of the "
+        "stream is used instead",
     ]
     assert report.archive_sha256 == ARCHIVE_SHA  # what the target then checks
 
@@ -546,6 +575,22 @@ def test_an_archive_cut_short_on_the_way_rolls_back_before_the_restore(lab: Fake
         ("started", Phase.ROLLBACK),
         ("finished", Phase.ROLLBACK),
     ]
+
+
+def test_an_archive_damaged_on_the_way_rolls_back_before_the_restore(lab: FakeLab) -> None:
+    lab.answer(SRC, "container checkpoint", source_bytes(ARCHIVE_BYTES, "a" * 64))
+    restorable_source(lab)
+    engine, error = fail(lab, MigrationFailed)
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    assert (
+        "the archive was damaged between lab-a and this machine (SHA-256 aaaaaaaaaaaaaaaa... "
+        "on the source, 5555555555555555... here); it was not restored"
+    ) in str(error)
+    assert not lab.ran(TGT, "restore --import")
+    assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
+    # the restore waiting on the target was never told to go, and was let go
+    [restorer] = [p for p in lab.processes if isinstance(p, DeferredFakeProcess)]
+    assert restorer.killed and not restorer.went
 
 
 def test_keep_source_keeps_the_stopped_copy(lab: FakeLab) -> None:
@@ -1455,7 +1500,9 @@ def test_a_restore_that_does_not_end_needs_recovery(
 
 def test_the_freeze_begins_with_the_go_line_once_both_streams_are_ready(lab: FakeLab) -> None:
     run(lab)
-    gated = join(commands.checkpoint_stream(CID, WORKDIRS[SRC], CheckpointOptions(), gated=True))
+    gated = join(
+        commands.checkpoint_stream(CID, WORKDIRS[SRC], CheckpointOptions(), gated=True, hashed=True)
+    )
     [exporter] = [p for p in lab.processes if p.command == gated]
     assert exporter.written == [commands.GO_LINE]
 
@@ -1520,7 +1567,7 @@ def test_pre_copy_where_both_hosts_track_dirty_pages(lab: FakeLab) -> None:
     ]
     # the freeze dumps only what changed since, and the target restores both
     gated = commands.checkpoint_stream(
-        CID, WORKDIRS[SRC], CheckpointOptions(with_previous=True), gated=True
+        CID, WORKDIRS[SRC], CheckpointOptions(with_previous=True), gated=True, hashed=True
     )
     assert lab.ran(SRC, join(gated))
     [restore] = [c for c in lab.commands_on(TGT) if "restore --import" in c]
