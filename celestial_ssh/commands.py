@@ -509,6 +509,30 @@ def _check_digest(digest: str | None) -> None:
         raise ValueError("expected_sha256 must be 64 lowercase hex digits")
 
 
+def restore_argv(
+    archive: str,
+    *,
+    import_previous: str | None = None,
+    name: str | None = None,
+    options: CheckpointOptions | None = None,
+    podman: Sequence[str] = ("podman",),
+) -> list[str]:
+    """``podman container restore --import`` of ``archive`` (and a pre-copy's
+    ``import_previous``, which podman unpacks first)."""
+    validate_remote_path(archive)
+    argv = [*podman, "container", "restore", "--import", archive]
+    if import_previous is not None:
+        argv += ["--import-previous", validate_remote_path(import_previous)]
+    argv.append("--print-stats")
+    if name is not None:
+        argv += ["--name", validate_container_name(name, what="new name")]
+    if options and options.tcp_established:
+        argv.append("--tcp-established")
+    if options and options.file_locks:
+        argv.append("--file-locks")
+    return argv
+
+
 def _restore_script(
     workdir: str,
     expected: list[str],
@@ -523,15 +547,9 @@ def _restore_script(
     digest = f"{workdir}/{SUM_NAME}"
     output = quote(f"{workdir}/restore.out")
     errors = quote(f"{workdir}/restore.err")
-    restore = [*podman, "container", "restore", "--import", archive, "--print-stats"]
-    if import_previous is not None:
-        restore += ["--import-previous", validate_remote_path(import_previous)]
-    if name is not None:
-        restore += ["--name", validate_container_name(name, what="new name")]
-    if options and options.tcp_established:
-        restore.append("--tcp-established")
-    if options and options.file_locks:
-        restore.append("--file-locks")
+    restore = restore_argv(
+        archive, import_previous=import_previous, name=name, options=options, podman=podman
+    )
     script = "\n".join(
         [
             *expected,

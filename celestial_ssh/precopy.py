@@ -26,13 +26,14 @@ engine runs the commands and feeds the results back in.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final, Literal
 
-from .commands import CheckpointOptions
+from .commands import CheckpointOptions, checkpoint_options_argv, restore_argv
 from .podman_json import OutputError, flatten_stats, parse_stats
 from .shell import validate_container_name, validate_remote_path
 
@@ -147,14 +148,17 @@ def final_checkpoint_with_previous(
     """
     validate_container_name(container)
     validate_remote_path(export_path)
-    options = options or CheckpointOptions()
-    argv = [*podman, "container", "checkpoint", "--with-previous", "--export", export_path]
-    argv += ["--compress", options.compression, "--print-stats"]
-    if options.tcp_established:
-        argv.append("--tcp-established")
-    if options.file_locks:
-        argv.append("--file-locks")
-    return [*argv, "--", container]
+    options = dataclasses.replace(options or CheckpointOptions(), with_previous=True)
+    return [
+        *podman,
+        "container",
+        "checkpoint",
+        "--export",
+        export_path,
+        *checkpoint_options_argv(options),
+        "--",
+        container,
+    ]
 
 
 def restore_with_previous(
@@ -170,17 +174,10 @@ def restore_with_previous(
     podman unpacks ``previous_archive`` first, then ``archive`` over it; either may be
     compressed with any of podman's compressions (podman detects it when unpacking).
     """
-    validate_remote_path(archive)
     validate_remote_path(previous_archive)
-    argv = [*podman, "container", "restore", "--import", archive]
-    argv += ["--import-previous", previous_archive, "--print-stats"]
-    if name is not None:
-        argv += ["--name", validate_container_name(name, what="new name")]
-    if options and options.tcp_established:
-        argv.append("--tcp-established")
-    if options and options.file_locks:
-        argv.append("--file-locks")
-    return argv
+    return restore_argv(
+        archive, import_previous=previous_archive, name=name, options=options, podman=podman
+    )
 
 
 def pages_written(stats_json: str) -> int:

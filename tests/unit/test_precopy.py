@@ -196,8 +196,8 @@ def test_combine_support(
         pytest.param(
             final_checkpoint_with_previous("web", FINAL),
             [
-                "podman", "container", "checkpoint", "--with-previous", "--export", FINAL,
-                "--compress", "none", "--print-stats", "--", "web",
+                "podman", "container", "checkpoint", "--export", FINAL,
+                "--compress", "none", "--print-stats", "--with-previous", "--", "web",
             ],
             id="final-default",
         ),
@@ -209,9 +209,9 @@ def test_combine_support(
                 podman=SUDO,
             ),
             [
-                "sudo", "-n", "podman", "container", "checkpoint", "--with-previous",
-                "--export", FINAL, "--compress", "zstd", "--print-stats", "--tcp-established",
-                "--", CID,
+                "sudo", "-n", "podman", "container", "checkpoint",
+                "--export", FINAL, "--compress", "zstd", "--print-stats", "--with-previous",
+                "--tcp-established", "--", CID,
             ],
             id="final-tcp-sudo",
         ),
@@ -222,9 +222,9 @@ def test_combine_support(
                 options=CheckpointOptions(tcp_established=True, file_locks=True),
             ),
             [
-                "podman", "container", "checkpoint", "--with-previous", "--export", FINAL,
-                "--compress", "none", "--print-stats", "--tcp-established", "--file-locks",
-                "--", "web",
+                "podman", "container", "checkpoint", "--export", FINAL,
+                "--compress", "none", "--print-stats", "--with-previous", "--tcp-established",
+                "--file-locks", "--", "web",
             ],
             id="final-tcp-file-locks",
         ),
