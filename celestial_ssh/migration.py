@@ -833,7 +833,7 @@ class Migration:
         self._compression = choice.compression
         self.report.compression_choice = choice.reason
         self.report.timings["compression_choice"] = round(time.monotonic() - started, 4)
-        self._notice(f"--compress auto chose {choice.compression}: {choice.reason}")
+        self._notice(f"--compress auto chose {choice.reason}")
 
     def _effective_rate(self, measured: float) -> float:
         limit = self.options.bwlimit_bytes_per_s

@@ -17,13 +17,14 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from celestial_ssh import commands, migration, precopy
+from celestial_ssh import commands, data_plane, migration, precopy
 from celestial_ssh.commands import CheckpointOptions
 from celestial_ssh.errors import (
     ConnectionFailed,
@@ -184,7 +185,8 @@ class FakeProcess:
         greeting = commands.READY_LINE if "echo ready" in command else b""
         if session.host.name in session.lab.silent_streams:
             greeting = b""
-        self.stdout = greeting + outcome.stdout.encode()
+        # latin-1: a scripted answer can carry any bytes (e.g. a memory sample) as text
+        self.stdout = greeting + outcome.stdout.encode("latin-1")
         self.written: list[bytes] = []
 
     @property
@@ -234,7 +236,7 @@ class DeferredFakeProcess(FakeProcess):
             self.went = True
             self.session.lab.record(self.session.host.name, self.command)
             self.outcome = self.session._answer(self.command)
-            self.stdout += self.outcome.stdout.encode()
+            self.stdout += self.outcome.stdout.encode("latin-1")
 
 
 class FakeSession:
@@ -434,6 +436,7 @@ def lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLab]:
     monkeypatch.setattr(migration, "SSHSession", lab.session)
     monkeypatch.setattr(migration, "resolve_host", lab.resolve)
     monkeypatch.setattr(migration, "relay", lab.relay)
+    monkeypatch.setattr(data_plane, "relay", lab.relay)  # the link probe's stream
     monkeypatch.setattr(migration.time, "sleep", lambda seconds: None)  # reconnect back-off
     yield lab
     assert lab.unexpected == [], "the engine ran commands no test expected"
@@ -1584,3 +1587,47 @@ def test_a_failed_pre_copy_round_changes_nothing(lab: FakeLab) -> None:
     assert engine.report.outcome is Outcome.NOT_STARTED
     assert not lab.ran(SRC, "container checkpoint --export")
     assert not lab.ran(SRC, "container restore")
+
+
+# -- --compress auto -------------------------------------------------------------------------
+def auto_answers(lab: FakeLab, memory: str) -> None:
+    lab.answer(SRC, "timeout -s INT", result())  # the link probe's zeros
+    lab.answer(TGT, "echo ready && exec cat > /dev/null", result())
+    lab.answer(SRC, "/proc/", result(memory))  # the memory sample
+
+
+@pytest.mark.parametrize(
+    ("memory", "chosen"),
+    [
+        pytest.param("\x00" * 65536, "zstd", id="compressible-on-a-slow-link"),
+        pytest.param(os.urandom(65536).decode("latin-1"), "none", id="random"),
+    ],
+)
+def test_compress_auto_measures_before_the_freeze_and_chooses(
+    lab: FakeLab, memory: str, chosen: str
+) -> None:
+    auto_answers(lab, memory)
+    report = run(lab, MigrationOptions(compression="auto")).report
+    assert report.outcome is Outcome.MIGRATED
+    # the fake relay moves 5 MB in 0.5 s: a 10 MB/s link
+    assert report.compression == chosen
+    assert report.compression_choice is not None
+    assert report.compression_choice.startswith(f"{chosen}: ")
+    assert "link 10.0 MB/s" in report.compression_choice
+    assert any(
+        notice == f"--compress auto chose {report.compression_choice}" for notice in lab.notices()
+    )
+    assert lab.position(SRC, "timeout -s INT") < lab.position(SRC, "container checkpoint")
+    assert f"--compress {chosen}" in next(c for c in lab.commands_on(SRC) if "--export" in c)
+
+
+def test_compress_auto_that_cannot_measure_sends_uncompressed(lab: FakeLab) -> None:
+    auto_answers(lab, "")
+    lab.answer(SRC, "/proc/", OSError("the sample stream broke"))
+    report = run(lab, MigrationOptions(compression="auto")).report
+    assert report.outcome is Outcome.MIGRATED
+    assert report.compression == "none"
+    assert report.warnings == [
+        "--compress auto could not measure the link (the sample stream broke); "
+        "sending the archive uncompressed"
+    ]
