@@ -488,6 +488,9 @@ class BatchRun:
         on_event: BatchEventSink | None = None,
         cancel: threading.Event | None = None,
         host_resolver: Callable[[str], ResolvedHost] | None = None,
+        transport: str = "auto",
+        direct: bool = False,
+        bwlimit_bytes_per_s: float | None = None,
     ):
         if parallel < 1:
             raise InvalidInput(f"parallel must be at least 1, not {parallel}")
@@ -501,6 +504,10 @@ class BatchRun:
         self._on_event = on_event
         self.cancel = cancel or threading.Event()
         self._resolver = host_resolver
+        # how every migration's archive travels (the same for the whole batch)
+        self.transport = transport
+        self.direct = direct
+        self.bwlimit_bytes_per_s = bwlimit_bytes_per_s
         self._stop = threading.Event()  # a failure stops the entries not yet started
         self._lock = threading.Lock()
         self._running: dict[int, Migration] = {}
@@ -627,6 +634,9 @@ class BatchRun:
                 accept_new_host_keys=self.accept_new_host_keys,
                 host_resolver=self._resolver,
                 preflight_only=self.dry_run,
+                transport=self.transport,
+                direct=self.direct,
+                bwlimit_bytes_per_s=self.bwlimit_bytes_per_s,
             )
         )
         migration = Migration(
@@ -671,8 +681,14 @@ def run_batch(
     cancel: threading.Event | None = None,
     accept_new_host_keys: bool = False,
     host_resolver: Callable[[str], ResolvedHost] | None = None,
+    transport: str = "auto",
+    direct: bool = False,
+    bwlimit_bytes_per_s: float | None = None,
 ) -> BatchReport:
     """Run every migration of ``plan`` (a :class:`Plan` or a plan file); see :class:`BatchRun`.
+
+    ``transport``, ``direct`` and ``bwlimit_bytes_per_s`` apply to every migration, as the
+    :class:`~celestial_ssh.migration.MigrationOptions` fields of those names.
 
     Returns the report of the whole batch: failed entries do not raise, they are in it.
     Raises :class:`~celestial_ssh.errors.InvalidInput` / ``HostConfigError`` for a bad
@@ -690,6 +706,9 @@ def run_batch(
         on_event=on_event,
         cancel=cancel,
         host_resolver=host_resolver,
+        transport=transport,
+        direct=direct,
+        bwlimit_bytes_per_s=bwlimit_bytes_per_s,
     ).run()
 
 

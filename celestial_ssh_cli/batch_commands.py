@@ -53,7 +53,7 @@ from celestial_ssh.hosts import ResolvedHost
 from celestial_ssh.research import append_report
 
 from .failures import ExitCode, exit_code_for, message_for
-from .options import ssh_options
+from .options import data_plane_options, ssh_options
 
 # the most serious first: what a batch exits with when several migrations failed
 _SEVERITY = [
@@ -444,7 +444,7 @@ def _batch_options(function: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for option in reversed(options):
         function = option(function)
-    return ssh_options(function)
+    return ssh_options(data_plane_options(function))
 
 
 def _fail(error: BaseException, json_output: bool, json_lines: bool) -> None:
@@ -530,6 +530,9 @@ def _run_plan(
     quiet: bool,
     verbose: bool,
     report_file: str | None,
+    transport: str = "auto",
+    direct: bool = False,
+    bwlimit: float | None = None,
 ) -> None:
     """What `batch` and `evacuate` share once they have a plan: run it and show it."""
 
@@ -543,6 +546,9 @@ def _run_plan(
             accept_new_host_keys=accept_new_host_keys,
             on_event=on_event,
             cancel=cancel,
+            transport=transport,
+            direct=direct,
+            bwlimit_bytes_per_s=bwlimit,
         )
 
     _run(
@@ -572,6 +578,9 @@ def batch_command(
     json_output: bool,
     quiet: bool,
     verbose: bool,
+    transport: str,
+    direct: bool,
+    bwlimit: float | None,
 ) -> None:
     """Run the migrations listed in PLAN.yml (container, from, to; see the README).
 
@@ -597,6 +606,9 @@ def batch_command(
         quiet=quiet,
         verbose=verbose,
         report_file=report_file,
+        transport=transport,
+        direct=direct,
+        bwlimit=bwlimit,
     )
 
 
@@ -654,6 +666,9 @@ def evacuate_command(
     json_output: bool,
     quiet: bool,
     verbose: bool,
+    transport: str,
+    direct: bool,
+    bwlimit: float | None,
 ) -> None:
     """Move every running container off HOST to the --to hosts, by their free memory.
 
@@ -703,4 +718,7 @@ def evacuate_command(
         quiet=quiet,
         verbose=verbose,
         report_file=report_file,
+        transport=transport,
+        direct=direct,
+        bwlimit=bwlimit,
     )

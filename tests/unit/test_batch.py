@@ -710,3 +710,35 @@ def test_evacuate_cli_reports_an_unreachable_host(
     result = CliRunner().invoke(cli, ["evacuate", "lab-a", "--to", "lab-b"])
     assert result.exit_code == 3
     assert "no route to host" in result.stderr
+
+
+def test_batch_data_plane_options_reach_every_migration(
+    cli: click.Group, fleet: Fleet, tmp_path: Path
+) -> None:
+    plan = write_plan(tmp_path, "c0", "c1")
+    result = CliRunner().invoke(
+        cli, ["batch", plan, "--transport", "paramiko", "--bwlimit", "10M", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    assert [(o.transport, o.direct, o.bwlimit_bytes_per_s) for o in fleet.options] == [
+        ("paramiko", False, 10e6),
+        ("paramiko", False, 10e6),
+    ]
+
+
+def test_evacuate_direct_reaches_every_migration(
+    cli: click.Group, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fake_plan(host: str, targets: list[str], **kwargs: Any) -> Plan:
+        return plan_of("web", "db", source=host, target=targets[0])
+
+    monkeypatch.setattr(batch_commands, "plan_evacuation", fake_plan)
+    result = CliRunner().invoke(cli, ["evacuate", "lab-a", "--to", "lab-b", "--direct", "-q"])
+    assert result.exit_code == 0, result.output
+    assert [(o.transport, o.direct) for o in fleet.options] == [("auto", True), ("auto", True)]
+
+
+def test_the_library_default_data_plane_for_batches(fleet: Fleet, tmp_path: Path) -> None:
+    run_batch(write_plan(tmp_path, "c0"))
+    [options] = fleet.options
+    assert (options.transport, options.direct, options.bwlimit_bytes_per_s) == ("auto", False, None)
