@@ -23,6 +23,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 
+from .commands import COMPRESSIONS
 from .shell import quote, sh_script, validate_remote_path
 
 # What compressing costs the freeze, as a rate of archive bytes, measured on our 2-core
@@ -34,7 +35,7 @@ from .shell import quote, sh_script, validate_remote_path
 ZSTD_BYTES_PER_S = 80e6
 GZIP_BYTES_PER_S = 70e6
 
-COMPRESSION_OPTIONS = ("none", "zstd", "gzip")
+COMPRESSION_OPTIONS = COMPRESSIONS  # what podman accepts, from the one list of it
 
 # the sampler reads whole 4 KiB blocks: every Linux page size is a multiple of it, so
 # mapping boundaries are always aligned to it

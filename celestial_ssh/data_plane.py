@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +35,8 @@ from .ssh import CommandResult, SSHSession
 from .streaming import ByteStream, relay
 
 TRANSPORTS = ("auto", "openssh", "paramiko")
+# how often a wait for a stream's ready line looks at a cancel request
+READY_POLL_S = 0.5
 # a link probe stops after this long (at 50 Mbit/s, 32 MB would take five seconds)
 PROBE_MAX_SECONDS = 0.5
 DIRECT_KNOWN_HOSTS_NAME = "target.known_hosts"
@@ -166,7 +170,7 @@ class DataPlane:
         receiver = self.start(target, commands.probe_receiver(), privileged=False)
         try:
             for process in (receiver, sender):
-                _await_ready(process, timeout)
+                await_ready(process, timeout=timeout)
             sender.write(commands.GO_LINE)
             moved = relay(sender, receiver, stall_timeout=timeout)
             sender.wait(timeout)
@@ -230,15 +234,14 @@ class DataPlane:
     ) -> LinkMeasurement:
         """Like :meth:`measure`, from the source straight to the target (``--direct``);
         the source times it once its link to the target is up."""
-        receiver = ["sh", "-c", "echo ready && exec cat > /dev/null"]
-        link = self.direct_link(source_workdir, target, receiver)
+        link = self.direct_link(source_workdir, target, commands.probe_receiver())
         process = self.start(
             source,
             commands.direct_probe(nbytes, max_seconds, source_workdir, link),
             forward_agent=True,
         )
         try:
-            _await_ready(process, timeout)
+            await_ready(process, timeout=timeout)
             process.write(commands.GO_LINE)
             output = bytearray()
             process.set_read_timeout(timeout)
@@ -257,22 +260,45 @@ class DataPlane:
         return LinkMeasurement(bytes=measured[0], seconds=measured[1], data_plane="direct")
 
 
-def _await_ready(process: StreamProcess, timeout: float) -> None:
-    """Read a stream's ready line (see :data:`celestial_ssh.commands.READY_LINE`)."""
+def await_ready(
+    process: StreamProcess,
+    *,
+    timeout: float,
+    host: str | None = None,
+    ended_before: str = "it was ready",
+    check: Callable[[], None] | None = None,
+) -> None:
+    """Read a stream's ready line (:data:`celestial_ssh.commands.READY_LINE`).
+
+    Reads in short slices so ``check`` (e.g. a cancel request, which it raises) is seen
+    within half a second. Any failure is a :class:`ConnectionFailed` naming ``host``
+    (default: the stream's own host) and saying the stream ended before ``ended_before``.
+    """
+    host = host or process.host_name
     wanted = commands.READY_LINE
     received = b""
-    process.set_read_timeout(timeout)
+    deadline = time.monotonic() + timeout
+    process.set_read_timeout(READY_POLL_S)
     while len(received) < len(wanted):
-        chunk = process.read(len(wanted) - len(received))
-        if not chunk:
+        if check is not None:
+            check()
+        try:
+            chunk: bytes | None = process.read(len(wanted) - len(received))
+        except TimeoutError:
+            chunk = None
+        except (OSError, EOFError) as error:
+            raise ConnectionFailed(f"{host}: the stream broke: {error}", host=host) from error
+        if chunk == b"":
             ended = process.wait(10)
             raise ConnectionFailed(
-                f"{process.host_name}: the probe stream ended before it was ready "
-                f"({ended.stderr.strip()[-200:] or f'exit {ended.exit_status}'})",
-                host=process.host_name,
+                f"{host}: the stream ended before {ended_before} "
+                f"({ended.stderr.strip()[-300:] or f'exit {ended.exit_status}'})",
+                host=host,
             )
-        received += chunk
+        received += chunk or b""
+        if time.monotonic() > deadline:
+            raise ConnectionFailed(
+                f"{host}: the stream was not ready within {timeout:.0f} s", host=host
+            )
     if received != wanted:
-        raise ConnectionFailed(
-            f"{process.host_name}: unexpected greeting {received!r}", host=process.host_name
-        )
+        raise ConnectionFailed(f"{host}: unexpected stream greeting {received!r}", host=host)

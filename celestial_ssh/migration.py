@@ -46,7 +46,7 @@ from typing import NoReturn, TypeVar
 from . import commands
 from .commands import CheckpointOptions
 from .compression_choice import choose_compression, compressibility, sample_memory_command
-from .data_plane import TRANSPORTS, DataPlane, LinkMeasurement, StreamProcess
+from .data_plane import TRANSPORTS, DataPlane, LinkMeasurement, StreamProcess, await_ready
 from .errors import (
     CelestialError,
     ConnectionFailed,
@@ -1053,33 +1053,13 @@ class Migration:
 
     def _await_ready(self, process: StreamProcess, host: str) -> None:
         """Read the stream's ready line; nothing is frozen yet, so any failure is clean."""
-        wanted = len(commands.READY_LINE)
-        received = b""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        process.set_read_timeout(0.5)
-        while len(received) < wanted:
-            if self._cancel.is_set():
-                raise MigrationCancelled("cancelled on request")
-            try:
-                chunk = process.read(wanted - len(received))
-            except TimeoutError:
-                chunk = None
-            except (OSError, EOFError) as error:
-                raise ConnectionFailed(f"{host}: the stream broke: {error}", host=host) from error
-            if chunk == b"":
-                ended = process.wait(10)
-                raise ConnectionFailed(
-                    f"{host}: the stream ended before the freeze "
-                    f"({ended.stderr.strip()[-300:] or f'exit {ended.exit_status}'})",
-                    host=host,
-                )
-            received += chunk or b""
-            if time.monotonic() > deadline:
-                raise ConnectionFailed(
-                    f"{host}: the stream was not ready within {READY_TIMEOUT_S:.0f} s", host=host
-                )
-        if received != commands.READY_LINE:
-            raise ConnectionFailed(f"{host}: unexpected stream greeting {received!r}", host=host)
+        await_ready(
+            process,
+            timeout=READY_TIMEOUT_S,
+            host=host,
+            ended_before="the freeze",
+            check=self._raise_if_cancelled,
+        )
 
     def _reject_archive(
         self, lander: StreamProcess | None, checkpoint_s: float, message: str
