@@ -180,6 +180,33 @@ def parse_source_sum(stderr: str) -> str | None:
     return fields[1] if all(c in "0123456789abcdef" for c in fields[1]) else None
 
 
+def _release_readers(pid_variable: str, fifo: str, sleep_s: float) -> list[str]:
+    """sh lines: while ``$pid_variable`` runs, open ``fifo`` (quoted) once more, so a reader
+    still blocked in open() for a writer that never came gets its end of file."""
+    return [
+        f'while kill -0 "${pid_variable}" 2>/dev/null; do',
+        f"  exec 3<> {fifo}; exec 3>&-; sleep {sleep_s:g}",
+        "done",
+    ]
+
+
+def _link_then_go(fifo: str, ssh_to_target: Sequence[str], status_file: str | None) -> list[str]:
+    """sh lines of a ``--direct`` script's start: connect ``ssh_to_target`` (fed from
+    ``fifo``, quoted) in the background as ``$link``, then wait for :data:`GO_LINE`; a
+    stream never told to go lets the link end and exits :data:`EXIT_NOT_STARTED`."""
+    keep_status = f"; echo $? > {status_file}" if status_file else ""
+    return [
+        f"mkfifo -m 600 {fifo} || exit {EXIT_FIFO_FAILED}",
+        f"{{ cat {fifo} | {join(ssh_to_target)}{keep_status}; }} &",
+        "link=$!",
+        'IFS= read -r go; if [ "$go" != go ]; then',
+        # cat may still wait for a writer: open the FIFO until the link has ended
+        *("  " + line for line in _release_readers("link", fifo, 0.05)),
+        f"  rm -f {fifo}; exit {EXIT_NOT_STARTED}",
+        "fi",
+    ]
+
+
 def checkpoint_options_argv(options: CheckpointOptions) -> list[str]:
     argv = ["--compress", options.compression, "--print-stats"]
     if options.with_previous:
@@ -267,9 +294,7 @@ def checkpoint_stream(
             # a reader may still wait for a writer: open the FIFO until it has gone
             # (short sleeps: in the usual case the reader is just writing its last chunk,
             # and every moment here is downtime)
-            'while kill -0 "$reader" 2>/dev/null; do',
-            f"  exec 3<> {quote(fifo)}; exec 3>&-; sleep 0.02",
-            "done",
+            *_release_readers("reader", quote(fifo), 0.02),
             'wait "$reader"',
             f"rm -f {quote(fifo)}",
             *(["wait", f"rm -f {quote(hash_fifo)}"] if hashed else []),
@@ -304,21 +329,9 @@ def direct_checkpoint_stream(
     fifo = quote(f"{workdir}/link.fifo")
     checkpoint_exit = quote(f"{workdir}/direct.checkpoint-exit")
     link_status = quote(f"{workdir}/direct.link-status")
-    release_link = [
-        # cat may still wait for a writer: open the FIFO until the link has ended
-        'while kill -0 "$link" 2>/dev/null; do',
-        f"  exec 3<> {fifo}; exec 3>&-; sleep 0.1",
-        "done",
-    ]
     script = "\n".join(
         [
-            f"mkfifo -m 600 {fifo} || exit {EXIT_FIFO_FAILED}",
-            f"{{ cat {fifo} | {join(ssh_to_target)}; echo $? > {link_status}; }} &",
-            "link=$!",
-            'IFS= read -r go; if [ "$go" != go ]; then',
-            *("  " + line for line in release_link),
-            f"  rm -f {fifo}; exit {EXIT_NOT_STARTED}",
-            "fi",
+            *_link_then_go(fifo, ssh_to_target, link_status),
             # the link's cat opened the FIFO (it said ready), so it sees the end of it
             f"{{ {join(checkpoint)}; echo $? > {checkpoint_exit}; }} > {fifo}",
             'wait "$link"',
@@ -370,16 +383,7 @@ def direct_probe(
     log = quote(f"{workdir}/probe.dd")
     script = "\n".join(
         [
-            f"mkfifo -m 600 {fifo} || exit {EXIT_FIFO_FAILED}",
-            f"{{ cat {fifo} | {join(ssh_to_target)}; }} &",
-            "link=$!",
-            'IFS= read -r go; if [ "$go" != go ]; then',
-            # cat may still wait for a writer: open the FIFO until the link has ended
-            '  while kill -0 "$link" 2>/dev/null; do',
-            f"    exec 3<> {fifo}; exec 3>&-; sleep 0.05",
-            "  done",
-            f"  rm -f {fifo}; exit {EXIT_NOT_STARTED}",
-            "fi",
+            *_link_then_go(fifo, ssh_to_target, None),
             "began=$(date +%s%N)",
             f"{_probe_dd(nbytes, max_seconds, output=f'{workdir}/probe.fifo')} 2> {log}",
             'wait "$link"; linked=$?',
