@@ -97,7 +97,7 @@ from .rate_limit import TokenBucket
 from .report import MigrationReport, Outcome
 from .shell import validate_container_name
 from .ssh import SUDO_PREFIX, CommandResult, RemoteProcess, SSHSession
-from .streaming import RelayStopped, relay
+from .streaming import RelayResult, RelayStopped, relay
 
 T = TypeVar("T")
 
@@ -537,14 +537,7 @@ class Migration:
         landing = f"{target_workdir}/{PREVIOUS_ARCHIVE_NAME}"
         receiver = plane.start(target, commands.receive_file(landing))
         try:
-            moved = relay(
-                sender,
-                receiver,
-                on_progress=lambda done: self._emit(TransferProgress("pre-copy", done, None)),
-                stall_timeout=self.options.stream_stall_timeout_s,
-                should_stop=self._cancel.is_set,
-                throttle=self._throttle(),
-            )
+            moved = self._relay(sender, receiver, "pre-copy")
             for process, host in ((sender, self._source_text), (receiver, self._target_text)):
                 ended = process.wait(self.options.command_timeout_s)
                 if not ended.ok:
@@ -711,13 +704,9 @@ class Migration:
             loader = self._data_plane().start(target, commands.image_load())
             saver = self._data_plane().start(source, commands.image_save(image))
             try:
-                moved = relay(
-                    saver,
-                    loader,
-                    on_progress=lambda done: self._emit(TransferProgress("image", done, expected)),
-                    stall_timeout=self.options.stream_stall_timeout_s,
-                    should_stop=self._cancel.is_set,
-                )
+                # the image moves before the freeze, unthrottled (--bwlimit caps migrations'
+                # archives)
+                moved = self._relay(saver, loader, "image", expected, throttled=False)
             except BaseException:
                 # never leave a load running behind the undo's `podman image rm`
                 saver.kill()
@@ -872,14 +861,7 @@ class Migration:
                 moved_bytes, relayed_sum = self._watch_direct_stream(exporter), None
                 stream_s = time.monotonic() - started
             else:
-                moved = relay(
-                    exporter,
-                    lander,
-                    on_progress=lambda done: self._emit(TransferProgress("checkpoint", done, None)),
-                    stall_timeout=self.options.stream_stall_timeout_s,
-                    should_stop=self._cancel.is_set,
-                    throttle=self._throttle(),
-                )
+                moved = self._relay(exporter, lander, "checkpoint")
                 moved_bytes, relayed_sum, stream_s = moved.bytes, moved.sha256, moved.seconds
             checkpointed = exporter.wait(self.options.restore_timeout_s)
         except BaseException as error:
@@ -1077,9 +1059,26 @@ class Migration:
             options = dataclasses.replace(options, with_previous=True)
         return options
 
-    def _throttle(self) -> TokenBucket | None:
+    def _relay(
+        self,
+        sender: StreamProcess,
+        receiver: StreamProcess,
+        what: str,
+        expected: int | None = None,
+        *,
+        throttled: bool = True,
+    ) -> RelayResult:
+        """Relay ``sender`` into ``receiver``, reporting progress as ``what``; a cancel
+        request stops it, and ``--bwlimit`` caps it when ``throttled``."""
         limit = self.options.bwlimit_bytes_per_s
-        return TokenBucket(limit) if limit else None
+        return relay(
+            sender,
+            receiver,
+            on_progress=lambda done: self._emit(TransferProgress(what, done, expected)),
+            stall_timeout=self.options.stream_stall_timeout_s,
+            should_stop=self._cancel.is_set,
+            throttle=TokenBucket(limit) if limit and throttled else None,
+        )
 
     def _watch_direct_stream(self, exporter: StreamProcess) -> int:
         """Wait for a ``--direct`` stream, reporting how much has landed on the target.
