@@ -77,7 +77,11 @@ class Mode:
 # `celestial-ssh migrate` options; a row whose options the installed CLI does not accept is
 # skipped with a note. ``--modes`` picks rows by label.
 MODES: tuple[Mode, ...] = (
-    Mode("floor", "floor", note="checkpoint to tmpfs, restore from it: no transfer at all"),
+    Mode(
+        "floor",
+        "floor",
+        note="one shell: checkpoint to tmpfs, restore from it; no transfer, no SSH between",
+    ),
     Mode("hand-made", "hand-made", note="checkpoint (zstd) to disk, scp via here, restore"),
     Mode("tool", "tool", note="the defaults: OpenSSH data plane, --compress auto"),
     Mode("tool-none", "tool", ("--compress", "none"), note="OpenSSH relayed through here"),
@@ -569,16 +573,51 @@ def short_error(text: str, limit: int = 300) -> str:
     return joined if len(joined) <= limit else joined[: limit - 3] + "..."
 
 
+# what makes a lab host's podman its own (lab/lab.sh sets these in each sshd's SetEnv)
+PODMAN_HOST_VARIABLES = ("CONTAINERS_STORAGE_CONF", "CONTAINERS_CONF", "TMPDIR")
+FLOOR_MARK = "checkpointed-at "
+
+
+def podman_environment(host: str, config: Path) -> list[str]:
+    """``NAME=value`` for each variable that selects ``host``'s podman state."""
+    printed = text_of(on_host(host, ["env"], config=config))
+    values = dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
+    return [f"{name}={values[name]}" for name in PODMAN_HOST_VARIABLES if name in values]
+
+
+def floor_script(name: str, archive: str, target_environment: Sequence[str]) -> str:
+    """Checkpoint on this host, then restore as the target in the same shell: no SSH between."""
+    checkpoint = ["podman", "container", "checkpoint", "--export", archive]
+    checkpoint += ["--compress", "none", name]
+    restore = ["env", *target_environment, "podman", "container", "restore", "--import", archive]
+    return (
+        f"{shlex.join(checkpoint)} >/dev/null && "
+        f"echo {shlex.quote(FLOOR_MARK)}$(date +%s.%N) && "
+        f"{shlex.join(restore)} >/dev/null"
+    )
+
+
 def move_floor(lab: Lab, name: str, config: Path) -> Move:
+    # The floor is what podman and CRIU need on this machine with nothing in between: one
+    # shell checkpoints to tmpfs and restores that file. Two SSH commands would put a
+    # connection set-up (~0.3 s) and a login shell into the workload's gap.
     archive = lab.new_file("/dev/shm", f"{name}-floor", ".tar")
     move = Move(ok=True)
     try:
-        checkpoint = ["podman", "container", "checkpoint", "--export", archive]
-        checkpoint += ["--compress", "none", name]
-        if move.add("checkpoint", measured(ssh_argv(SOURCE, checkpoint, config), timeout=900)):
+        script = floor_script(name, archive, podman_environment(TARGET, config))
+        started = time.time()
+        result = measured(ssh_argv(SOURCE, ["sh", "-c", script], config), timeout=1800)
+        ended = started + result.wall_s
+        move.add("ssh + checkpoint + restore", result)
+        marks = [line for line in result.stdout.splitlines() if line.startswith(FLOOR_MARK)]
+        if marks:
+            checkpointed = float(marks[-1].removeprefix(FLOOR_MARK))
+            move.steps = {
+                "ssh + checkpoint": round(checkpointed - started, 4),
+                "restore": round(ended - checkpointed, 4),
+            }
+        if result.ok:
             move.archive_bytes = os.path.getsize(archive)
-            restore = ["podman", "container", "restore", "--import", archive]
-            move.add("restore", measured(ssh_argv(TARGET, restore, config), timeout=900))
     finally:
         lab.remove_files(archive)
     return move

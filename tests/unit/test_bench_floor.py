@@ -1,0 +1,88 @@
+"""The benchmark's floor: checkpoint and restore in one shell, the restore as the target."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+FAKE_PODMAN = """#!/bin/sh
+echo "$CONTAINERS_STORAGE_CONF|$*" >> "$CALLS"
+echo "podman output that the floor must not print"
+"""
+
+
+def test_the_floor_restores_as_the_target_right_after_the_checkpoint(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    (tmp_path / "podman").write_text(FAKE_PODMAN)
+    (tmp_path / "podman").chmod(0o755)
+    calls = tmp_path / "calls"
+    script = bench.floor_script(
+        "box", "/dev/shm/box.tar", ["CONTAINERS_STORAGE_CONF=/b/storage.conf"]
+    )
+    environment = {
+        **os.environ,
+        "PATH": f"{tmp_path}:{os.environ['PATH']}",
+        "CALLS": str(calls),
+        "CONTAINERS_STORAGE_CONF": "/a/storage.conf",
+    }
+    result = subprocess.run(
+        ["sh", "-c", script], env=environment, capture_output=True, text=True, check=True
+    )
+    assert calls.read_text().splitlines() == [
+        "/a/storage.conf|container checkpoint --export /dev/shm/box.tar --compress none box",
+        "/b/storage.conf|container restore --import /dev/shm/box.tar",
+    ]
+    [mark] = result.stdout.splitlines()
+    assert mark.startswith(bench.FLOOR_MARK)
+    float(mark.removeprefix(bench.FLOOR_MARK))
+
+
+def test_a_failed_checkpoint_skips_the_restore(bench: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "podman").write_text('#!/bin/sh\necho "$*" >> "$CALLS"\nexit 125\n')
+    (tmp_path / "podman").chmod(0o755)
+    calls = tmp_path / "calls"
+    script = bench.floor_script("box", "/dev/shm/box.tar", [])
+    environment = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "CALLS": str(calls)}
+    result = subprocess.run(["sh", "-c", script], env=environment, capture_output=True, check=False)
+    assert result.returncode == 125
+    assert len(calls.read_text().splitlines()) == 1
+
+
+def test_the_target_environment_is_what_selects_its_podman(
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    printed = "HOME=/root\nTMPDIR=/var/lib/x/lab-b/tmp\nCONTAINERS_CONF=/b/containers.conf\n"
+    printed += "CONTAINERS_STORAGE_CONF=/b/storage.conf\nPATH=/usr/bin\n"
+    asked: list[tuple[str, list[str]]] = []
+
+    def on_host(host: str, command: list[str], **_: object) -> subprocess.CompletedProcess[bytes]:
+        asked.append((host, command))
+        return subprocess.CompletedProcess(command, 0, printed.encode(), b"")
+
+    monkeypatch.setattr(bench, "on_host", on_host)
+    assert bench.podman_environment("lab-b", Path("/cfg")) == [
+        "CONTAINERS_STORAGE_CONF=/b/storage.conf",
+        "CONTAINERS_CONF=/b/containers.conf",
+        "TMPDIR=/var/lib/x/lab-b/tmp",
+    ]
+    assert asked == [("lab-b", ["env"])]
