@@ -4,7 +4,7 @@ A plan is YAML::
 
     inventory: inventory.yml          # optional, relative to the plan file
     defaults:                         # optional: keep_source, compression, tcp_established
-      compression: zstd
+      compression: zstd               # none | zstd | gzip | auto (the default, as in migrate)
     migrations:
       - container: web
         from: lab-a
@@ -280,11 +280,7 @@ def _option(key: str, value: Any, at: str) -> Any:
             raise InvalidInput(f"{at}: {key!r} must be true or false, not {value!r}")
         return value
     if key == "compression":
-        if value not in commands.COMPRESSIONS:
-            raise InvalidInput(
-                f"{at}: compression {value!r} is not one of {', '.join(commands.COMPRESSIONS)}"
-            )
-        return value
+        return commands.validate_compression_setting(value, at=at)
     if key == "name":
         if not isinstance(value, str):
             raise InvalidInput(f"{at}: 'name' must be a container name")
@@ -334,7 +330,7 @@ def _entry(item: Any, index: int, defaults: dict[str, Any], name: str, list_line
         target=target,
         new_name=values.get("name"),
         keep_source=values.get("keep_source", False),
-        compression=values.get("compression", "none"),
+        compression=values.get("compression", "auto"),
         tcp_established=values.get("tcp_established", False),
         line=item.line,
     )
@@ -795,10 +791,7 @@ def plan_evacuation(
         raise InvalidInput("evacuation needs at least one target host (--to)")
     if source_text in target_list:
         raise InvalidInput(f"{source_text} cannot be both the host evacuated and a target")
-    if compression not in commands.COMPRESSIONS:
-        raise InvalidInput(
-            f"compression {compression!r} is not one of {', '.join(commands.COMPRESSIONS)}"
-        )
+    commands.validate_compression_setting(compression)
     wanted = None
     if only is not None:
         wanted = [validate_container_name(name) for name in only]

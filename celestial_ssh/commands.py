@@ -10,9 +10,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .errors import InvalidInput
 from .shell import join, quote, sh_script, validate_container_name, validate_remote_path
 
 COMPRESSIONS = ("none", "zstd", "gzip")
+# what a user may ask for: podman's compressions, or "auto" (decided per migration)
+COMPRESSION_SETTINGS = (*COMPRESSIONS, "auto")
+
+
+def validate_compression_setting(value: object, *, at: str = "") -> str:
+    """One of :data:`COMPRESSION_SETTINGS`; ``at`` says where the value came from."""
+    if value not in COMPRESSION_SETTINGS:
+        raise InvalidInput(
+            f"{at}{': ' if at else ''}compression {value!r} is not one of "
+            f"{', '.join(COMPRESSION_SETTINGS)}"
+        )
+    return str(value)
+
+
 WORKDIR_PREFIX = "celestial-ssh."
 ARCHIVE_NAME = "checkpoint.tar"
 FIFO_NAME = "checkpoint.fifo"

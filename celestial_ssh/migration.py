@@ -382,11 +382,7 @@ class Migration:
         validate_container_name(self._container)
         if self.options.new_name is not None:
             validate_container_name(self.options.new_name, what="new name")
-        if self.options.compression not in (*commands.COMPRESSIONS, "auto"):
-            raise InvalidInput(
-                f"compression {self.options.compression!r} is not one of "
-                f"{', '.join(commands.COMPRESSIONS)}, auto"
-            )
+        commands.validate_compression_setting(self.options.compression)
         if self.options.transport not in TRANSPORTS:
             raise InvalidInput(
                 f"transport {self.options.transport!r} is not one of {', '.join(TRANSPORTS)}"

@@ -37,7 +37,7 @@ from celestial_ssh.batch import (
     plan_evacuation,
     run_batch,
 )
-from celestial_ssh.commands import COMPRESSIONS
+from celestial_ssh.commands import COMPRESSION_SETTINGS
 from celestial_ssh.errors import CelestialError
 from celestial_ssh.events import (
     Event,
@@ -641,10 +641,11 @@ def _names(value: str | None) -> list[str]:
 @click.option(
     "--compress",
     "compression",
-    type=click.Choice(COMPRESSIONS),
-    default="none",
+    type=click.Choice(COMPRESSION_SETTINGS),
+    default="auto",
     show_default=True,
-    help="Compression of the checkpoint archives.",
+    help="Compression of the checkpoint archives; auto decides for each migration from its "
+    "link and the container's memory, as migrate does.",
 )
 @click.option("--tcp-established", is_flag=True, help="Keep established TCP connections.")
 @_batch_options

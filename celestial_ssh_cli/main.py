@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from celestial_ssh import __version__
-from celestial_ssh.commands import COMPRESSIONS
+from celestial_ssh.commands import COMPRESSION_SETTINGS
 from celestial_ssh.compression_choice import parse_rate
 from celestial_ssh.data_plane import TRANSPORTS
 from celestial_ssh.errors import CelestialError
@@ -84,7 +84,7 @@ def cli() -> None:
 @click.option(
     "--compress",
     "compression",
-    type=click.Choice([*COMPRESSIONS, "auto"]),
+    type=click.Choice(COMPRESSION_SETTINGS),
     default="auto",
     show_default=True,
     help="Compression of the checkpoint archive; auto measures the link and samples the "

@@ -742,3 +742,37 @@ def test_the_library_default_data_plane_for_batches(fleet: Fleet, tmp_path: Path
     run_batch(write_plan(tmp_path, "c0"))
     [options] = fleet.options
     assert (options.transport, options.direct, options.bwlimit_bytes_per_s) == ("auto", False, None)
+
+
+def test_a_plan_entry_compresses_as_migrate_does_unless_told() -> None:
+    plan = parse_plan(
+        "defaults:\n  compression: auto\nmigrations:\n"
+        "  - {container: a, from: x, to: y}\n"
+        "  - {container: b, from: x, to: y, compression: gzip}\n"
+    )
+    assert [entry.compression for entry in plan.entries] == ["auto", "gzip"]
+    [entry] = parse_plan("migrations:\n  - {container: a, from: x, to: y}\n").entries
+    assert entry.options().compression == "auto"
+
+
+def test_evacuate_compresses_as_migrate_does_unless_told(
+    cli: click.Group, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    def fake_plan(host: str, targets: list[str], **kwargs: Any) -> Plan:
+        asked.append(kwargs["compression"])
+        return Plan(entries=[])
+
+    monkeypatch.setattr(batch_commands, "plan_evacuation", fake_plan)
+    for extra in ([], ["--compress", "zstd"], ["--compress", "auto"]):
+        CliRunner().invoke(cli, ["evacuate", "lab-a", "--to", "lab-b", "-q", *extra])
+    assert asked == ["auto", "zstd", "auto"]
+    refused = CliRunner().invoke(cli, ["evacuate", "lab-a", "--to", "lab-b", "--compress", "lz4"])
+    assert refused.exit_code == 2
+    assert "'lz4' is not one of 'none', 'zstd', 'gzip', 'auto'" in refused.stderr
+
+
+def test_plan_evacuation_refuses_an_unknown_compression() -> None:
+    with pytest.raises(InvalidInput, match="compression 'lz4' is not one of none, zstd, gzip, auto"):
+        plan_evacuation("lab-a", ["lab-b"], compression="lz4")
