@@ -774,5 +774,5 @@ def test_evacuate_compresses_as_migrate_does_unless_told(
 
 
 def test_plan_evacuation_refuses_an_unknown_compression() -> None:
-    with pytest.raises(InvalidInput, match="compression 'lz4' is not one of none, zstd, gzip, auto"):
+    with pytest.raises(InvalidInput, match="'lz4' is not one of none, zstd, gzip, auto"):
         plan_evacuation("lab-a", ["lab-b"], compression="lz4")
