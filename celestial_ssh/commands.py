@@ -433,10 +433,34 @@ def write_private_file(path: str, content: str) -> list[str]:
     return sh_script(f"umask 077 && printf '%s' {quote(content)} > {quote(path)}")
 
 
-def landed_bytes(workdir: str) -> list[str]:
-    """How much of the archive has landed so far (progress when no coordinator relays)."""
+def landed_bytes_watch(workdir: str, interval_s: float, limit_s: int) -> list[str]:
+    """Says :data:`READY_LINE`, then prints the landed archive's size every ``interval_s``
+    (progress when no coordinator relays). Started before the freeze, so no new SSH command
+    (a login shell each) competes with the stream for the target's CPU. It ends by SIGPIPE
+    once its reader has gone, and after ``limit_s`` whatever happens."""
     validate_remote_path(workdir)
-    return sh_script(f"stat -c %s {quote(f'{workdir}/{ARCHIVE_NAME}')} 2>/dev/null || echo 0")
+    if interval_s <= 0 or limit_s <= 0:
+        raise ValueError("a landing watch needs a positive interval and limit")
+    archive = quote(f"{workdir}/{ARCHIVE_NAME}")
+    return sh_script(
+        "\n".join(
+            [
+                "echo ready",
+                f"end=$(( $(date +%s) + {int(limit_s)} ))",
+                'while [ "$(date +%s)" -lt "$end" ]; do',
+                f"  stat -c %s {archive} 2>/dev/null || echo 0",
+                f"  sleep {interval_s:g}",
+                "done",
+            ]
+        )
+    )
+
+
+def parse_landed_sizes(output: bytes) -> tuple[int | None, bytes]:
+    """The last size in :func:`landed_bytes_watch`'s ``output``, and its unfinished line."""
+    *lines, rest = output.split(b"\n")
+    sizes = [int(line) for line in lines if line.strip().isdigit()]
+    return (sizes[-1] if sizes else None), rest
 
 
 def receive_file(path: str) -> list[str]:

@@ -112,6 +112,8 @@ MINIMUM_CRIU = (3, 11)
 PROBE_BYTES = 32 * 1024 * 1024
 NOMINAL_ARCHIVE_BYTES = 256 * 1024 * 1024
 DIRECT_PROGRESS_INTERVAL_S = 0.25
+# the landing watch normally ends when its channel closes; this bounds it if that is missed
+DIRECT_PROGRESS_LIMIT_S = 24 * 3600
 DIRECT_END_POLL_S = 0.01
 READY_TIMEOUT_S = 60.0
 PREVIOUS_ARCHIVE_NAME = "previous.tar"
@@ -226,6 +228,7 @@ class Migration:
         self._precopy = False
         self._previous_archive: str | None = None
         self._restorer: StreamProcess | None = None
+        self._landing_watch: StreamProcess | None = None
 
     # -- events -----------------------------------------------------------------------
     def _emit(self, event: Event) -> None:
@@ -990,6 +993,13 @@ class Migration:
                 started.append(exporter)
                 self._await_ready(exporter, self._target_text)
                 self._restorer = self._start_restorer(target_workdir, started)
+                self._landing_watch = target.start(
+                    commands.landed_bytes_watch(
+                        target_workdir, DIRECT_PROGRESS_INTERVAL_S, DIRECT_PROGRESS_LIMIT_S
+                    )
+                )
+                started.append(self._landing_watch)
+                self._await_ready(self._landing_watch, self._target_text)
                 return exporter, None
             lander = plane.start(target, commands.land_archive(target_workdir, announce=True))
             started.append(lander)
@@ -1080,24 +1090,30 @@ class Migration:
         """Wait for a ``--direct`` stream, reporting how much has landed on the target.
 
         Its end is noticed within ``DIRECT_END_POLL_S`` (that wait is downtime); the landed
-        size is looked up from another thread, so those round trips never delay it.
+        size comes from the landing watch started before the freeze, read in another thread.
         Returns the bytes landed by the last look; honours a cancel and the stall timeout.
         """
-        _, target = self._sessions()
-        workdir = self._progress.target_workdir
-        assert workdir is not None
+        watch = self._landing_watch
+        assert watch is not None
         landed = [0, time.monotonic()]  # bytes, when they last changed
         done = threading.Event()
 
         def look() -> None:
-            while not done.wait(DIRECT_PROGRESS_INTERVAL_S):
-                # progress only: a missed look changes nothing
-                with contextlib.suppress(CelestialError, ValueError):
-                    answer = target.run(commands.landed_bytes(workdir), timeout=10)
-                    size = int(answer.stdout.strip() or 0) if answer.ok else int(landed[0])
-                    if size != landed[0] and not done.is_set():
-                        landed[:] = [size, time.monotonic()]
-                        self._emit(TransferProgress("checkpoint", size, None))
+            watch.set_read_timeout(DIRECT_PROGRESS_INTERVAL_S * 4)
+            unfinished = b""
+            while not done.is_set():
+                try:
+                    chunk = watch.read(4096)
+                except TimeoutError:
+                    continue
+                except (OSError, EOFError):
+                    return  # progress only: the stream and its stall check go on
+                if not chunk:
+                    return
+                size, unfinished = commands.parse_landed_sizes(unfinished + chunk)
+                if size is not None and size != landed[0] and not done.is_set():
+                    landed[:] = [size, time.monotonic()]
+                    self._emit(TransferProgress("checkpoint", size, None))
 
         watcher = threading.Thread(target=look, daemon=True)
         watcher.start()
@@ -1114,6 +1130,7 @@ class Migration:
                 time.sleep(DIRECT_END_POLL_S)
         finally:
             done.set()
+            watch.kill()
         return int(landed[0])
 
     def _restore(self) -> None:
@@ -1460,6 +1477,8 @@ class Migration:
     def _close(self) -> None:
         if self._restorer is not None and self._restorer.is_running():
             self._restorer.kill()
+        if self._landing_watch is not None:
+            self._landing_watch.kill()
         if self._plane is not None:
             self._plane.close()
         if self._lock is not None:

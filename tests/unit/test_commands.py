@@ -1506,3 +1506,56 @@ def test_gated_restore_refuses_without_a_valid_go(
     finished = host.run(commands.gated_restore_import(str(host.workdir)), stdin=stdin)
     assert finished.status == status
     assert host.podman_argv is None, "podman never ran"
+
+
+# -- the landing watch of a --direct stream --------------------------------------------------
+def test_the_landing_watch_says_ready_then_the_size_as_it_grows(tmp_path: Path) -> None:
+    archive = tmp_path / commands.ARCHIVE_NAME
+    watch = subprocess.Popen(
+        commands.landed_bytes_watch(str(tmp_path), 0.05, 30), stdout=subprocess.PIPE
+    )
+    try:
+        assert watch.stdout is not None
+        assert watch.stdout.readline() == commands.READY_LINE
+        assert watch.stdout.readline() == b"0\n"  # nothing has landed yet
+        archive.write_bytes(b"x" * 1234)
+        while (line := watch.stdout.readline()) == b"0\n":
+            pass
+        assert line == b"1234\n"
+        # its reader gone, it ends at its next line (SIGPIPE) instead of running on
+        watch.stdout.close()
+        assert watch.wait(timeout=5) != 0
+    finally:
+        watch.kill()
+
+
+def test_the_landing_watch_ends_at_its_limit(tmp_path: Path) -> None:
+    started = time.monotonic()
+    finished = subprocess.run(
+        commands.landed_bytes_watch(str(tmp_path), 0.2, 1), capture_output=True, timeout=10
+    )
+    assert finished.returncode == 0 and time.monotonic() - started < 5
+    assert finished.stdout.startswith(commands.READY_LINE)
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        (b"", (None, b"")),
+        (b"ready\n", (None, b"")),
+        (b"0\n4096\n", (4096, b"")),
+        (b"0\n4096\n81", (4096, b"81")),  # an unfinished line waits for its end
+        (b"12\nstat: garbage\n", (12, b"")),
+    ],
+)
+def test_landed_sizes_are_read_from_complete_lines(
+    output: bytes, expected: tuple[int | None, bytes]
+) -> None:
+    assert commands.parse_landed_sizes(output) == expected
+
+
+def test_a_landing_watch_needs_a_positive_interval_and_limit() -> None:
+    with pytest.raises(ValueError):
+        commands.landed_bytes_watch("/var/tmp/celestial-ssh.abc", 0, 10)
+    with pytest.raises(InvalidInput):
+        commands.landed_bytes_watch("/var/tmp/x; rm -rf /", 0.25, 10)
