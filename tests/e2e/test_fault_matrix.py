@@ -236,16 +236,18 @@ def test_two_coordinators_at_once_leave_exactly_one_copy(lab, workloads):
     assert_state_survived(before, lab[where].ticks(workload.name))
 
 
-def test_coordinator_killed_mid_transfer_then_recover(lab, workloads):
+def test_coordinator_killed_mid_transfer_then_recover(lab, workloads, tmp_path):
     source, target = lab["lab-a"], lab["lab-b"]
     workload = workloads.start(memory_mb=96)
     before = source.ticks(workload.name)
+    # a SIGKILLed coordinator cannot remove its temporary files: keep them in this test's
+    # directory instead of the machine's /tmp
     process = subprocess.Popen(
         [*CLI, "migrate", "-F", str(SSH_CONFIG), "lab-a", "lab-b", workload.name],
         cwd=REPO,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)},
     )
     assert process.stderr is not None
     for line in process.stderr:
