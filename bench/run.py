@@ -88,6 +88,7 @@ MODES: tuple[Mode, ...] = (
     Mode("tool-zstd", "tool", ("--compress", "zstd")),
     Mode("tool-paramiko", "tool", ("--transport", "paramiko", "--compress", "none")),
     Mode("tool-direct", "tool", ("--direct", "--compress", "none"), note="source -> target"),
+    Mode("tool-tls", "tool", ("--tls", "--compress", "none"), note="source -> target, TLS"),
 )
 
 # `celestial-ssh probe` rows for the data-plane measurement (same rules as MODES)

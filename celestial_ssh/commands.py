@@ -45,6 +45,7 @@ EXIT_ARCHIVE_CHECKSUM_MISMATCH = 97
 EXIT_FIFO_FAILED = 96
 # a gated stream that was never told to go (the coordinator gave up before the freeze)
 EXIT_NOT_STARTED = 94
+EXIT_DIRECT_LINK_FAILED = 95
 # A gated stream connects before the freeze and says READY_LINE on stdout; the freeze begins
 # when the coordinator answers GO_LINE on its stdin. Measured here: an SSH handshake takes
 # 0.5 s, and a pre-connected stream cut 0.6 s off the checkpoint of 256 MB.
@@ -205,17 +206,67 @@ def _release_readers(pid_variable: str, fifo: str, sleep_s: float) -> list[str]:
     ]
 
 
-def _link_then_go(fifo: str, ssh_to_target: Sequence[str], status_file: str | None) -> list[str]:
-    """sh lines of a ``--direct`` script's start: connect ``ssh_to_target`` (fed from
-    ``fifo``, quoted) in the background as ``$link``, then wait for :data:`GO_LINE`; a
-    stream never told to go lets the link end and exits :data:`EXIT_NOT_STARTED`."""
+@dataclass(frozen=True)
+class DirectLink:
+    """How a ``--direct`` source reaches the target.
+
+    - over SSH: ``argv`` is the ``ssh`` command, fed from the FIFO by ``cat``; its remote
+      command says :data:`READY_LINE`, which comes back through ``ssh``;
+    - over TLS (``ready_log`` set): ``argv`` reads the FIFO itself, and the link is ready
+      once ``ready_log`` shows ``ready_pattern`` (its handshake is done).
+    """
+
+    argv: tuple[str, ...]
+    ready_log: str | None = None
+    ready_pattern: str = ""
+    # named in the failure message (a word: it is spelled into the script)
+    program: str = "ssh"
+
+    def __post_init__(self) -> None:
+        if not self.program.isalnum():
+            raise ValueError(f"link program {self.program!r} must be a plain word")
+
+    @classmethod
+    def over_ssh(cls, ssh_to_target: Sequence[str]) -> DirectLink:
+        return cls(tuple(ssh_to_target))
+
+
+def direct_link_fifo(workdir: str) -> str:
+    """The FIFO a ``--direct`` checkpoint stream writes its archive into."""
+    return f"{validate_remote_path(workdir)}/link.fifo"
+
+
+def direct_probe_fifo(workdir: str) -> str:
+    """The FIFO a ``--direct`` probe writes its zeros into."""
+    return f"{validate_remote_path(workdir)}/probe.fifo"
+
+
+def _link_then_go(fifo: str, link: DirectLink, status_file: str | None) -> list[str]:
+    """sh lines of a ``--direct`` script's start: connect ``link`` (fed from ``fifo``,
+    quoted) in the background as ``$link``, wait until it is ready, then wait for
+    :data:`GO_LINE`; a stream never told to go lets the link end and exits
+    :data:`EXIT_NOT_STARTED`."""
     keep_status = f"; echo $? > {status_file}" if status_file else ""
+    if link.ready_log is None:
+        start = [f"{{ cat {fifo} | {join(link.argv)}{keep_status}; }} &", "link=$!"]
+    else:
+        log = quote(link.ready_log)
+        start = [
+            f"{{ {join(link.argv)} 2> {log}{keep_status}; }} &",
+            "link=$!",
+            f"until grep -q {quote(link.ready_pattern)} {log} 2>/dev/null; do",
+            '  if ! kill -0 "$link" 2>/dev/null; then',
+            f"    tail -n 5 {log} >&2; rm -f {fifo}; exit {EXIT_DIRECT_LINK_FAILED}",
+            "  fi",
+            "  sleep 0.01",
+            "done",
+            "echo ready",
+        ]
     return [
         f"mkfifo -m 600 {fifo} || exit {EXIT_FIFO_FAILED}",
-        f"{{ cat {fifo} | {join(ssh_to_target)}{keep_status}; }} &",
-        "link=$!",
+        *start,
         'IFS= read -r go; if [ "$go" != go ]; then',
-        # cat may still wait for a writer: open the FIFO until the link has ended
+        # the link may still wait for a writer: open the FIFO until the link has ended
         *("  " + line for line in _release_readers("link", fifo, 0.05)),
         f"  rm -f {fifo}; exit {EXIT_NOT_STARTED}",
         "fi",
@@ -324,30 +375,30 @@ def checkpoint_stream(
     return sh_script(script)
 
 
-EXIT_DIRECT_LINK_FAILED = 95
-
-
 def direct_checkpoint_stream(
-    checkpoint: Sequence[str], workdir: str, ssh_to_target: Sequence[str]
+    checkpoint: Sequence[str], workdir: str, link: DirectLink | Sequence[str]
 ) -> list[str]:
-    """``--direct``: the source streams the archive into ``ssh_to_target`` itself, so it
-    never passes the coordinator.
+    """``--direct``: the source streams the archive into ``link`` itself, so it never
+    passes the coordinator (``link``: a :class:`DirectLink`, or the ``ssh`` argv of one).
 
-    The link connects first (its remote command says :data:`READY_LINE`, which comes back
-    through ``ssh`` to the coordinator); the ``checkpoint`` script (ungated) runs when the
-    coordinator answers :data:`GO_LINE`. sh has no pipefail, so each side's status is kept
-    in a file: a failed checkpoint reports podman's status, a failed link exits
-    :data:`EXIT_DIRECT_LINK_FAILED`, a stream never told to go exits
-    :data:`EXIT_NOT_STARTED`.
+    The link connects first (over SSH its remote command says :data:`READY_LINE`, which
+    comes back through ``ssh``; over TLS the script says it once the handshake is done);
+    the ``checkpoint`` script (ungated) runs when the coordinator answers :data:`GO_LINE`.
+    sh has no pipefail, so each side's status is kept in a file: a failed checkpoint
+    reports podman's status, a failed link exits :data:`EXIT_DIRECT_LINK_FAILED`, a stream
+    never told to go exits :data:`EXIT_NOT_STARTED`.
     """
     validate_remote_path(workdir)
-    fifo = quote(f"{workdir}/link.fifo")
+    if not isinstance(link, DirectLink):
+        link = DirectLink.over_ssh(link)
+    fifo = quote(direct_link_fifo(workdir))
     checkpoint_exit = quote(f"{workdir}/direct.checkpoint-exit")
     link_status = quote(f"{workdir}/direct.link-status")
+    link_log = [f"  tail -n 5 {quote(link.ready_log)} >&2"] if link.ready_log else []
     script = "\n".join(
         [
-            *_link_then_go(fifo, ssh_to_target, link_status),
-            # the link's cat opened the FIFO (it said ready), so it sees the end of it
+            *_link_then_go(fifo, link, link_status),
+            # the link opened the FIFO (it is ready), so it sees the end of it
             f"{{ {join(checkpoint)}; echo $? > {checkpoint_exit}; }} > {fifo}",
             'wait "$link"',
             f"rm -f {fifo}",
@@ -355,7 +406,9 @@ def direct_checkpoint_stream(
             '[ "$status" = 0 ] || exit "$status"',
             f"link=$(cat {link_status} 2>/dev/null || echo 1)",
             'if [ "$link" != 0 ]; then',
-            '  echo "the direct stream from this host to the target failed (ssh exit $link)" >&2',
+            *link_log,
+            '  echo "the direct stream from this host to the target failed '
+            f'({link.program} exit $link)" >&2',
             f"  exit {EXIT_DIRECT_LINK_FAILED}",
             "fi",
         ]
@@ -389,18 +442,22 @@ def probe_receiver() -> list[str]:
 
 
 def direct_probe(
-    nbytes: int, max_seconds: float, workdir: str, ssh_to_target: Sequence[str]
+    nbytes: int, max_seconds: float, workdir: str, link: DirectLink | Sequence[str]
 ) -> list[str]:
-    """``--direct`` probe on the source: connect to the target first (its ready line comes
-    back), then on go time zeros into the link; ends with ``celestial-ssh-probe BYTES US``."""
+    """``--direct`` probe on the source: connect to the target first (it says ready once
+    connected), then on go time zeros into the link; ends with ``celestial-ssh-probe
+    BYTES US``. ``link`` as for :func:`direct_checkpoint_stream`."""
     validate_remote_path(workdir)
-    fifo = quote(f"{workdir}/probe.fifo")
+    if not isinstance(link, DirectLink):
+        link = DirectLink.over_ssh(link)
+    fifo_path = direct_probe_fifo(workdir)
+    fifo = quote(fifo_path)
     log = quote(f"{workdir}/probe.dd")
     script = "\n".join(
         [
-            *_link_then_go(fifo, ssh_to_target, None),
+            *_link_then_go(fifo, link, None),
             "began=$(date +%s%N)",
-            f"{_probe_dd(nbytes, max_seconds, output=f'{workdir}/probe.fifo')} 2> {log}",
+            f"{_probe_dd(nbytes, max_seconds, output=fifo_path)} 2> {log}",
             'wait "$link"; linked=$?',
             "ended=$(date +%s%N)",
             f"rm -f {fifo}",
@@ -431,6 +488,13 @@ def write_private_file(path: str, content: str) -> list[str]:
     """Write ``content`` to ``path`` (mode 0600); e.g. the target's pinned host key."""
     validate_remote_path(path)
     return sh_script(f"umask 077 && printf '%s' {quote(content)} > {quote(path)}")
+
+
+def receive_private_files(workdir: str) -> list[str]:
+    """Unpack a tar archive from stdin into ``workdir``, owned by us, mode 0600 at most
+    (e.g. a migration's TLS credentials)."""
+    validate_remote_path(workdir)
+    return sh_script(f"umask 077 && exec tar -x --no-same-owner -C {quote(workdir)} -f -")
 
 
 def landed_bytes_watch(workdir: str, interval_s: float, limit_s: int) -> list[str]:

@@ -14,7 +14,9 @@ one, with its own keys), and it trusts only the target key the coordinator verif
 from __future__ import annotations
 
 import contextlib
+import io
 import shutil
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from . import commands
-from .errors import ConnectionFailed, InvalidInput
+from . import commands, tls_link
+from .errors import ConnectionFailed, InvalidInput, RemoteCommandFailed
 from .openssh import (
     OpenSSHProcess,
     SSHEndpoint,
@@ -240,50 +242,204 @@ class DataPlane:
             commands.direct_probe(nbytes, max_seconds, source_workdir, link),
             forward_agent=True,
         )
-        try:
-            await_ready(process, timeout=timeout)
-            process.write(commands.GO_LINE)
-            output = bytearray()
-            process.set_read_timeout(timeout)
-            while chunk := process.read(4096):
-                output += chunk
-            result = process.wait(timeout)
-        finally:
-            with contextlib.suppress(Exception):
-                process.kill()
-        measured = commands.parse_probe_result(output.decode(errors="replace"))
-        if not result.ok or measured is None:
-            raise InvalidInput(
-                f"{source.host.name}: the direct link to {target.host.name} failed: "
-                f"{result.stderr.strip()[-300:] or f'exit {result.exit_status}'}"
-            )
+        measured = _run_direct_probe(process, source.host.name, target.host.name, timeout)
         return LinkMeasurement(bytes=measured[0], seconds=measured[1], data_plane="direct")
 
+    # -- --tls ------------------------------------------------------------------------
+    def prepare_tls(
+        self,
+        source: SSHSession,
+        target: SSHSession,
+        source_workdir: str,
+        target_workdir: str,
+        *,
+        timeout: float,
+    ) -> str:
+        """Before the freeze: give each end a throwaway TLS identity and the other end's
+        certificate (over the verified SSH sessions); return the address the target
+        listens on (the one its SSH session arrived on)."""
+        found = target.run(
+            tls_link.ssh_server_address(),
+            privileged=False,
+            timeout=timeout,
+            check=True,
+            what="reading the address of the target's SSH session",
+        )
+        address = tls_link.parse_address(found.stdout)
+        credentials = tls_link.make_credentials()
+        for session, workdir, own, peer in (
+            (source, source_workdir, credentials.source, credentials.target),
+            (target, target_workdir, credentials.target, credentials.source),
+        ):
+            send_private_files(
+                session, workdir, tls_link.credential_files(own, peer), timeout=timeout
+            )
+        return address
 
-def await_ready(
+    def start_tls_listener(
+        self,
+        target: SSHSession,
+        workdir: str,
+        address: str,
+        output: str,
+        *,
+        port: int,
+        stall_timeout_s: float,
+        accept_timeout_s: float,
+    ) -> tuple[StreamProcess, int]:
+        """Start the target's TLS listener (on the control connection: no data passes
+        through SSH) and return it with the port it listens on."""
+        listener = target.start(
+            tls_link.listen(
+                workdir,
+                address,
+                output,
+                port=port,
+                stall_timeout_s=stall_timeout_s,
+                accept_timeout_s=accept_timeout_s,
+            )
+        )
+        try:
+            line = await_line(listener, timeout=accept_timeout_s, ended_before="it listened")
+            return listener, tls_link.parse_listening(line.decode(errors="replace"))
+        except BaseException:
+            listener.kill()
+            raise
+
+    @staticmethod
+    def tls_link(
+        source_workdir: str, address: str, port: int, fifo: str, *, stall_timeout_s: float
+    ) -> commands.DirectLink:
+        """How the source's script reaches the target's TLS listener."""
+        return commands.DirectLink(
+            tuple(
+                tls_link.link(source_workdir, address, port, fifo, stall_timeout_s=stall_timeout_s)
+            ),
+            ready_log=tls_link.link_log(source_workdir),
+            ready_pattern=tls_link.HANDSHAKE_DONE,
+            program="socat",
+        )
+
+    def measure_tls(
+        self,
+        source: SSHSession,
+        target: SSHSession,
+        source_workdir: str,
+        target_workdir: str,
+        address: str,
+        nbytes: int,
+        *,
+        port: int = 0,
+        max_seconds: float = PROBE_MAX_SECONDS,
+        timeout: float = 120.0,
+    ) -> LinkMeasurement:
+        """Like :meth:`measure_direct`, over the ``--tls`` link."""
+        listener, bound = self.start_tls_listener(
+            target,
+            target_workdir,
+            address,
+            "/dev/null",
+            port=port,
+            stall_timeout_s=timeout,
+            accept_timeout_s=timeout,
+        )
+        link = self.tls_link(
+            source_workdir,
+            address,
+            bound,
+            commands.direct_probe_fifo(source_workdir),
+            stall_timeout_s=timeout,
+        )
+        try:
+            measured = _run_direct_probe(
+                source.start(commands.direct_probe(nbytes, max_seconds, source_workdir, link)),
+                source.host.name,
+                target.host.name,
+                timeout,
+            )
+            listener.wait(timeout)
+        finally:
+            listener.kill()
+        return LinkMeasurement(bytes=measured[0], seconds=measured[1], data_plane="tls")
+
+
+def _run_direct_probe(
+    process: StreamProcess, source: str, target: str, timeout: float
+) -> tuple[int, float]:
+    """Drive a started :func:`~celestial_ssh.commands.direct_probe`: (bytes, seconds)."""
+    try:
+        await_ready(process, timeout=timeout)
+        process.write(commands.GO_LINE)
+        output = bytearray()
+        process.set_read_timeout(timeout)
+        while chunk := process.read(4096):
+            output += chunk
+        result = process.wait(timeout)
+    finally:
+        with contextlib.suppress(Exception):
+            process.kill()
+    measured = commands.parse_probe_result(output.decode(errors="replace"))
+    if not result.ok or measured is None:
+        raise InvalidInput(
+            f"{source}: the direct link to {target} failed: "
+            f"{result.stderr.strip()[-300:] or f'exit {result.exit_status}'}"
+        )
+    return measured
+
+
+def send_private_files(
+    session: SSHSession, workdir: str, files: dict[str, str], *, timeout: float
+) -> None:
+    """Write ``files`` (name -> text) into ``workdir`` on ``session``'s host, mode 0600,
+    through stdin (never a command line, which other users of the host may read)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, text in files.items():
+            data = text.encode()
+            entry = tarfile.TarInfo(name)
+            entry.size, entry.mode, entry.mtime = len(data), 0o600, int(time.time())
+            archive.addfile(entry, io.BytesIO(data))
+    receiver = session.start(commands.receive_private_files(workdir))
+    try:
+        receiver.write(buffer.getvalue())
+        receiver.close_stdin()
+        result = receiver.wait(timeout)
+    finally:
+        receiver.kill()
+    if not result.ok:
+        raise RemoteCommandFailed(
+            f"{session.host.name}: writing the TLS credentials failed",
+            host=session.host.name,
+            command=result.command,
+            exit_status=result.exit_status,
+            stderr=result.stderr,
+        )
+
+
+def await_line(
     process: StreamProcess,
     *,
     timeout: float,
     host: str | None = None,
     ended_before: str = "it was ready",
     check: Callable[[], None] | None = None,
-) -> None:
-    """Read a stream's ready line (:data:`celestial_ssh.commands.READY_LINE`).
+    limit: int = 256,
+) -> bytes:
+    """Read one line (up to ``limit`` bytes) from a stream, without its newline.
 
     Reads in short slices so ``check`` (e.g. a cancel request, which it raises) is seen
     within half a second. Any failure is a :class:`ConnectionFailed` naming ``host``
     (default: the stream's own host) and saying the stream ended before ``ended_before``.
     """
     host = host or process.host_name
-    wanted = commands.READY_LINE
     received = b""
     deadline = time.monotonic() + timeout
     process.set_read_timeout(READY_POLL_S)
-    while len(received) < len(wanted):
+    while not received.endswith(b"\n"):
         if check is not None:
             check()
         try:
-            chunk: bytes | None = process.read(len(wanted) - len(received))
+            chunk: bytes | None = process.read(1)
         except TimeoutError:
             chunk = None
         except (OSError, EOFError) as error:
@@ -296,9 +452,35 @@ def await_ready(
                 host=host,
             )
         received += chunk or b""
+        if len(received) > limit:
+            raise ConnectionFailed(
+                f"{host}: unexpected stream greeting {received[:60]!r}", host=host
+            )
         if time.monotonic() > deadline:
             raise ConnectionFailed(
                 f"{host}: the stream was not ready within {timeout:.0f} s", host=host
             )
-    if received != wanted:
-        raise ConnectionFailed(f"{host}: unexpected stream greeting {received!r}", host=host)
+    return received[:-1]
+
+
+def await_ready(
+    process: StreamProcess,
+    *,
+    timeout: float,
+    host: str | None = None,
+    ended_before: str = "it was ready",
+    check: Callable[[], None] | None = None,
+) -> None:
+    """Read a stream's ready line (:data:`celestial_ssh.commands.READY_LINE`); failures
+    as for :func:`await_line`."""
+    host = host or process.host_name
+    line = await_line(
+        process,
+        timeout=timeout,
+        host=host,
+        ended_before=ended_before,
+        check=check,
+        limit=len(commands.READY_LINE),
+    )
+    if line + b"\n" != commands.READY_LINE:
+        raise ConnectionFailed(f"{host}: unexpected stream greeting {line!r}", host=host)

@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NoReturn, TypeVar
 
-from . import commands
+from . import commands, tls_link
 from .commands import CheckpointOptions
 from .compression_choice import choose_compression, compressibility, sample_memory_command
 from .data_plane import TRANSPORTS, DataPlane, LinkMeasurement, StreamProcess, await_ready
@@ -149,6 +149,11 @@ class MigrationOptions:
     # the source streams straight to the target when it can log in there (agent forwarding
     # or its own keys); otherwise the archive is relayed through this machine
     direct: bool = False
+    # the source streams straight to the target over mutually authenticated TLS (socat on
+    # both hosts; throwaway keys given to each end over SSH) instead of SSH; implies direct
+    # and never falls back to relaying. tls_port 0: the target picks a free port
+    tls: bool = False
+    tls_port: int = 0
     # cap on the relayed stream, bytes per second (None: as fast as the link goes)
     bwlimit_bytes_per_s: float | None = None
     # iterative pre-copy; needs soft-dirty tracking on both hosts, else stop-and-copy
@@ -224,6 +229,9 @@ class Migration:
         self._lock: RemoteProcess | None = None
         self._plane: DataPlane | None = None
         self._direct = False
+        # --tls: the address the target listens on, once both ends hold their credentials
+        self._tls_address: str | None = None
+        self._tls_listener: StreamProcess | None = None
         self._compression = self.options.compression
         self._precopy = False
         self._previous_archive: str | None = None
@@ -393,9 +401,12 @@ class Migration:
         limit = self.options.bwlimit_bytes_per_s
         if limit is not None and limit <= 0:
             raise InvalidInput("the bandwidth limit must be a positive rate")
-        if limit is not None and self.options.direct:
+        tls_link.validate_port(self.options.tls_port)
+        if self.options.tls_port and not self.options.tls:
+            raise InvalidInput("--tls-port needs --tls", hint="Add --tls, or leave out the port.")
+        if limit is not None and (self.options.direct or self.options.tls):
             raise InvalidInput(
-                "--bwlimit cannot be combined with --direct",
+                f"--bwlimit cannot be combined with {'--tls' if self.options.tls else '--direct'}",
                 hint="The limit is applied where the stream passes this machine; a direct "
                 "stream never does. Leave out one of them.",
             )
@@ -466,6 +477,8 @@ class Migration:
             source, target = self._sessions()
             if self.options.precopy:
                 self._check_precopy()
+            if self.options.tls:
+                self._both(self._check_socat)
             info = self._inspect_source(source)
             self._take_lock(source, info)
             self._check_target_is_free(target, info)
@@ -617,6 +630,16 @@ class Migration:
             )
         return HostFacts(name=name, is_root=is_root, podman=podman, criu_version=criu_version)
 
+    def _check_socat(self, session: SSHSession) -> None:
+        found = session.run(tls_link.socat_available(), timeout=self.options.command_timeout_s)
+        if not found.ok:
+            raise PreflightFailed(
+                f"{session.host.name}: --tls needs socat, which is not installed there",
+                host=session.host.name,
+                hint="Install socat on both hosts (e.g. apt-get install socat), or leave out "
+                "--tls; nothing was changed on either host.",
+            )
+
     def _inspect_source(self, source: SSHSession) -> ContainerInfo:
         result = source.run(
             commands.container_inspect(self._container), timeout=self.options.command_timeout_s
@@ -745,7 +768,9 @@ class Migration:
         self._progress.source_workdir = source_dir
         self._progress.target_workdir = target_dir
         self._progress.state = State.PREPARED
-        if self.options.direct:
+        if self.options.tls:
+            self._prepare_tls()
+        elif self.options.direct:
             self._prepare_direct()
         if self.options.compression == "auto":
             self._choose_compression()
@@ -780,6 +805,23 @@ class Migration:
             level="warning",
         )
 
+    def _prepare_tls(self) -> None:
+        """``--tls``: hand each end its credentials before the freeze. No fallback: the
+        user asked for this link, and whatever fails here fails before anything changed."""
+        source, target = self._sessions()
+        assert self._progress.source_workdir and self._progress.target_workdir
+        started = time.monotonic()
+        self._tls_address = self._data_plane().prepare_tls(
+            source,
+            target,
+            self._progress.source_workdir,
+            self._progress.target_workdir,
+            timeout=self.options.command_timeout_s,
+        )
+        self.report.timings["tls_setup"] = round(time.monotonic() - started, 4)
+        self._direct = True
+        self.report.transport = f"direct TLS (socat, to {self._tls_address})"
+
     def _choose_compression(self) -> None:
         """``--compress auto``: measure the link and how well the memory compresses."""
         source, target = self._sessions()
@@ -789,6 +831,17 @@ class Migration:
         started = time.monotonic()
 
         def measure_link() -> LinkMeasurement:
+            if self._tls_address is not None:
+                assert self._progress.source_workdir and self._progress.target_workdir
+                return plane.measure_tls(
+                    source,
+                    target,
+                    self._progress.source_workdir,
+                    self._progress.target_workdir,
+                    self._tls_address,
+                    PROBE_BYTES,
+                    port=self.options.tls_port,
+                )
             if self._direct:
                 assert self._progress.source_workdir is not None
                 return plane.measure_direct(
@@ -865,8 +918,9 @@ class Migration:
             checkpointed = exporter.wait(self.options.restore_timeout_s)
         except BaseException as error:
             exporter.kill()
-            if lander is not None:
-                lander.kill()
+            for receiving in (lander, self._tls_listener):
+                if receiving is not None:
+                    receiving.kill()
             duration = time.monotonic() - started
             self._emit(PhaseFailed(Phase.CHECKPOINT, duration, _one_line(error)))
             self._emit(PhaseFailed(Phase.TRANSFER, duration, _one_line(error)))
@@ -874,8 +928,9 @@ class Migration:
         checkpoint_s = time.monotonic() - started
         self.report.timings[Phase.CHECKPOINT.value] = round(checkpoint_s, 4)
         if not checkpointed.ok:
-            if lander is not None:
-                lander.kill()
+            for receiving in (lander, self._tls_listener):
+                if receiving is not None:
+                    receiving.kill()
             self._emit(PhaseFailed(Phase.CHECKPOINT, checkpoint_s, checkpointed.stderr.strip()))
             self._emit(PhaseFailed(Phase.TRANSFER, checkpoint_s, "the checkpoint failed"))
             if checkpointed.exit_status == -1:
@@ -951,6 +1006,17 @@ class Migration:
                     exit_status=landed.exit_status,
                     stderr=landed.stderr,
                 )
+        if self._tls_listener is not None:
+            # the source's socat has sent its last byte; the target's may still be writing
+            landed = self._tls_listener.wait(self.options.command_timeout_s)
+            if not landed.ok:
+                transfer_s = time.monotonic() - started
+                self._emit(PhaseFailed(Phase.TRANSFER, transfer_s, landed.stderr.strip()))
+                raise ConnectionFailed(
+                    f"{self._target_text}: receiving the checkpoint archive over TLS failed "
+                    f"({landed.stderr.strip()[-300:] or f'exit {landed.exit_status}'})",
+                    host=self._target_text,
+                )
         transfer_s = time.monotonic() - started
         self.report.timings[Phase.TRANSFER.value] = round(transfer_s, 4)
         self._emit(TransferProgress("checkpoint", moved_bytes, moved_bytes, finished=True))
@@ -976,6 +1042,10 @@ class Migration:
         plane = self._data_plane()
         started: list[StreamProcess] = []
         try:
+            if self._tls_address is not None:
+                exporter = self._connect_tls_stream(source_workdir, target_workdir, started)
+                self._start_direct_landing_side(target_workdir, started)
+                return exporter, None
             if self._direct:
                 land = commands.land_archive(target_workdir, hashed=False, announce=True)
                 checkpoint = commands.checkpoint_stream(
@@ -992,14 +1062,7 @@ class Migration:
                 )
                 started.append(exporter)
                 self._await_ready(exporter, self._target_text)
-                self._restorer = self._start_restorer(target_workdir, started)
-                self._landing_watch = target.start(
-                    commands.landed_bytes_watch(
-                        target_workdir, DIRECT_PROGRESS_INTERVAL_S, DIRECT_PROGRESS_LIMIT_S
-                    )
-                )
-                started.append(self._landing_watch)
-                self._await_ready(self._landing_watch, self._target_text)
+                self._start_direct_landing_side(target_workdir, started)
                 return exporter, None
             lander = plane.start(target, commands.land_archive(target_workdir, announce=True))
             started.append(lander)
@@ -1021,6 +1084,53 @@ class Migration:
             self._emit(PhaseFailed(Phase.CHECKPOINT, duration, _one_line(error)))
             self._emit(PhaseFailed(Phase.TRANSFER, duration, _one_line(error)))
             raise
+
+    def _connect_tls_stream(
+        self, source_workdir: str, target_workdir: str, started: list[StreamProcess]
+    ) -> StreamProcess:
+        """``--tls``: the target listens, the source connects and completes the handshake;
+        both run on the control connections (no data passes through SSH)."""
+        info = self._progress.source_info
+        assert info is not None and self._tls_address is not None
+        source, target = self._sessions()
+        plane = self._data_plane()
+        stall = self.options.stream_stall_timeout_s
+        listener, port = plane.start_tls_listener(
+            target,
+            target_workdir,
+            self._tls_address,
+            f"{target_workdir}/{commands.ARCHIVE_NAME}",
+            port=self.options.tls_port,
+            stall_timeout_s=stall,
+            accept_timeout_s=READY_TIMEOUT_S,
+        )
+        started.append(listener)
+        self._tls_listener = listener
+        link = plane.tls_link(
+            source_workdir,
+            self._tls_address,
+            port,
+            commands.direct_link_fifo(source_workdir),
+            stall_timeout_s=stall,
+        )
+        checkpoint = commands.checkpoint_stream(info.id, source_workdir, self._checkpoint_options())
+        exporter = source.start(commands.direct_checkpoint_stream(checkpoint, source_workdir, link))
+        started.append(exporter)
+        self._await_ready(exporter, self._target_text)
+        return exporter
+
+    def _start_direct_landing_side(self, target_workdir: str, started: list[StreamProcess]) -> None:
+        """A direct stream's target side, before the freeze: the gated restore, and the
+        watch that reports how much has landed."""
+        _, target = self._sessions()
+        self._restorer = self._start_restorer(target_workdir, started)
+        self._landing_watch = target.start(
+            commands.landed_bytes_watch(
+                target_workdir, DIRECT_PROGRESS_INTERVAL_S, DIRECT_PROGRESS_LIMIT_S
+            )
+        )
+        started.append(self._landing_watch)
+        self._await_ready(self._landing_watch, self._target_text)
 
     def _start_restorer(self, target_workdir: str, started: list[StreamProcess]) -> StreamProcess:
         """The restore command, connected now and started by a go line once the archive
@@ -1477,6 +1587,8 @@ class Migration:
     def _close(self) -> None:
         if self._restorer is not None and self._restorer.is_running():
             self._restorer.kill()
+        if self._tls_listener is not None:
+            self._tls_listener.kill()
         if self._landing_watch is not None:
             self._landing_watch.kill()
         if self._plane is not None:

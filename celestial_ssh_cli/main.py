@@ -92,6 +92,21 @@ def cli() -> None:
 )
 @data_plane_options
 @click.option(
+    "--tls",
+    is_flag=True,
+    help="Stream from the source straight to the target over TLS instead of SSH (faster; "
+    "needs socat on both hosts and a TCP port open from source to target). Each end gets "
+    "a throwaway key over SSH and trusts only the other's; no agent is forwarded.",
+)
+@click.option(
+    "--tls-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    metavar="PORT",
+    help="With --tls: the port the target listens on (0: any free one).",
+)
+@click.option(
     "--pre-copy",
     "precopy",
     is_flag=True,
@@ -138,6 +153,8 @@ def migrate_command(
     direct: bool,
     bwlimit: float | None,
     precopy: bool,
+    tls: bool = False,
+    tls_port: int = 0,
     inventory_file: str | None = None,
 ) -> None:
     """Move the running CONTAINER from SOURCE to TARGET, keeping its memory state."""
@@ -163,6 +180,8 @@ def migrate_command(
         accept_new_host_keys=accept_new_host_keys,
         transport=transport,
         direct=direct,
+        tls=tls,
+        tls_port=tls_port,
         bwlimit_bytes_per_s=bwlimit,
         precopy=precopy,
     )

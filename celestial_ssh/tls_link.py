@@ -1,0 +1,241 @@
+"""``--tls``: the source streams the archive straight to the target over TLS, not SSH.
+
+On our machines one SSH stream tops out near 590 MB/s with ``ssh`` and ``sshd`` each a
+full core; the limit is OpenSSH's channel machinery, not its cipher. OpenSSL's AES-GCM
+(socat at both ends) moves the same bytes for about a third of the CPU, which on a busy
+2-core host is what the checkpoint's downtime is made of (bench/README.md).
+
+Trust comes only from the SSH sessions the coordinator has already verified: it makes a
+throwaway key and self-signed certificate for each end, gives each end its own key and
+the other end's certificate over SSH (stdin, never a command line), and each end accepts
+only that certificate. So the link is mutually authenticated and encrypted, with no CA,
+no key reused across migrations, and no login of the source on the target (no forwarded
+agent). The files live in the migration's private work directories and go with them.
+
+The target listens on the address its SSH session arrived on (``$SSH_CONNECTION``), on
+a port of its choosing unless one is given; the source connects there.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from .errors import InvalidInput
+from .shell import quote, sh_script, validate_remote_path
+
+SOURCE_NAME = "celestial-ssh-source"
+TARGET_NAME = "celestial-ssh-target"
+# in each work directory: this end's key and certificate (socat's cert= takes both), the
+# peer's certificate (its cafile=, the only one it trusts), and socat's log
+IDENTITY_FILE = "tls.pem"
+PEER_FILE = "tls-peer.crt"
+LISTEN_LOG = "tls-listen.log"
+LINK_LOG = "tls-link.log"
+# socat's buffer: its default 8 KiB means a system call per 8 KiB
+BUFFER_BYTES = 1 << 20
+EXIT_TLS_LISTEN_FAILED = 93
+LISTENING_MARKER = "celestial-ssh-listening"
+# socat -d -d notices: the listener is bound; the client's handshake (and certificate
+# check) has succeeded
+_SOCAT_LISTENING = "listening on"
+HANDSHAKE_DONE = "SSL connection using"
+
+
+@dataclass(frozen=True)
+class TLSIdentity:
+    """One end's throwaway credentials, PEM-encoded."""
+
+    key_and_certificate: str
+    certificate: str
+
+
+@dataclass(frozen=True)
+class TLSCredentials:
+    """Both ends' identities for one migration."""
+
+    source: TLSIdentity
+    target: TLSIdentity
+
+
+def make_identity(common_name: str, *, now: datetime | None = None) -> TLSIdentity:
+    """A new P-256 key and a self-signed certificate for ``common_name``.
+
+    Valid from a day before ``now`` to two days after it: the hosts' clocks need not agree
+    with ours, and the files are gone when the migration's work directories are.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    moment = now or datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(moment - timedelta(days=1))
+        .not_valid_after(moment + timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
+        # the peer trusts this certificate itself as its only anchor
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    return TLSIdentity(key_and_certificate=key_pem + certificate_pem, certificate=certificate_pem)
+
+
+def make_credentials() -> TLSCredentials:
+    return TLSCredentials(source=make_identity(SOURCE_NAME), target=make_identity(TARGET_NAME))
+
+
+def credential_files(identity: TLSIdentity, peer: TLSIdentity) -> dict[str, str]:
+    """What one end's work directory receives: file name -> content."""
+    return {IDENTITY_FILE: identity.key_and_certificate, PEER_FILE: peer.certificate}
+
+
+def ssh_server_address() -> list[str]:
+    """Print the address this SSH session arrived on (run unprivileged: sudo drops
+    ``SSH_CONNECTION``)."""
+    return sh_script('set -- $SSH_CONNECTION; echo "$3"')
+
+
+def parse_address(output: str) -> str:
+    """The IP address :func:`ssh_server_address` printed, checked."""
+    text = output.strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError as error:
+        raise InvalidInput(
+            f"cannot tell the target's address for --tls from SSH_CONNECTION ({text!r})"
+        ) from error
+
+
+def socat_host(address: str) -> str:
+    """``address`` as socat writes a host: IPv6 in brackets."""
+    ip = ipaddress.ip_address(address)
+    return f"[{ip}]" if ip.version == 6 else str(ip)
+
+
+def _tls_options(workdir: str) -> str:
+    validate_remote_path(workdir)
+    return f"cert={workdir}/{IDENTITY_FILE},cafile={workdir}/{PEER_FILE},verify=1"
+
+
+def validate_port(port: int) -> int:
+    """``port`` if it is a TCP port number or 0 (any free one)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InvalidInput(f"--tls-port {port!r} is not a TCP port (0-65535; 0: any free one)")
+    return port
+
+
+def listen(
+    workdir: str,
+    address: str,
+    output: str,
+    *,
+    port: int = 0,
+    stall_timeout_s: float,
+    accept_timeout_s: float,
+) -> list[str]:
+    """The target's end: accept one TLS connection on ``address``, write what it carries to
+    ``output`` (a path in ``workdir``, or /dev/null for a probe), then exit with socat's
+    status.
+
+    Prints ``celestial-ssh-listening PORT`` once bound. Gives up if nobody connects within
+    ``accept_timeout_s``, or if the stream stalls for ``stall_timeout_s``.
+    """
+    validate_remote_path(workdir)
+    if output != "/dev/null":
+        validate_remote_path(output)
+    listen_address = (
+        f"OPENSSL-LISTEN:{validate_port(port)},bind={socat_host(address)},"
+        f"{_tls_options(workdir)},accept-timeout={accept_timeout_s:g}"
+    )
+    log = quote(f"{workdir}/{LISTEN_LOG}")
+    socat = (
+        f"socat -d -d -u -b {BUFFER_BYTES} -T {stall_timeout_s:g} "
+        f"{quote(listen_address)} - > {quote(output)} 2> {log} &"
+    )
+    script = "\n".join(
+        [
+            "umask 077",
+            socat,
+            "listener=$!",
+            f"until grep -q '{_SOCAT_LISTENING}' {log} 2>/dev/null; do",
+            '  if ! kill -0 "$listener" 2>/dev/null; then',
+            f"    tail -n 5 {log} >&2; exit {EXIT_TLS_LISTEN_FAILED}",
+            "  fi",
+            "  sleep 0.01",
+            "done",
+            # "... listening on AF=2 127.0.0.12:40123": the digits after the last colon
+            f"port=$(sed -n 's/.*{_SOCAT_LISTENING} .*:\\([0-9][0-9]*\\)$/\\1/p' {log} "
+            "| head -n 1)",
+            f'echo "{LISTENING_MARKER} $port"',
+            'wait "$listener"',
+            "status=$?",
+            f'[ "$status" = 0 ] || tail -n 5 {log} >&2',
+            'exit "$status"',
+        ]
+    )
+    return sh_script(script)
+
+
+_LISTENING_LINE = re.compile(rf"^{LISTENING_MARKER} ([0-9]{{1,5}})$")
+
+
+def parse_listening(line: str) -> int:
+    """The port in :func:`listen`'s first line."""
+    match = _LISTENING_LINE.fullmatch(line.strip())
+    port = int(match.group(1)) if match else 0
+    if not 0 < port <= 65535:
+        raise InvalidInput(f"the target's TLS listener said {line.strip()[:80]!r}, not a port")
+    return port
+
+
+def link(workdir: str, address: str, port: int, fifo: str, *, stall_timeout_s: float) -> list[str]:
+    """The source's end, as argv: connect to the target first (``-U``: socat opens its
+    first address, the connection, before it waits on ``fifo`` for a writer), then send
+    what is written into ``fifo``. Its log shows :data:`HANDSHAKE_DONE` once the
+    target's certificate passed."""
+    validate_remote_path(workdir)
+    validate_remote_path(fifo)
+    if validate_port(port) == 0:
+        raise InvalidInput("the source needs the target's actual port")
+    connect = (
+        f"OPENSSL:{socat_host(address)}:{port},{_tls_options(workdir)},commonname={TARGET_NAME}"
+    )
+    return [
+        "socat",
+        "-d",
+        "-d",
+        "-U",
+        "-b",
+        str(BUFFER_BYTES),
+        "-T",
+        f"{stall_timeout_s:g}",
+        connect,
+        f"OPEN:{fifo},rdonly",
+    ]
+
+
+def link_log(workdir: str) -> str:
+    """Where the source's script keeps the link's socat log (it waits there for the
+    handshake, and shows its tail when the link fails)."""
+    return f"{validate_remote_path(workdir)}/{LINK_LOG}"
+
+
+def socat_available() -> list[str]:
+    """Exit 0 when socat is on PATH (``--tls`` needs it on both hosts)."""
+    return sh_script("command -v socat >/dev/null 2>&1")
