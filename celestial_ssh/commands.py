@@ -494,7 +494,9 @@ def receive_private_files(workdir: str) -> list[str]:
     """Unpack a tar archive from stdin into ``workdir``, owned by us, mode 0600 at most
     (e.g. a migration's TLS credentials)."""
     validate_remote_path(workdir)
-    return sh_script(f"umask 077 && exec tar -x --no-same-owner -C {quote(workdir)} -f -")
+    return sh_script(
+        f"umask 077 && exec tar -x --no-same-owner --no-same-permissions -C {quote(workdir)} -f -"
+    )
 
 
 def landed_bytes_watch(workdir: str, interval_s: float, limit_s: int) -> list[str]:

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import commands, doctor_commands
+from . import commands, doctor_commands, tls_link
 from .errors import CelestialError, ConnectionFailed
 from .hosts import resolve_host
 from .podman_json import parse_criu_version, version_tuple
@@ -236,6 +236,7 @@ class _Checker:
             self.runtime,
             self.kernel,
             self.criu,
+            self.tls,
             self.cpu,
             self.memory,
             self.disk,
@@ -431,6 +432,23 @@ class _Checker:
             else LAZY_PAGES_UNAVAILABLE
         )
         self.add(Check("lazy pages", lazy.ok, lazy_detail, level="info"))
+        return True
+
+    def tls(self) -> bool:
+        """Whether ``migrate --tls`` can use this host (it needs socat at both ends)."""
+        found = self.run(tls_link.socat_available(), privileged=False)
+        self.report.facts["socat"] = found.ok
+        self.add(
+            Check(
+                "tls link",
+                found.ok,
+                "socat found: --tls can stream to or from this host"
+                if found.ok
+                else "no socat: --tls cannot stream to or from this host",
+                "" if found.ok else "Optional: install socat (e.g. apt-get install socat).",
+                level="info",
+            )
+        )
         return True
 
     def cpu(self) -> bool:

@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from celestial_ssh import commands, doctor_commands
+from celestial_ssh import commands, doctor_commands, tls_link
 from celestial_ssh import readiness as doctor_module
 from celestial_ssh.errors import ConnectionFailed, HostConfigError, InvalidInput
 from celestial_ssh.hosts import ResolvedHost
@@ -75,6 +75,7 @@ def healthy_responses() -> dict[tuple[str, ...], tuple[int, str, str]]:
             "Warn  (criu/cr-check.c:824): Dirty tracking is OFF. Memory snapshot will not work.\n",
         ),
         key(doctor_commands.criu_feature("uffd-noncoop")): (0, "uffd-noncoop is supported\n", ""),
+        key(tls_link.socat_available()): (0, "", ""),
         key(commands.machine_arch()): (0, "x86_64\n", ""),
         key(doctor_commands.cpu_summary()): (0, CPU_SUMMARY, ""),
         key(doctor_commands.memory_info()): (0, MEMINFO, ""),
@@ -232,6 +233,7 @@ def test_healthy_host(fleet: dict[str, FakeSession]) -> None:
         "criu check",
         "pre-copy",
         "lazy pages",
+        "tls link",
         "cpu",
         "memory",
         "disk",
@@ -252,6 +254,18 @@ def test_healthy_host(fleet: dict[str, FakeSession]) -> None:
     assert "23.1 GiB available" in (report.check("memory") or Check("", False, "")).detail
     assert session.closed, "a session doctor opened is closed again"
     assert session.privileged_prefix == ()
+
+
+def test_a_host_without_socat_is_told_tls_cannot_use_it(fleet: dict[str, FakeSession]) -> None:
+    session = add(fleet, "alpha")
+    del session.responses[key(tls_link.socat_available())]
+    report = check_host("alpha")
+    tls = report.check("tls link")
+    assert tls is not None and not tls.ok and tls.level == "info"
+    assert tls.detail == "no socat: --tls cannot stream to or from this host"
+    assert "apt-get install socat" in tls.fix
+    assert report.ok, "socat is optional: doctor does not fail without it"
+    assert report.facts["socat"] is False
 
 
 def test_pre_copy_available(fleet: dict[str, FakeSession]) -> None:

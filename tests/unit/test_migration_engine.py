@@ -654,6 +654,9 @@ def test_accept_new_host_keys_relaxes_only_strict_hosts(lab: FakeLab) -> None:
         pytest.param("-web", None, id="leading-dash"),
         pytest.param("web", MigrationOptions(new_name="$(x)"), id="new-name"),
         pytest.param("web", MigrationOptions(compression="xz"), id="compression"),
+        pytest.param("web", MigrationOptions(tls_port=4433), id="tls-port-without-tls"),
+        pytest.param("web", MigrationOptions(tls=True, tls_port=70000), id="tls-port-range"),
+        pytest.param("web", MigrationOptions(tls=True, bwlimit_bytes_per_s=1e6), id="tls-bwlimit"),
     ],
 )
 def test_invalid_input_is_refused_before_resolving_or_connecting(
@@ -759,6 +762,23 @@ def test_preflight_failures_stop_before_the_freeze(
     assert not any("checkpoint" in command for _, command in lab.log)
     assert not any("mktemp" in command for _, command in lab.log)
     assert lab.phases()[-1] == ("failed", Phase.PREFLIGHT)
+
+
+@pytest.mark.parametrize("host", [SRC, TGT])
+def test_tls_without_socat_on_a_host_stops_in_preflight(lab: FakeLab, host: str) -> None:
+    for each in (SRC, TGT):
+        lab.answer(each, "command -v socat", result(status=1 if each == host else 0))
+    engine, error = fail(lab, PreflightFailed, MigrationOptions(tls=True))
+    assert error.message == f"{host}: --tls needs socat, which is not installed there"
+    assert "nothing was changed" in (error.hint or "")
+    assert engine.report.outcome is Outcome.NOT_STARTED
+    assert lab.streams() == []
+    assert not any("checkpoint" in command or "mktemp" in command for _, command in lab.log)
+
+
+def test_without_tls_nobody_asks_for_socat(lab: FakeLab) -> None:
+    run(lab)
+    assert not any("socat" in command for _, command in lab.log)
 
 
 def test_a_different_image_on_the_target_stops_before_the_freeze(lab: FakeLab) -> None:

@@ -1,0 +1,319 @@
+"""``--tls``: throwaway credentials, the socat commands, and a real TLS link on loopback.
+
+The last tests run the scripts with real ``sh``, ``socat`` and OpenSSL on 127.0.0.1
+(``make deps`` installs socat): the link says ready only after the handshake, carries the
+bytes, and refuses a peer whose certificate is not the one it was given.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from celestial_ssh import commands, tls_link
+from celestial_ssh.data_plane import DataPlane
+from celestial_ssh.errors import InvalidInput
+
+WORKDIR = "/var/tmp/celestial-ssh.abc123"
+
+
+# -- credentials ---------------------------------------------------------------------------
+def test_an_identity_is_a_fresh_self_signed_p256_certificate_with_its_key() -> None:
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    identity = tls_link.make_identity("celestial-ssh-target", now=now)
+    certificate = x509.load_pem_x509_certificate(identity.certificate.encode())
+    assert certificate.subject == certificate.issuer
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    assert [n.value for n in names] == ["celestial-ssh-target"]
+    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert san.value.get_values_for_type(x509.DNSName) == ["celestial-ssh-target"]
+    assert certificate.not_valid_before_utc == now - timedelta(days=1)
+    assert certificate.not_valid_after_utc == now + timedelta(days=2)
+    key = serialization.load_pem_private_key(identity.key_and_certificate.encode(), None)
+    assert key.public_key().public_numbers() == certificate.public_key().public_numbers()  # type: ignore[union-attr]
+    # socat's cert= file: the key, then the certificate
+    assert identity.key_and_certificate.startswith("-----BEGIN PRIVATE KEY-----")
+    assert identity.key_and_certificate.endswith(identity.certificate)
+    assert "PRIVATE" not in identity.certificate
+
+
+def test_every_migration_gets_new_keys_and_each_end_gets_the_others_certificate() -> None:
+    first, second = tls_link.make_credentials(), tls_link.make_credentials()
+    assert first.source.certificate != second.source.certificate
+    assert first.source.certificate != first.target.certificate
+    files = tls_link.credential_files(first.source, first.target)
+    assert files == {
+        "tls.pem": first.source.key_and_certificate,
+        "tls-peer.crt": first.target.certificate,
+    }
+
+
+# -- addresses and ports -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("printed", "address", "socat"),
+    [
+        ("127.0.0.12\n", "127.0.0.12", "127.0.0.12"),
+        ("10.1.2.3", "10.1.2.3", "10.1.2.3"),
+        ("::1\n", "::1", "[::1]"),
+        ("fe80:0:0::5\n", "fe80::5", "[fe80::5]"),
+    ],
+)
+def test_the_target_address_comes_from_ssh_connection(
+    printed: str, address: str, socat: str
+) -> None:
+    assert tls_link.parse_address(printed) == address
+    assert tls_link.socat_host(address) == socat
+
+
+@pytest.mark.parametrize("printed", ["", "\n", "lab-b", "127.0.0.12 2222", "1.2.3.4;rm"])
+def test_an_unreadable_target_address_is_refused(printed: str) -> None:
+    with pytest.raises(InvalidInput, match="address"):
+        tls_link.parse_address(printed)
+
+
+def test_the_address_is_read_unprivileged_from_the_third_field() -> None:
+    script = tls_link.ssh_server_address()
+    env = {"PATH": os.environ["PATH"], "SSH_CONNECTION": "10.0.0.1 51234 10.0.0.6 22"}
+    out = subprocess.run(script, env=env, capture_output=True, text=True, check=True).stdout
+    assert out == "10.0.0.6\n"
+
+
+@pytest.mark.parametrize("port", [-1, 65536, True, "80"])
+def test_a_port_outside_tcp_is_refused(port: object) -> None:
+    with pytest.raises(InvalidInput, match="tls-port"):
+        tls_link.validate_port(port)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("line", "port"),
+    [("celestial-ssh-listening 40123", 40123), ("celestial-ssh-listening 1\n", 1)],
+)
+def test_the_listener_announces_its_port(line: str, port: int) -> None:
+    assert tls_link.parse_listening(line) == port
+
+
+@pytest.mark.parametrize(
+    "line", ["", "celestial-ssh-listening", "celestial-ssh-listening 0", "listening 4000"]
+)
+def test_a_listener_without_a_port_is_an_error(line: str) -> None:
+    with pytest.raises(InvalidInput, match="not a port"):
+        tls_link.parse_listening(line)
+
+
+# -- the commands ----------------------------------------------------------------------------
+def test_the_listener_command() -> None:
+    argv = tls_link.listen(
+        WORKDIR,
+        "127.0.0.12",
+        f"{WORKDIR}/checkpoint.tar",
+        port=4433,
+        stall_timeout_s=300,
+        accept_timeout_s=60,
+    )
+    assert argv[:2] == ["sh", "-c"]
+    script = argv[2]
+    assert (
+        "socat -d -d -u -b 1048576 -T 300 OPENSSL-LISTEN:4433,bind=127.0.0.12,"
+        f"cert={WORKDIR}/tls.pem,cafile={WORKDIR}/tls-peer.crt,verify=1,accept-timeout=60 "
+        f"- > {WORKDIR}/checkpoint.tar 2> {WORKDIR}/tls-listen.log &"
+    ) in script
+    assert script.startswith("umask 077\n")
+
+
+def test_the_link_command_connects_before_it_opens_the_fifo() -> None:
+    fifo = commands.direct_link_fifo(WORKDIR)
+    argv = tls_link.link(WORKDIR, "::1", 4433, fifo, stall_timeout_s=300)
+    assert argv == [
+        "socat",
+        "-d",
+        "-d",
+        "-U",  # the first address (the connection) is opened first, and only written
+        "-b",
+        "1048576",
+        "-T",
+        "300",
+        f"OPENSSL:[::1]:4433,cert={WORKDIR}/tls.pem,cafile={WORKDIR}/tls-peer.crt,"
+        "verify=1,commonname=celestial-ssh-target",
+        f"OPEN:{WORKDIR}/link.fifo,rdonly",
+    ]
+
+
+@pytest.mark.parametrize(
+    "workdir", ["relative", "/tmp/a,b", "/tmp/a:b", "/tmp/a b", "/tmp/$(x)", "/tmp/../etc"]
+)
+def test_paths_that_socat_or_sh_would_read_otherwise_are_refused(workdir: str) -> None:
+    with pytest.raises(InvalidInput):
+        tls_link.listen(workdir, "::1", "/dev/null", stall_timeout_s=1, accept_timeout_s=1)
+    with pytest.raises(InvalidInput):
+        tls_link.link(workdir, "::1", 1, "/tmp/f", stall_timeout_s=1)
+
+
+def test_the_link_needs_the_actual_port() -> None:
+    with pytest.raises(InvalidInput, match="actual port"):
+        tls_link.link(WORKDIR, "::1", 0, "/tmp/f", stall_timeout_s=1)
+
+
+def test_a_link_program_must_be_a_plain_word() -> None:
+    with pytest.raises(ValueError, match="plain word"):
+        commands.DirectLink(("socat",), program="so cat")
+
+
+def test_credentials_are_unpacked_private(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        entry = tarfile.TarInfo("tls.pem")
+        entry.size, entry.mode = 6, 0o644
+        archive.addfile(entry, io.BytesIO(b"secret"))
+    subprocess.run(
+        commands.receive_private_files(str(tmp_path)), input=buffer.getvalue(), check=True
+    )
+    assert (tmp_path / "tls.pem").read_bytes() == b"secret"
+    assert (tmp_path / "tls.pem").stat().st_mode & 0o077 == 0
+
+
+# -- a real link on loopback -------------------------------------------------------------------
+needs_socat = pytest.mark.skipif(
+    shutil.which("socat") is None, reason="socat is not installed (make deps installs it)"
+)
+
+
+def _end(workdir: Path, own: tls_link.TLSIdentity, peer: tls_link.TLSIdentity) -> str:
+    workdir.mkdir()
+    for name, text in tls_link.credential_files(own, peer).items():
+        (workdir / name).write_text(text)
+        (workdir / name).chmod(0o600)
+    return str(workdir)
+
+
+class Listener:
+    def __init__(self, workdir: str, output: str):
+        self.process = subprocess.Popen(
+            tls_link.listen(workdir, "127.0.0.1", output, stall_timeout_s=10, accept_timeout_s=10),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        assert self.process.stdout is not None
+        self.port = tls_link.parse_listening(self.process.stdout.readline().decode())
+
+    def finish(self) -> tuple[int, str]:
+        try:
+            _, err = self.process.communicate(timeout=15)
+        finally:
+            self.stop()
+        return self.process.returncode, err.decode()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def _stream(source_dir: str, port: int, payload_file: Path) -> subprocess.Popen[bytes]:
+    link = DataPlane.tls_link(
+        source_dir,
+        "127.0.0.1",
+        port,
+        commands.direct_link_fifo(source_dir),
+        stall_timeout_s=10,
+    )
+    checkpoint = ["cat", str(payload_file)]
+    return subprocess.Popen(
+        commands.direct_checkpoint_stream(checkpoint, source_dir, link),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+@needs_socat
+def test_a_tls_link_says_ready_after_the_handshake_and_carries_the_archive(
+    tmp_path: Path,
+) -> None:
+    credentials = tls_link.make_credentials()
+    source_dir = _end(tmp_path / "source", credentials.source, credentials.target)
+    target_dir = _end(tmp_path / "target", credentials.target, credentials.source)
+    payload = tmp_path / "payload"
+    payload.write_bytes(os.urandom(3 << 20))
+    landed = Path(target_dir) / "checkpoint.tar"
+    listener = Listener(target_dir, str(landed))
+    source = _stream(source_dir, listener.port, payload)
+    try:
+        assert source.stdout is not None and source.stdin is not None
+        assert source.stdout.readline() == commands.READY_LINE
+        assert "SSL connection using" in (Path(source_dir) / "tls-link.log").read_text()
+        assert not landed.stat().st_size  # nothing moves before go
+        source.stdin.write(commands.GO_LINE)
+        source.stdin.flush()
+        _, err = source.communicate(timeout=15)
+        assert source.returncode == 0, err
+        status, listener_err = listener.finish()
+        assert status == 0, listener_err
+        assert landed.read_bytes() == payload.read_bytes()
+        assert landed.stat().st_mode & 0o077 == 0
+    finally:
+        listener.stop()
+        if source.poll() is None:
+            os.killpg(source.pid, signal.SIGKILL)
+
+
+@needs_socat
+def test_a_link_to_a_target_with_another_certificate_fails_before_ready(
+    tmp_path: Path,
+) -> None:
+    credentials, stranger = tls_link.make_credentials(), tls_link.make_credentials()
+    # the source was told the target's certificate; something else answers on the port
+    source_dir = _end(tmp_path / "source", credentials.source, credentials.target)
+    impostor_dir = _end(tmp_path / "impostor", stranger.target, credentials.source)
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"memory")
+    listener = Listener(impostor_dir, str(Path(impostor_dir) / "checkpoint.tar"))
+    started = time.monotonic()
+    source = _stream(source_dir, listener.port, payload)
+    try:
+        out, err = source.communicate(commands.GO_LINE, timeout=15)
+        assert source.returncode == commands.EXIT_DIRECT_LINK_FAILED
+        assert b"ready" not in out
+        assert "certificate verify failed" in err.decode()
+        assert time.monotonic() - started < 10
+        assert not (Path(impostor_dir) / "checkpoint.tar").read_bytes()
+    finally:
+        listener.stop()
+        if source.poll() is None:
+            os.killpg(source.pid, signal.SIGKILL)
+
+
+@needs_socat
+def test_a_listener_refuses_a_client_with_another_certificate(tmp_path: Path) -> None:
+    credentials, stranger = tls_link.make_credentials(), tls_link.make_credentials()
+    target_dir = _end(tmp_path / "target", credentials.target, credentials.source)
+    # a client that knows the target's certificate but holds a key of its own
+    stranger_dir = _end(tmp_path / "stranger", stranger.source, credentials.target)
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"injected")
+    landed = Path(target_dir) / "checkpoint.tar"
+    listener = Listener(target_dir, str(landed))
+    source = _stream(stranger_dir, listener.port, payload)
+    try:
+        source.communicate(commands.GO_LINE, timeout=15)
+        status, err = listener.finish()
+        assert status != 0
+        assert "certificate" in err
+        assert landed.read_bytes() == b""
+    finally:
+        listener.stop()
+        if source.poll() is None:
+            os.killpg(source.pid, signal.SIGKILL)
