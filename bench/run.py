@@ -97,6 +97,7 @@ PROBES: tuple[Mode, ...] = (
     Mode("probe-paramiko", "probe", ("--transport", "paramiko")),
     Mode("probe-openssh", "probe", ("--transport", "openssh")),
     Mode("probe-openssh-direct", "probe", ("--transport", "openssh", "--direct")),
+    Mode("probe-tls", "probe", ("--tls",)),
 )
 
 SLOW_COMPRESSIONS: tuple[str, ...] = ("none", "zstd", "auto")

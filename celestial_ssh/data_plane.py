@@ -265,7 +265,7 @@ class DataPlane:
             check=True,
             what="reading the address of the target's SSH session",
         )
-        address = tls_link.parse_address(found.stdout)
+        address = tls_link.parse_address(found.stdout, target.host.name)
         credentials = tls_link.make_credentials()
         for session, workdir, own, peer in (
             (source, source_workdir, credentials.source, credentials.target),
@@ -301,7 +301,8 @@ class DataPlane:
         )
         try:
             line = await_line(listener, timeout=accept_timeout_s, ended_before="it listened")
-            return listener, tls_link.parse_listening(line.decode(errors="replace"))
+            port = tls_link.parse_listening(line.decode(errors="replace"), target.host.name)
+            return listener, port
         except BaseException:
             listener.kill()
             raise

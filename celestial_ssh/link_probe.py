@@ -23,6 +23,7 @@ def probe_link(
     nbytes: int = 256 * 1024 * 1024,
     transport: str = "auto",
     direct: bool = False,
+    tls: bool = False,
     ssh_config: str | None = None,
     host_resolver: Callable[[str], ResolvedHost] | None = None,
     timeout: float = 300.0,
@@ -30,25 +31,40 @@ def probe_link(
     """Stream ``nbytes`` from ``source`` to ``target`` and time it; changes nothing there.
 
     With ``direct`` the source streams straight to the target (as ``migrate --direct``
-    does); a source that cannot log in there raises :class:`InvalidInput`.
+    does); a source that cannot log in there raises :class:`InvalidInput`. With ``tls`` it
+    streams there over TLS (as ``migrate --tls``; socat on both hosts).
     """
     if nbytes <= 0:
         raise InvalidInput("the probe needs a positive number of bytes")
     resolve = host_resolver or (lambda text: resolve_host(text, ssh_config))
     sessions = (SSHSession(resolve(source)), SSHSession(resolve(target)))
     plane: DataPlane | None = None
-    workdir: str | None = None
+    workdirs: dict[SSHSession, str] = {}
+
+    def make_workdir(session: SSHSession) -> str:
+        made = session.run(commands.make_workdir(), timeout=60, check=True, what="a work directory")
+        workdirs[session] = made.stdout.strip()
+        return workdirs[session]
+
     try:
         for session in sessions:
             session.connect()
         plane = DataPlane.open(transport, sessions)
+        if tls:
+            source_dir, target_dir = (make_workdir(session) for session in sessions)
+            address = plane.prepare_tls(*sessions, source_dir, target_dir, timeout=60)
+            return plane.measure_tls(
+                *sessions,
+                source_dir,
+                target_dir,
+                address,
+                nbytes,
+                max_seconds=timeout,
+                timeout=timeout,
+            )
         if not direct:
             return plane.measure(*sessions, nbytes, max_seconds=timeout, timeout=timeout)
-        workdir = (
-            sessions[0]
-            .run(commands.make_workdir(), timeout=60, check=True, what="a work directory")
-            .stdout.strip()
-        )
+        workdir = make_workdir(sessions[0])
         pinned = plane.prepare_direct(*sessions, workdir, timeout=60)
         if not pinned.ok:
             raise InvalidInput(
@@ -61,9 +77,9 @@ def probe_link(
             *sessions, workdir, nbytes, max_seconds=timeout, timeout=timeout
         )
     finally:
-        if workdir is not None:
+        for session, workdir in workdirs.items():
             with contextlib.suppress(CelestialError):
-                sessions[0].run(commands.remove_workdir(workdir), timeout=30)
+                session.run(commands.remove_workdir(workdir), timeout=30)
         if plane is not None:
             plane.close()
         for session in sessions:

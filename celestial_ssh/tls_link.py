@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .errors import InvalidInput
+from .errors import ConnectionFailed, InvalidInput, PreflightFailed
 from .shell import quote, sh_script, validate_remote_path
 
 SOURCE_NAME = "celestial-ssh-source"
@@ -111,14 +111,18 @@ def ssh_server_address() -> list[str]:
     return sh_script('set -- $SSH_CONNECTION; echo "$3"')
 
 
-def parse_address(output: str) -> str:
-    """The IP address :func:`ssh_server_address` printed, checked."""
+def parse_address(output: str, host: str = "the target") -> str:
+    """The IP address :func:`ssh_server_address` printed on ``host``, checked."""
     text = output.strip()
     try:
         return str(ipaddress.ip_address(text))
     except ValueError as error:
-        raise InvalidInput(
-            f"cannot tell the target's address for --tls from SSH_CONNECTION ({text!r})"
+        raise PreflightFailed(
+            f"{host}: cannot tell the address to listen on for --tls: SSH_CONNECTION gave "
+            f"{text[:80]!r}",
+            host=host,
+            hint="sshd sets SSH_CONNECTION for every session; without it --tls cannot be "
+            "used (plain or --direct migrations can).",
         ) from error
 
 
@@ -195,12 +199,14 @@ def listen(
 _LISTENING_LINE = re.compile(rf"^{LISTENING_MARKER} ([0-9]{{1,5}})$")
 
 
-def parse_listening(line: str) -> int:
-    """The port in :func:`listen`'s first line."""
+def parse_listening(line: str, host: str = "the target") -> int:
+    """The port in :func:`listen`'s first line, printed on ``host``."""
     match = _LISTENING_LINE.fullmatch(line.strip())
     port = int(match.group(1)) if match else 0
     if not 0 < port <= 65535:
-        raise InvalidInput(f"the target's TLS listener said {line.strip()[:80]!r}, not a port")
+        raise ConnectionFailed(
+            f"{host}: the TLS listener said {line.strip()[:80]!r}, not a port", host=host
+        )
     return port
 
 

@@ -294,6 +294,7 @@ def recover_command(
 )
 @click.option("--transport", type=click.Choice(TRANSPORTS), default="auto", show_default=True)
 @click.option("--direct", is_flag=True, help="Stream from the source straight to the target.")
+@click.option("--tls", is_flag=True, help="Stream from the source to the target over TLS.")
 def probe_command(
     source: str,
     target: str,
@@ -305,6 +306,7 @@ def probe_command(
     size: str,
     transport: str,
     direct: bool,
+    tls: bool = False,
 ) -> None:
     """Measure how fast the data plane moves bytes from SOURCE to TARGET (changes nothing)."""
     try:
@@ -320,7 +322,13 @@ def probe_command(
 
     try:
         measured = probe_link(
-            source, target, nbytes=nbytes, transport=transport, direct=direct, host_resolver=resolve
+            source,
+            target,
+            nbytes=nbytes,
+            transport=transport,
+            direct=direct,
+            tls=tls,
+            host_resolver=resolve,
         )
     except (CelestialError, KeyboardInterrupt, Exception) as error:
         code = exit_code_for(error)

@@ -193,9 +193,12 @@ def test_pre_copy_falls_back_to_stop_and_copy_without_dirty_tracking(lab, worklo
     assert_state_survived(before, target.ticks(workload.name))
 
 
-@pytest.mark.parametrize("direct", [False, True], ids=["relayed", "direct"])
-def test_probe_measures_the_link_and_changes_nothing(lab, ssh_agent, direct):
-    extra = ["--direct"] if direct else []
+@pytest.mark.parametrize(
+    ("extra", "data_plane"),
+    [([], "openssh"), (["--direct"], "direct"), (["--tls"], "tls")],
+    ids=["relayed", "direct", "tls"],
+)
+def test_probe_measures_the_link_and_changes_nothing(lab, ssh_agent, extra, data_plane):
     completed = subprocess.run(
         [
             *CLI,
@@ -219,5 +222,5 @@ def test_probe_measures_the_link_and_changes_nothing(lab, ssh_agent, direct):
     measured = json.loads(completed.stdout)
     assert measured["bytes"] == 16_000_000
     assert measured["bytes_per_s"] > 0
-    assert measured["data_plane"] == ("direct" if direct else "openssh")
+    assert measured["data_plane"] == data_plane
     assert lab["lab-a"].workdirs() == [] and lab["lab-b"].workdirs() == []

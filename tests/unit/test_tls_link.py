@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from celestial_ssh import commands, tls_link
 from celestial_ssh.data_plane import DataPlane
-from celestial_ssh.errors import InvalidInput
+from celestial_ssh.errors import ConnectionFailed, InvalidInput, PreflightFailed
 
 WORKDIR = "/var/tmp/celestial-ssh.abc123"
 
@@ -79,8 +79,8 @@ def test_the_target_address_comes_from_ssh_connection(
 
 @pytest.mark.parametrize("printed", ["", "\n", "lab-b", "127.0.0.12 2222", "1.2.3.4;rm"])
 def test_an_unreadable_target_address_is_refused(printed: str) -> None:
-    with pytest.raises(InvalidInput, match="address"):
-        tls_link.parse_address(printed)
+    with pytest.raises(PreflightFailed, match="lab-b: cannot tell the address"):
+        tls_link.parse_address(printed, "lab-b")
 
 
 def test_the_address_is_read_unprivileged_from_the_third_field() -> None:
@@ -108,8 +108,8 @@ def test_the_listener_announces_its_port(line: str, port: int) -> None:
     "line", ["", "celestial-ssh-listening", "celestial-ssh-listening 0", "listening 4000"]
 )
 def test_a_listener_without_a_port_is_an_error(line: str) -> None:
-    with pytest.raises(InvalidInput, match="not a port"):
-        tls_link.parse_listening(line)
+    with pytest.raises(ConnectionFailed, match=r"lab-b: the TLS listener said .* not a port"):
+        tls_link.parse_listening(line, "lab-b")
 
 
 # -- the commands ----------------------------------------------------------------------------
