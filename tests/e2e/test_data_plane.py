@@ -157,12 +157,17 @@ def test_bwlimit_and_direct_together_are_refused_and_change_nothing(lab, workloa
     assert source.state(workload.name) == "running"
 
 
-def test_compress_auto_measures_and_chooses_none_for_random_memory_on_loopback(lab, workloads):
+@pytest.mark.parametrize("extra", [[], ["--tls"]], ids=["relayed", "tls"])
+def test_compress_auto_measures_and_chooses_none_for_random_memory_on_loopback(
+    lab, workloads, extra
+):
+    # with --tls the probe runs over the TLS link itself
     source, target = lab["lab-a"], lab["lab-b"]
     workload = workloads.start(memory_mb=32)
     before = source.ticks(workload.name)
 
-    code, report, stderr = migrate_json("lab-a", "lab-b", workload.name)  # auto is the default
+    # auto is the default
+    code, report, stderr = migrate_json(*extra, "lab-a", "lab-b", workload.name)
 
     assert code == ExitCode.OK, stderr
     assert report["compression"] == "none"

@@ -6,6 +6,7 @@ exit code or exception, and that no archive or temporary file is left behind.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -47,6 +48,7 @@ def _kill_sessions_once_streaming(host: str, fired: list[str]):
     return inject
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["ssh", "tls"])
 @pytest.mark.parametrize(
     ("dying", "fault"),
     [
@@ -55,7 +57,9 @@ def _kill_sessions_once_streaming(host: str, fired: list[str]):
     ],
     ids=["target-dies", "source-dies"],
 )
-def test_connection_dies_during_the_stream(lab, workloads, dying, fault):
+def test_connection_dies_during_the_stream(lab, workloads, dying, fault, tls):
+    # with --tls the stream itself does not pass through SSH and may even finish, but
+    # without both control connections nobody restores it: the source gets it back
     source, target = lab["lab-a"], lab["lab-b"]
     workload = workloads.start(memory_mb=96)
     before = source.ticks(workload.name)
@@ -66,11 +70,11 @@ def test_connection_dies_during_the_stream(lab, workloads, dying, fault):
             "lab-a",
             "lab-b",
             workload.name,
-            OPTIONS,
+            dataclasses.replace(OPTIONS, tls=tls),
             on_event=_kill_sessions_once_streaming(dying, fired),
         )
 
-    LEDGER.faults.append(fault)
+    LEDGER.faults.append(fault + (" (--tls)" if tls else ""))
     assert fired == [dying], "the fault was not injected during the stream"
     assert failure.value.report.outcome is Outcome.ROLLED_BACK
     assert "runs again on lab-a" in str(failure.value)
