@@ -487,6 +487,7 @@ class BatchRun:
         transport: str = "auto",
         direct: bool = False,
         bwlimit_bytes_per_s: float | None = None,
+        tls: bool = False,
     ):
         if parallel < 1:
             raise InvalidInput(f"parallel must be at least 1, not {parallel}")
@@ -504,6 +505,7 @@ class BatchRun:
         self.transport = transport
         self.direct = direct
         self.bwlimit_bytes_per_s = bwlimit_bytes_per_s
+        self.tls = tls
         self._stop = threading.Event()  # a failure stops the entries not yet started
         self._lock = threading.Lock()
         self._running: dict[int, Migration] = {}
@@ -633,6 +635,7 @@ class BatchRun:
                 transport=self.transport,
                 direct=self.direct,
                 bwlimit_bytes_per_s=self.bwlimit_bytes_per_s,
+                tls=self.tls,
             )
         )
         migration = Migration(
@@ -680,11 +683,13 @@ def run_batch(
     transport: str = "auto",
     direct: bool = False,
     bwlimit_bytes_per_s: float | None = None,
+    tls: bool = False,
 ) -> BatchReport:
     """Run every migration of ``plan`` (a :class:`Plan` or a plan file); see :class:`BatchRun`.
 
-    ``transport``, ``direct`` and ``bwlimit_bytes_per_s`` apply to every migration, as the
-    :class:`~celestial_ssh.migration.MigrationOptions` fields of those names.
+    ``transport``, ``direct``, ``bwlimit_bytes_per_s`` and ``tls`` apply to every migration,
+    as the :class:`~celestial_ssh.migration.MigrationOptions` fields of those names (each
+    ``--tls`` listener takes a port of its own choosing).
 
     Returns the report of the whole batch: failed entries do not raise, they are in it.
     Raises :class:`~celestial_ssh.errors.InvalidInput` / ``HostConfigError`` for a bad
@@ -705,6 +710,7 @@ def run_batch(
         transport=transport,
         direct=direct,
         bwlimit_bytes_per_s=bwlimit_bytes_per_s,
+        tls=tls,
     ).run()
 
 

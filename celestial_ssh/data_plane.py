@@ -425,8 +425,12 @@ def await_line(
     ended_before: str = "it was ready",
     check: Callable[[], None] | None = None,
     limit: int = 256,
+    size: int | None = None,
 ) -> bytes:
     """Read one line (up to ``limit`` bytes) from a stream, without its newline.
+
+    A line of known ``size`` (newline included) is read in as few reads as the stream
+    allows; any other line a byte at a time, so nothing after it is consumed.
 
     Reads in short slices so ``check`` (e.g. a cancel request, which it raises) is seen
     within half a second. Any failure is a :class:`ConnectionFailed` naming ``host``
@@ -440,7 +444,7 @@ def await_line(
         if check is not None:
             check()
         try:
-            chunk: bytes | None = process.read(1)
+            chunk: bytes | None = process.read(size - len(received) if size else 1)
         except TimeoutError:
             chunk = None
         except (OSError, EOFError) as error:
@@ -453,7 +457,7 @@ def await_line(
                 host=host,
             )
         received += chunk or b""
-        if len(received) > limit:
+        if len(received) >= (size or limit + 1) and not received.endswith(b"\n"):
             raise ConnectionFailed(
                 f"{host}: unexpected stream greeting {received[:60]!r}", host=host
             )
@@ -482,6 +486,7 @@ def await_ready(
         ended_before=ended_before,
         check=check,
         limit=len(commands.READY_LINE),
+        size=len(commands.READY_LINE),
     )
     if line + b"\n" != commands.READY_LINE:
         raise ConnectionFailed(f"{host}: unexpected stream greeting {line!r}", host=host)

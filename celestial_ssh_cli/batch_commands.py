@@ -533,6 +533,7 @@ def _run_plan(
     transport: str = "auto",
     direct: bool = False,
     bwlimit: float | None = None,
+    tls: bool = False,
 ) -> None:
     """What `batch` and `evacuate` share once they have a plan: run it and show it."""
 
@@ -549,6 +550,7 @@ def _run_plan(
             transport=transport,
             direct=direct,
             bwlimit_bytes_per_s=bwlimit,
+            tls=tls,
         )
 
     _run(
@@ -581,6 +583,7 @@ def batch_command(
     transport: str,
     direct: bool,
     bwlimit: float | None,
+    tls: bool = False,
 ) -> None:
     """Run the migrations listed in PLAN.yml (container, from, to; see the README).
 
@@ -609,6 +612,7 @@ def batch_command(
         transport=transport,
         direct=direct,
         bwlimit=bwlimit,
+        tls=tls,
     )
 
 
@@ -670,6 +674,7 @@ def evacuate_command(
     transport: str,
     direct: bool,
     bwlimit: float | None,
+    tls: bool = False,
 ) -> None:
     """Move every running container off HOST to the --to hosts, by their free memory.
 
@@ -722,4 +727,5 @@ def evacuate_command(
         transport=transport,
         direct=direct,
         bwlimit=bwlimit,
+        tls=tls,
     )

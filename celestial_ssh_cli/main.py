@@ -92,13 +92,6 @@ def cli() -> None:
 )
 @data_plane_options
 @click.option(
-    "--tls",
-    is_flag=True,
-    help="Stream from the source straight to the target over TLS instead of SSH (faster; "
-    "needs socat on both hosts and a TCP port open from source to target). Each end gets "
-    "a throwaway key over SSH and trusts only the other's; no agent is forwarded.",
-)
-@click.option(
     "--tls-port",
     type=click.IntRange(0, 65535),
     default=0,

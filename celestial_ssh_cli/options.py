@@ -46,7 +46,7 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
 
 
 def data_plane_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """How the archive travels: the transport, --direct, and a bandwidth cap."""
+    """How the archive travels: the transport, --direct or --tls, and a bandwidth cap."""
     options = [
         click.option(
             "--transport",
@@ -62,6 +62,14 @@ def data_plane_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help="Stream from the source straight to the target (this machine's link is "
             "not in the path). The source logs in to the target with your forwarded "
             "ssh-agent, or its own keys; falls back to relaying if it cannot.",
+        ),
+        click.option(
+            "--tls",
+            is_flag=True,
+            help="Stream from the source straight to the target over TLS instead of SSH "
+            "(faster; needs socat on both hosts and a TCP port open from source to target). "
+            "Each end gets a throwaway key over SSH and trusts only the other's; no agent "
+            "is forwarded.",
         ),
         click.option(
             "--bwlimit",

@@ -738,10 +738,40 @@ def test_evacuate_direct_reaches_every_migration(
     assert [(o.transport, o.direct) for o in fleet.options] == [("auto", True), ("auto", True)]
 
 
+@pytest.mark.parametrize("command", ["batch", "evacuate"])
+def test_tls_reaches_every_migration_of_a_batch(
+    cli: click.Group,
+    fleet: Fleet,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    command: str,
+) -> None:
+    def fake_plan(host: str, targets: list[str], **kwargs: Any) -> Plan:
+        return plan_of("web", "db", source=host, target=targets[0])
+
+    monkeypatch.setattr(batch_commands, "plan_evacuation", fake_plan)
+    args = (
+        ["batch", write_plan(tmp_path, "c0", "c1")]
+        if command == "batch"
+        else ["evacuate", "lab-a", "--to", "lab-b"]
+    )
+    result = CliRunner().invoke(cli, [*args, "--tls", "-q"])
+    assert result.exit_code == 0, result.output
+    # each listener picks its own port: parallel migrations to one target never collide
+    assert [(o.tls, o.tls_port) for o in fleet.options] == [(True, 0), (True, 0)]
+
+
+def test_a_batch_takes_no_fixed_tls_port(cli: click.Group, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["batch", write_plan(tmp_path, "c0"), "--tls-port", "4433"])
+    assert result.exit_code == 2
+    assert "No such option '--tls-port'" in result.stderr
+
+
 def test_the_library_default_data_plane_for_batches(fleet: Fleet, tmp_path: Path) -> None:
     run_batch(write_plan(tmp_path, "c0"))
     [options] = fleet.options
     assert (options.transport, options.direct, options.bwlimit_bytes_per_s) == ("auto", False, None)
+    assert not options.tls
 
 
 def test_a_plan_entry_compresses_as_migrate_does_unless_told() -> None:
