@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .conftest import (
     REPO,
     SSH_CONFIG,
@@ -116,11 +118,14 @@ def test_a_batch_with_one_failure_then_a_rerun_completes_it(
     assert_state_survived(before[blocked.name], target.ticks(blocked.name))
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["ssh", "tls"])
 def test_evacuation_moves_the_named_workloads_with_their_state(
     lab: dict[str, LabHost],
     workloads: WorkloadFactory,
     workload_image_on_target: str,
+    tls: bool,
 ) -> None:
+    # with --tls two listeners wait on lab-b at once, each on a port of its own
     source, target = lab["lab-a"], lab["lab-b"]
     mine = [workloads.start("lab-a", memory_mb=16), workloads.start("lab-a", memory_mb=32)]
     names = ",".join(workload.name for workload in mine)
@@ -139,11 +144,13 @@ def test_evacuation_moves_the_named_workloads_with_their_state(
     before = {workload.name: source.ticks(workload.name) for workload in mine}
     moved = run_batch_cli(
         "evacuate", "lab-a", "--to", "lab-b", "--only", names, "--parallel", "2", "--json",
-        "-F", str(SSH_CONFIG),
+        "-F", str(SSH_CONFIG), *(["--tls"] if tls else []),
     )  # fmt: skip
     document = document_of(moved)
     assert moved.returncode == 0, moved.stderr
     assert statuses(document) == {workload.name: "migrated" for workload in mine}
+    transports = {entry["report"]["transport"] for entry in document["migrations"]}
+    assert transports == ({"direct TLS (socat, to 127.0.0.12)"} if tls else {"openssh"})
     # largest first: the 32 MB workload is placed (and numbered) before the 16 MB one
     assert [entry["container"] for entry in document["migrations"]] == [mine[1].name, mine[0].name]
     for workload in mine:
