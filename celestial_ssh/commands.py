@@ -252,6 +252,9 @@ def _link_then_go(fifo: str, link: DirectLink, status_file: str | None) -> list[
     else:
         log = quote(link.ready_log)
         start = [
+            # emptied here: a probe's link wrote this log before, and the redirect below
+            # may come after the first look
+            f": > {log}",
             f"{{ {join(link.argv)} 2> {log}{keep_status}; }} &",
             "link=$!",
             f"until grep -q {quote(link.ready_pattern)} {log} 2>/dev/null; do",
@@ -260,7 +263,9 @@ def _link_then_go(fifo: str, link: DirectLink, status_file: str | None) -> list[
             "  fi",
             "  sleep 0.01",
             "done",
-            "echo ready",
+            # if nobody reads any more, go on to the end below (which releases the link)
+            # instead of dying of SIGPIPE with the link waiting on the FIFO forever
+            "trap '' PIPE; echo ready; trap - PIPE",
         ]
     return [
         f"mkfifo -m 600 {fifo} || exit {EXIT_FIFO_FAILED}",

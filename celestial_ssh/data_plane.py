@@ -358,9 +358,14 @@ class DataPlane:
                 target.host.name,
                 timeout,
             )
-            listener.wait(timeout)
+            listened = listener.wait(timeout)
         finally:
             listener.kill()
+        if not listened.ok:
+            raise InvalidInput(
+                f"{target.host.name}: the TLS listener of the probe failed: "
+                f"{listened.stderr.strip()[-300:] or f'exit {listened.exit_status}'}"
+            )
         return LinkMeasurement(bytes=measured[0], seconds=measured[1], data_plane="tls")
 
 

@@ -132,9 +132,19 @@ def socat_host(address: str) -> str:
     return f"[{ip}]" if ip.version == 6 else str(ip)
 
 
+# TLS 1.2, not 1.3: in 1.3 the client finishes its handshake before the server has checked
+# the client's certificate (a refusal would only show after the freeze), and the server's
+# session tickets sit unread at a client that only writes, so its close() can reset the
+# connection and lose the archive's tail (OpenSSL issue 10880). Both ends use ECDHE and an
+# AEAD cipher either way.
+PROTOCOL_OPTIONS = "openssl-min-proto-version=TLS1.2,openssl-max-proto-version=TLS1.2"
+
+
 def _tls_options(workdir: str) -> str:
     validate_remote_path(workdir)
-    return f"cert={workdir}/{IDENTITY_FILE},cafile={workdir}/{PEER_FILE},verify=1"
+    return (
+        f"cert={workdir}/{IDENTITY_FILE},cafile={workdir}/{PEER_FILE},verify=1," + PROTOCOL_OPTIONS
+    )
 
 
 def validate_port(port: int) -> int:
@@ -158,7 +168,9 @@ def listen(
     status.
 
     Prints ``celestial-ssh-listening PORT`` once bound. Gives up if nobody connects within
-    ``accept_timeout_s``, or if the stream stalls for ``stall_timeout_s``.
+    ``accept_timeout_s``, or if nothing moves for ``stall_timeout_s`` plus that (its clock
+    starts at the handshake, before the freeze; the coordinator's own stall check, which
+    starts at the freeze, comes first).
     """
     validate_remote_path(workdir)
     if output != "/dev/null":
@@ -169,12 +181,15 @@ def listen(
     )
     log = quote(f"{workdir}/{LISTEN_LOG}")
     socat = (
-        f"socat -d -d -u -b {BUFFER_BYTES} -T {stall_timeout_s:g} "
+        f"socat -d -d -u -b {BUFFER_BYTES} -T {stall_timeout_s + accept_timeout_s:g} "
         f"{quote(listen_address)} - > {quote(output)} 2> {log} &"
     )
     script = "\n".join(
         [
             "umask 077",
+            # emptied here, not by socat's redirect, which may come after the first look
+            # (a probe's listener wrote this log before)
+            f": > {log}",
             socat,
             "listener=$!",
             f"until grep -q '{_SOCAT_LISTENING}' {log} 2>/dev/null; do",
@@ -210,7 +225,15 @@ def parse_listening(line: str, host: str = "the target") -> int:
     return port
 
 
-def link(workdir: str, address: str, port: int, fifo: str, *, stall_timeout_s: float) -> list[str]:
+def link(
+    workdir: str,
+    address: str,
+    port: int,
+    fifo: str,
+    *,
+    stall_timeout_s: float,
+    connect_timeout_s: float = 30,
+) -> list[str]:
     """The source's end, as argv: connect to the target first (``-U``: socat opens its
     first address, the connection, before it waits on ``fifo`` for a writer), then send
     what is written into ``fifo``. Its log shows :data:`HANDSHAKE_DONE` once the
@@ -220,7 +243,8 @@ def link(workdir: str, address: str, port: int, fifo: str, *, stall_timeout_s: f
     if validate_port(port) == 0:
         raise InvalidInput("the source needs the target's actual port")
     connect = (
-        f"OPENSSL:{socat_host(address)}:{port},{_tls_options(workdir)},commonname={TARGET_NAME}"
+        f"OPENSSL:{socat_host(address)}:{port},{_tls_options(workdir)},"
+        f"commonname={TARGET_NAME},connect-timeout={connect_timeout_s:g}"
     )
     return [
         "socat",

@@ -125,8 +125,9 @@ def test_the_listener_command() -> None:
     assert argv[:2] == ["sh", "-c"]
     script = argv[2]
     assert (
-        "socat -d -d -u -b 1048576 -T 300 OPENSSL-LISTEN:4433,bind=127.0.0.12,"
-        f"cert={WORKDIR}/tls.pem,cafile={WORKDIR}/tls-peer.crt,verify=1,accept-timeout=60 "
+        "socat -d -d -u -b 1048576 -T 360 OPENSSL-LISTEN:4433,bind=127.0.0.12,"
+        f"cert={WORKDIR}/tls.pem,cafile={WORKDIR}/tls-peer.crt,verify=1,"
+        "openssl-min-proto-version=TLS1.2,openssl-max-proto-version=TLS1.2,accept-timeout=60 "
         f"- > {WORKDIR}/checkpoint.tar 2> {WORKDIR}/tls-listen.log &"
     ) in script
     assert script.startswith("umask 077\n")
@@ -144,8 +145,9 @@ def test_the_link_command_connects_before_it_opens_the_fifo() -> None:
         "1048576",
         "-T",
         "300",
-        f"OPENSSL:[::1]:4433,cert={WORKDIR}/tls.pem,cafile={WORKDIR}/tls-peer.crt,"
-        "verify=1,commonname=celestial-ssh-target",
+        f"OPENSSL:[::1]:4433,cert={WORKDIR}/tls.pem,cafile={WORKDIR}/tls-peer.crt,verify=1,"
+        "openssl-min-proto-version=TLS1.2,openssl-max-proto-version=TLS1.2,"
+        "commonname=celestial-ssh-target,connect-timeout=30",
         f"OPEN:{WORKDIR}/link.fifo,rdonly",
     ]
 
@@ -308,11 +310,67 @@ def test_a_listener_refuses_a_client_with_another_certificate(tmp_path: Path) ->
     listener = Listener(target_dir, str(landed))
     source = _stream(stranger_dir, listener.port, payload)
     try:
-        source.communicate(commands.GO_LINE, timeout=15)
+        out, _ = source.communicate(commands.GO_LINE, timeout=15)
+        # TLS 1.2: the client's handshake ends only after the server accepted its
+        # certificate, so the source never says ready (nothing would be frozen)
+        assert source.returncode == commands.EXIT_DIRECT_LINK_FAILED
+        assert b"ready" not in out
         status, err = listener.finish()
         assert status != 0
         assert "certificate" in err
         assert landed.read_bytes() == b""
+    finally:
+        listener.stop()
+        if source.poll() is None:
+            os.killpg(source.pid, signal.SIGKILL)
+
+
+@needs_socat
+def test_logs_left_by_a_probe_do_not_fool_the_next_listener_and_link(tmp_path: Path) -> None:
+    credentials = tls_link.make_credentials()
+    source_dir = _end(tmp_path / "source", credentials.source, credentials.target)
+    target_dir = _end(tmp_path / "target", credentials.target, credentials.source)
+    (Path(target_dir) / "tls-listen.log").write_text("N listening on AF=2 127.0.0.1:1\n")
+    (Path(source_dir) / "tls-link.log").write_text("N SSL connection using OLD\n")
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"fresh")
+    landed = Path(target_dir) / "checkpoint.tar"
+    listener = Listener(target_dir, str(landed))
+    assert listener.port != 1
+    source = _stream(source_dir, listener.port, payload)
+    try:
+        out, err = source.communicate(commands.GO_LINE, timeout=15)
+        assert source.returncode == 0, err
+        assert out == commands.READY_LINE
+        assert "OLD" not in (Path(source_dir) / "tls-link.log").read_text()
+        assert listener.finish()[0] == 0
+        assert landed.read_bytes() == b"fresh"
+    finally:
+        listener.stop()
+        if source.poll() is None:
+            os.killpg(source.pid, signal.SIGKILL)
+
+
+@needs_socat
+def test_a_source_whose_reader_left_before_ready_ends_and_leaves_no_link(
+    tmp_path: Path,
+) -> None:
+    credentials = tls_link.make_credentials()
+    source_dir = _end(tmp_path / "source", credentials.source, credentials.target)
+    target_dir = _end(tmp_path / "target", credentials.target, credentials.source)
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"memory")
+    listener = Listener(target_dir, str(Path(target_dir) / "checkpoint.tar"))
+    source = _stream(source_dir, listener.port, payload)
+    try:
+        assert source.stdout is not None and source.stdin is not None
+        source.stdout.close()  # the coordinator is gone before the link is ready
+        time.sleep(1)
+        source.stdin.close()
+        assert source.wait(timeout=15) == commands.EXIT_NOT_STARTED
+        time.sleep(0.5)
+        with pytest.raises(ProcessLookupError):
+            os.killpg(source.pid, 0)  # no socat is left waiting on the FIFO
     finally:
         listener.stop()
         if source.poll() is None:
