@@ -7,6 +7,7 @@ bytes, and refuses a peer whose certificate is not the one it was given.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -218,9 +219,15 @@ class Listener:
         return self.process.returncode, err.decode()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        _kill_group(self.process)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill everything the script started, even after the script itself has ended (a
+    socat it left behind is exactly what some of these tests look for)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _stream(source_dir: str, port: int, payload_file: Path) -> subprocess.Popen[bytes]:
@@ -268,8 +275,7 @@ def test_a_tls_link_says_ready_after_the_handshake_and_carries_the_archive(
         assert landed.stat().st_mode & 0o077 == 0
     finally:
         listener.stop()
-        if source.poll() is None:
-            os.killpg(source.pid, signal.SIGKILL)
+        _kill_group(source)
 
 
 @needs_socat
@@ -294,8 +300,7 @@ def test_a_link_to_a_target_with_another_certificate_fails_before_ready(
         assert not (Path(impostor_dir) / "checkpoint.tar").read_bytes()
     finally:
         listener.stop()
-        if source.poll() is None:
-            os.killpg(source.pid, signal.SIGKILL)
+        _kill_group(source)
 
 
 @needs_socat
@@ -321,8 +326,7 @@ def test_a_listener_refuses_a_client_with_another_certificate(tmp_path: Path) ->
         assert landed.read_bytes() == b""
     finally:
         listener.stop()
-        if source.poll() is None:
-            os.killpg(source.pid, signal.SIGKILL)
+        _kill_group(source)
 
 
 @needs_socat
@@ -347,8 +351,7 @@ def test_logs_left_by_a_probe_do_not_fool_the_next_listener_and_link(tmp_path: P
         assert landed.read_bytes() == b"fresh"
     finally:
         listener.stop()
-        if source.poll() is None:
-            os.killpg(source.pid, signal.SIGKILL)
+        _kill_group(source)
 
 
 @needs_socat
@@ -373,5 +376,4 @@ def test_a_source_whose_reader_left_before_ready_ends_and_leaves_no_link(
             os.killpg(source.pid, 0)  # no socat is left waiting on the FIFO
     finally:
         listener.stop()
-        if source.poll() is None:
-            os.killpg(source.pid, signal.SIGKILL)
+        _kill_group(source)
