@@ -490,7 +490,6 @@ def await_ready(
         host=host,
         ended_before=ended_before,
         check=check,
-        limit=len(commands.READY_LINE),
         size=len(commands.READY_LINE),
     )
     if line + b"\n" != commands.READY_LINE:

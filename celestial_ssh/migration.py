@@ -918,9 +918,7 @@ class Migration:
             checkpointed = exporter.wait(self.options.restore_timeout_s)
         except BaseException as error:
             exporter.kill()
-            for receiving in (lander, self._tls_listener):
-                if receiving is not None:
-                    receiving.kill()
+            self._kill_receivers(lander)
             duration = time.monotonic() - started
             self._emit(PhaseFailed(Phase.CHECKPOINT, duration, _one_line(error)))
             self._emit(PhaseFailed(Phase.TRANSFER, duration, _one_line(error)))
@@ -928,9 +926,7 @@ class Migration:
         checkpoint_s = time.monotonic() - started
         self.report.timings[Phase.CHECKPOINT.value] = round(checkpoint_s, 4)
         if not checkpointed.ok:
-            for receiving in (lander, self._tls_listener):
-                if receiving is not None:
-                    receiving.kill()
+            self._kill_receivers(lander)
             self._emit(PhaseFailed(Phase.CHECKPOINT, checkpoint_s, checkpointed.stderr.strip()))
             self._emit(PhaseFailed(Phase.TRANSFER, checkpoint_s, "the checkpoint failed"))
             if checkpointed.exit_status == -1:
@@ -1030,6 +1026,13 @@ class Migration:
         self.report.archive_bytes = moved_bytes
         self.report.archive_sha256 = relayed_sum
         self._progress.state = State.LANDED
+
+    def _kill_receivers(self, lander: StreamProcess | None) -> None:
+        """Stop whatever receives the archive on the target: the relayed lander, or the
+        ``--tls`` listener."""
+        for receiving in (lander, self._tls_listener):
+            if receiving is not None:
+                receiving.kill()
 
     def _connect_streams(
         self, source_workdir: str, target_workdir: str

@@ -200,6 +200,14 @@ def _end(workdir: Path, own: tls_link.TLSIdentity, peer: tls_link.TLSIdentity) -
     return str(workdir)
 
 
+def _both_ends(tmp_path: Path) -> tuple[str, str]:
+    """Work directories of a source and a target that were given each other's identity."""
+    credentials = tls_link.make_credentials()
+    source_dir = _end(tmp_path / "source", credentials.source, credentials.target)
+    target_dir = _end(tmp_path / "target", credentials.target, credentials.source)
+    return source_dir, target_dir
+
+
 class Listener:
     def __init__(self, workdir: str, output: str):
         self.process = subprocess.Popen(
@@ -252,9 +260,7 @@ def _stream(source_dir: str, port: int, payload_file: Path) -> subprocess.Popen[
 def test_a_tls_link_says_ready_after_the_handshake_and_carries_the_archive(
     tmp_path: Path,
 ) -> None:
-    credentials = tls_link.make_credentials()
-    source_dir = _end(tmp_path / "source", credentials.source, credentials.target)
-    target_dir = _end(tmp_path / "target", credentials.target, credentials.source)
+    source_dir, target_dir = _both_ends(tmp_path)
     payload = tmp_path / "payload"
     payload.write_bytes(os.urandom(3 << 20))
     landed = Path(target_dir) / "checkpoint.tar"
@@ -331,9 +337,7 @@ def test_a_listener_refuses_a_client_with_another_certificate(tmp_path: Path) ->
 
 @needs_socat
 def test_logs_left_by_a_probe_do_not_fool_the_next_listener_and_link(tmp_path: Path) -> None:
-    credentials = tls_link.make_credentials()
-    source_dir = _end(tmp_path / "source", credentials.source, credentials.target)
-    target_dir = _end(tmp_path / "target", credentials.target, credentials.source)
+    source_dir, target_dir = _both_ends(tmp_path)
     (Path(target_dir) / "tls-listen.log").write_text("N listening on AF=2 127.0.0.1:1\n")
     (Path(source_dir) / "tls-link.log").write_text("N SSL connection using OLD\n")
     payload = tmp_path / "payload"
@@ -358,9 +362,7 @@ def test_logs_left_by_a_probe_do_not_fool_the_next_listener_and_link(tmp_path: P
 def test_a_source_whose_reader_left_before_ready_ends_and_leaves_no_link(
     tmp_path: Path,
 ) -> None:
-    credentials = tls_link.make_credentials()
-    source_dir = _end(tmp_path / "source", credentials.source, credentials.target)
-    target_dir = _end(tmp_path / "target", credentials.target, credentials.source)
+    source_dir, target_dir = _both_ends(tmp_path)
     payload = tmp_path / "payload"
     payload.write_bytes(b"memory")
     listener = Listener(target_dir, str(Path(target_dir) / "checkpoint.tar"))
