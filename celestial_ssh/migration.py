@@ -1467,7 +1467,9 @@ class Migration:
         """The session to ``side``, reconnecting once if the connection died."""
         session = self._source if side == "source" else self._target
         assert session is not None
-        if session.is_connected:
+        # asked, not assumed: a stream on another connection to the host may have seen the
+        # end first, and paramiko would call this one alive until its own read fails
+        if session.is_connected and session.answers():
             return session
         fresh = SSHSession(session.host, notice=self._notice)
         for _attempt in range(3):
@@ -1581,7 +1583,7 @@ class Migration:
         ):
             session = self._source if side == "source" else self._target
             if workdir and session:
-                live = session if session.is_connected else self._reconnected(side)
+                live = self._reconnected(side)
                 if live is not None:
                     with contextlib.suppress(CelestialError):
                         live.run(commands.remove_workdir(workdir), timeout=30)

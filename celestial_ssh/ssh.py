@@ -293,6 +293,19 @@ class SSHSession:
         transport = self._client.get_transport() if self._client else None
         return bool(transport and transport.is_active())
 
+    def answers(self) -> bool:
+        """Whether the other end still answers: one round trip (a channel opened and closed).
+
+        ``is_connected`` only says paramiko has not yet seen the connection end; right
+        after the far side died (its sshd killed, say) it can still say True for a while.
+        """
+        try:
+            channel = self._transport().open_session(timeout=self.host.connect_timeout)
+        except (ConnectionFailed, paramiko.SSHException, OSError, EOFError):
+            return False
+        channel.close()
+        return True
+
     def connect(self) -> None:
         host = self.host
         client = paramiko.SSHClient()

@@ -145,6 +145,7 @@ class WorkloadFactory:
     def __init__(self, lab: dict[str, LabHost]):
         self.lab = lab
         self.names: list[str] = []
+        self.ids: list[str] = []
 
     def start(
         self,
@@ -156,9 +157,10 @@ class WorkloadFactory:
         name = f"e2e-{uuid.uuid4().hex[:10]}"
         self.names.append(name)
         lab_host = self.lab[host]
-        lab_host.podman(
+        started = lab_host.podman(
             "run", "--detach", "--name", name, image, str(memory_mb), str(interval_ms), "5"
         )
+        self.ids.append(started.stdout.strip().splitlines()[-1])
         deadline = time.monotonic() + 60
         while len(lab_host.ticks(name)) < 5:
             if time.monotonic() > deadline:
@@ -174,6 +176,17 @@ class WorkloadFactory:
         for host in self.lab.values():
             for name in self.names:
                 host.podman("container", "rm", "--force", "--time", "0", name, check=False)
+            # work directories a failed test left (the tests that promise none assert it
+            # themselves): gone, so one failure does not fail every later test as well
+            for container_id in self.ids:
+                host.run(
+                    "sh",
+                    "-c",
+                    'rm -rf -- "${TMPDIR:-/var/tmp}"/celestial-ssh."$1".*',
+                    "sh",
+                    container_id[:12],
+                    check=False,
+                )
 
 
 @pytest.fixture

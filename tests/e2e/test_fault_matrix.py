@@ -17,6 +17,8 @@ import pytest
 
 from celestial_ssh import MigrationFailed, MigrationOptions, Outcome, migrate
 from celestial_ssh.events import Event, TransferProgress
+from celestial_ssh.hosts import resolve_host
+from celestial_ssh.ssh import SSHSession
 from celestial_ssh_cli.failures import ExitCode
 
 from .conftest import (
@@ -83,6 +85,21 @@ def test_connection_dies_during_the_stream(lab, workloads, dying, fault, tls):
     assert source.workdirs() == [] and target.workdirs() == []
     time.sleep(0.3)
     assert_state_survived(before, source.ticks(workload.name))
+
+
+def test_a_session_whose_sshd_was_killed_no_longer_answers(lab):
+    # the rollback asks, rather than trusting paramiko's is_active(), which can lag the
+    # death of the far end (CI once rolled back on such a session and gave up)
+    host = resolve_host("lab-a", SSH_CONFIG)
+    with SSHSession(host) as alive:
+        assert alive.answers()
+        before = set(sshd_sessions("lab-a"))
+        with SSHSession(host) as probe:
+            assert probe.answers()
+            [pid] = set(sshd_sessions("lab-a")) - before
+            os.kill(pid, signal.SIGKILL)
+            assert not probe.answers()
+        assert alive.answers() and alive.run(["true"]).ok
 
 
 def test_target_runs_out_of_space_for_the_archive(lab, workloads):

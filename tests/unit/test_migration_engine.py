@@ -247,6 +247,8 @@ class FakeSession:
         self.host = host
         self.privileged_prefix: tuple[str, ...] = ()
         self.is_connected = False
+        # the far end is gone, but this side has not noticed yet (is_connected still True)
+        self.dead = False
         lab.sessions.append(self)
 
     def connect(self) -> None:
@@ -258,11 +260,20 @@ class FakeSession:
     def close(self) -> None:
         self.is_connected = False
 
+    def answers(self) -> bool:
+        return self.is_connected and not self.dead
+
     def command_line(self, argv: list[str], *, privileged: bool = True) -> str:
         return join([*(self.privileged_prefix if privileged else ()), *argv])
 
     def _answer(self, command: str) -> CommandResult:
         assert self.is_connected, f"{self.host.name}: command on a closed session: {command}"
+        if self.dead:
+            self.is_connected = False
+            raise ConnectionFailed(
+                f"{self.host.name}: the SSH connection failed while running {command!r}: ",
+                host=self.host.name,
+            )
         answer = self.lab.answer_for(self.host.name, command)
         if callable(answer):
             answer = answer(command)
@@ -578,6 +589,28 @@ def test_an_archive_cut_short_on_the_way_rolls_back_before_the_restore(lab: Fake
         ("started", Phase.ROLLBACK),
         ("finished", Phase.ROLLBACK),
     ]
+
+
+def test_a_source_connection_dead_but_not_yet_noticed_is_replaced_for_the_rollback(
+    lab: FakeLab,
+) -> None:
+    # the stream on its own connection saw the source's sshd die first; the control
+    # session still calls itself connected, but it no longer answers (seen in CI)
+    def dies(command: str) -> CommandResult:
+        for session in lab.sessions:
+            if session.host.name == SRC:
+                session.dead = True
+        return result(status=-1)
+
+    lab.answer(SRC, "container checkpoint", dies)
+    restorable_source(lab)
+    engine, error = fail(lab, MigrationFailed)
+
+    assert engine.report.outcome is Outcome.ROLLED_BACK, engine.report.warnings
+    assert "lab-a: the connection died during the checkpoint" in str(error)
+    assert lab.connects.count(SRC) == 2, "one new connection for the rollback"
+    assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
+    assert lab.ran(SRC, "rm -rf"), "the source's work directory removed"
 
 
 def test_an_archive_damaged_on_the_way_rolls_back_before_the_restore(lab: FakeLab) -> None:
