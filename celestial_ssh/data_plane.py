@@ -254,18 +254,22 @@ class DataPlane:
         target_workdir: str,
         *,
         timeout: float,
+        address: str | None = None,
     ) -> str:
         """Before the freeze: give each end a throwaway TLS identity and the other end's
         certificate (over the verified SSH sessions); return the address the target
-        listens on (the one its SSH session arrived on)."""
-        found = target.run(
-            tls_link.ssh_server_address(),
-            privileged=False,
-            timeout=timeout,
-            check=True,
-            what="reading the address of the target's SSH session",
-        )
-        address = tls_link.parse_address(found.stdout, target.host.name)
+        listens on: ``address``, else the one its SSH session arrived on."""
+        if address is not None:
+            address = tls_link.validate_address(address)
+        else:
+            found = target.run(
+                tls_link.ssh_server_address(),
+                privileged=False,
+                timeout=timeout,
+                check=True,
+                what="reading the address of the target's SSH session",
+            )
+            address = tls_link.parse_address(found.stdout, target.host.name)
         credentials = tls_link.make_credentials()
         for session, workdir, own, peer in (
             (source, source_workdir, credentials.source, credentials.target),

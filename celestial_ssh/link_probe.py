@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-from . import commands
+from . import commands, tls_link
 from .data_plane import DataPlane, LinkMeasurement
 from .errors import CelestialError, InvalidInput
 from .hosts import ResolvedHost, resolve_host
@@ -24,6 +24,7 @@ def probe_link(
     transport: str = "auto",
     direct: bool = False,
     tls: bool = False,
+    tls_address: str | None = None,
     ssh_config: str | None = None,
     host_resolver: Callable[[str], ResolvedHost] | None = None,
     timeout: float = 300.0,
@@ -32,10 +33,17 @@ def probe_link(
 
     With ``direct`` the source streams straight to the target (as ``migrate --direct``
     does); a source that cannot log in there raises :class:`InvalidInput`. With ``tls`` it
-    streams there over TLS (as ``migrate --tls``; socat on both hosts).
+    streams there over TLS (as ``migrate --tls``; socat on both hosts), to ``tls_address``
+    if given (else the address the SSH session to the target arrived on).
     """
     if nbytes <= 0:
         raise InvalidInput("the probe needs a positive number of bytes")
+    if tls_address is not None:
+        tls_link.validate_address(tls_address)
+        if not tls:
+            raise InvalidInput(
+                "--tls-address needs --tls", hint="Add --tls, or leave out the address."
+            )
     resolve = host_resolver or (lambda text: resolve_host(text, ssh_config))
     sessions = (SSHSession(resolve(source)), SSHSession(resolve(target)))
     plane: DataPlane | None = None
@@ -52,7 +60,9 @@ def probe_link(
         plane = DataPlane.open(transport, sessions)
         if tls:
             source_dir, target_dir = (make_workdir(session) for session in sessions)
-            address = plane.prepare_tls(*sessions, source_dir, target_dir, timeout=60)
+            address = plane.prepare_tls(
+                *sessions, source_dir, target_dir, timeout=60, address=tls_address
+            )
             return plane.measure_tls(
                 *sessions,
                 source_dir,

@@ -154,6 +154,9 @@ class MigrationOptions:
     # and never falls back to relaying. tls_port 0: the target picks a free port
     tls: bool = False
     tls_port: int = 0
+    # --tls: the target's address the source connects to (None: the one the coordinator's
+    # SSH session to the target arrived on)
+    tls_address: str | None = None
     # cap on the relayed stream, bytes per second (None: as fast as the link goes)
     bwlimit_bytes_per_s: float | None = None
     # iterative pre-copy; needs soft-dirty tracking on both hosts, else stop-and-copy
@@ -404,6 +407,12 @@ class Migration:
         tls_link.validate_port(self.options.tls_port)
         if self.options.tls_port and not self.options.tls:
             raise InvalidInput("--tls-port needs --tls", hint="Add --tls, or leave out the port.")
+        if self.options.tls_address is not None:
+            tls_link.validate_address(self.options.tls_address)
+            if not self.options.tls:
+                raise InvalidInput(
+                    "--tls-address needs --tls", hint="Add --tls, or leave out the address."
+                )
         if limit is not None and (self.options.direct or self.options.tls):
             raise InvalidInput(
                 f"--bwlimit cannot be combined with {'--tls' if self.options.tls else '--direct'}",
@@ -817,6 +826,7 @@ class Migration:
             self._progress.source_workdir,
             self._progress.target_workdir,
             timeout=self.options.command_timeout_s,
+            address=self.options.tls_address,
         )
         self.report.timings["tls_setup"] = round(time.monotonic() - started, 4)
         self._direct = True

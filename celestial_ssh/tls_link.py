@@ -12,8 +12,9 @@ only that certificate. So the link is mutually authenticated and encrypted, with
 no key reused across migrations, and no login of the source on the target (no forwarded
 agent). The files live in the migration's private work directories and go with them.
 
-The target listens on the address its SSH session arrived on (``$SSH_CONNECTION``), on
-a port of its choosing unless one is given; the source connects there.
+The target listens on the address its SSH session arrived on (``$SSH_CONNECTION``), or on
+the one the user gives (a separate data network, say), on a port of its choosing unless one
+is given; the source connects there.
 """
 
 from __future__ import annotations
@@ -147,11 +148,34 @@ def _tls_options(workdir: str) -> str:
     )
 
 
+def validate_address(text: str) -> str:
+    """``text`` as an address the target can listen on and the source can connect to:
+    one IP address (IPv4 or IPv6), written the canonical way."""
+    try:
+        address = ipaddress.ip_address(text.strip() if isinstance(text, str) else text)
+    except ValueError:
+        raise InvalidInput(
+            f"--tls-address {text!r} is not an IP address",
+            hint="Give one of the target's addresses that the source can reach, "
+            "e.g. 10.0.0.12 or fd00::12.",
+        ) from None
+    if address.is_unspecified or address.is_multicast:
+        raise InvalidInput(
+            f"--tls-address {text!r} cannot be connected to",
+            hint="Give one of the target's own addresses (the source connects to it).",
+        )
+    return str(address)
+
+
 def validate_port(port: int) -> int:
     """``port`` if it is a TCP port number or 0 (any free one)."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise InvalidInput(f"--tls-port {port!r} is not a TCP port (0-65535; 0: any free one)")
     return port
+
+
+# the user the target's listener runs as once a connection is accepted (where it exists)
+UNPRIVILEGED_USER = "nobody"
 
 
 def listen(
@@ -167,10 +191,11 @@ def listen(
     ``output`` (a path in ``workdir``, or /dev/null for a probe), then exit with socat's
     status.
 
-    Prints ``celestial-ssh-listening PORT`` once bound. Gives up if nobody connects within
-    ``accept_timeout_s``, or if nothing moves for ``stall_timeout_s`` plus that (its clock
-    starts at the handshake, before the freeze; the coordinator's own stall check, which
-    starts at the freeze, comes first).
+    Prints ``celestial-ssh-listening PORT`` once bound. From the accepted connection on,
+    socat runs as :data:`UNPRIVILEGED_USER` where the host has that user. Gives up if
+    nobody connects within ``accept_timeout_s``, or if nothing moves for ``stall_timeout_s``
+    plus that (its clock starts at the handshake, before the freeze; the coordinator's own
+    stall check, which starts at the freeze, comes first).
     """
     validate_remote_path(workdir)
     if output != "/dev/null":
@@ -182,11 +207,16 @@ def listen(
     log = quote(f"{workdir}/{LISTEN_LOG}")
     socat = (
         f"socat -d -d -u -b {BUFFER_BYTES} -T {stall_timeout_s + accept_timeout_s:g} "
-        f"{quote(listen_address)} - > {quote(output)} 2> {log} &"
+        f'{quote(listen_address)}"$unprivileged" - > {quote(output)} 2> {log} &'
     )
     script = "\n".join(
         [
             "umask 077",
+            # whoever connects speaks TLS to socat before any certificate is checked: that
+            # part runs as UNPRIVILEGED_USER (socat drops root right after the accept, with
+            # its key already loaded and its output already opened by this shell as root)
+            f"unprivileged=,su={UNPRIVILEGED_USER}",
+            f"id -u {UNPRIVILEGED_USER} >/dev/null 2>&1 || unprivileged=",
             # emptied here, not by socat's redirect, which may come after the first look
             # (a probe's listener wrote this log before)
             f": > {log}",

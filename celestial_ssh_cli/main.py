@@ -32,6 +32,11 @@ from .fleet_commands import doctor_command, ps_command
 from .http_shim import serve
 from .options import data_plane_options, ssh_options
 
+TLS_ADDRESS_HELP = (
+    "With --tls: the target's IP address that the source connects to, and the target "
+    "listens on (default: the one this machine's SSH session to the target arrived on)."
+)
+
 
 @contextlib.contextmanager
 def _cancel_on_signals(migration: Migration) -> Iterator[None]:
@@ -100,6 +105,12 @@ def cli() -> None:
     help="With --tls: the port the target listens on (0: any free one).",
 )
 @click.option(
+    "--tls-address",
+    metavar="ADDRESS",
+    default=None,
+    help=TLS_ADDRESS_HELP,
+)
+@click.option(
     "--pre-copy",
     "precopy",
     is_flag=True,
@@ -148,6 +159,7 @@ def migrate_command(
     precopy: bool,
     tls: bool = False,
     tls_port: int = 0,
+    tls_address: str | None = None,
     inventory_file: str | None = None,
 ) -> None:
     """Move the running CONTAINER from SOURCE to TARGET, keeping its memory state."""
@@ -175,6 +187,7 @@ def migrate_command(
         direct=direct,
         tls=tls,
         tls_port=tls_port,
+        tls_address=tls_address,
         bwlimit_bytes_per_s=bwlimit,
         precopy=precopy,
     )
@@ -288,6 +301,7 @@ def recover_command(
 @click.option("--transport", type=click.Choice(TRANSPORTS), default="auto", show_default=True)
 @click.option("--direct", is_flag=True, help="Stream from the source straight to the target.")
 @click.option("--tls", is_flag=True, help="Stream from the source to the target over TLS.")
+@click.option("--tls-address", metavar="ADDRESS", default=None, help=TLS_ADDRESS_HELP)
 def probe_command(
     source: str,
     target: str,
@@ -300,6 +314,7 @@ def probe_command(
     transport: str,
     direct: bool,
     tls: bool = False,
+    tls_address: str | None = None,
 ) -> None:
     """Measure how fast the data plane moves bytes from SOURCE to TARGET (changes nothing)."""
     try:
@@ -321,6 +336,7 @@ def probe_command(
             transport=transport,
             direct=direct,
             tls=tls,
+            tls_address=tls_address,
             host_resolver=resolve,
         )
     except (CelestialError, KeyboardInterrupt, Exception) as error:

@@ -70,3 +70,57 @@ def test_a_tls_port_in_use_on_the_target_fails_before_the_freeze(lab, workloads)
     time.sleep(0.3)
     ticks = source.ticks(workload.name)
     assert ticks[-1].counter > before[-1].counter and ticks[-1].checksum == before[-1].checksum
+
+
+def test_tls_address_chooses_where_the_target_listens(lab, workloads):
+    # a data network of its own, here another loopback address than lab-b's SSH one
+    source, target = lab["lab-a"], lab["lab-b"]
+    workload = workloads.start(memory_mb=16)
+    before = source.ticks(workload.name)
+
+    code, report, stderr = migrate_json(
+        "--tls",
+        "--tls-address",
+        "127.0.0.112",
+        "--compress",
+        "none",
+        "lab-a",
+        "lab-b",
+        workload.name,
+    )
+
+    assert code == ExitCode.OK, stderr
+    assert report["transport"] == "direct TLS (socat, to 127.0.0.112)"
+    assert target.state(workload.name) == "running"
+    assert source.state(workload.name) is None
+    assert source.workdirs() == [] and target.workdirs() == []
+    time.sleep(0.3)
+    assert_state_survived(before, target.ticks(workload.name))
+
+
+def test_a_tls_address_the_target_lacks_fails_before_the_freeze(lab, workloads):
+    source, target = lab["lab-a"], lab["lab-b"]
+    workload = workloads.start(memory_mb=8)
+    before = source.ticks(workload.name)
+
+    # 192.0.2.0/24 is for documentation only: no lab host has it
+    code, report, stderr = migrate_json(
+        "--tls",
+        "--tls-address",
+        "192.0.2.1",
+        "--compress",
+        "none",
+        "lab-a",
+        "lab-b",
+        workload.name,
+    )
+
+    assert code != ExitCode.OK
+    assert report["outcome"] == "not_started", report
+    assert "Cannot assign requested address" in stderr, stderr
+    assert source.state(workload.name) == "running"
+    assert target.state(workload.name) is None
+    assert source.workdirs() == [] and target.workdirs() == []
+    time.sleep(0.3)
+    ticks = source.ticks(workload.name)
+    assert ticks[-1].counter > before[-1].counter and ticks[-1].checksum == before[-1].checksum

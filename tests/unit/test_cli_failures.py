@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from celestial_ssh import migration
+from celestial_ssh import link_probe, migration
 from celestial_ssh.errors import (
     AuthenticationFailed,
     CelestialError,
@@ -25,6 +25,7 @@ from celestial_ssh.errors import (
 )
 from celestial_ssh.recovery import RunningTwice
 from celestial_ssh.report import MigrationReport, Outcome
+from celestial_ssh_cli import main as cli_main
 from celestial_ssh_cli.failures import ExitCode, exit_code_for, message_for
 from celestial_ssh_cli.main import cli
 
@@ -181,6 +182,33 @@ def test_migrate_refuses_hostile_names_before_connecting(
     assert result.stdout == ""
     assert f"celestial-ssh: error: {bad} is not a valid container name or ID" in result.stderr
     assert "nothing is run on either host" in result.stderr
+    assert no_hosts == {"resolve": [], "session": []}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--tls-address", "10.0.0.6"], "--tls-address needs --tls", id="no-tls"),
+        pytest.param(
+            ["--tls", "--tls-address", "lab-b"], "--tls-address 'lab-b' is not an IP", id="name"
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["migrate", "probe"])
+def test_a_bad_tls_address_is_refused_before_connecting(
+    no_hosts: dict[str, list[Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    args: list[str],
+    message: str,
+) -> None:
+    # the probe resolves and connects through its own modules: refused there as well
+    monkeypatch.setattr(cli_main, "resolve_host", migration.resolve_host)
+    monkeypatch.setattr(link_probe, "SSHSession", migration.SSHSession)
+    operands = ["lab-a", "lab-b", *(["web"] if command == "migrate" else [])]
+    result = invoke(command, *operands, *args)
+    assert result.exit_code == ExitCode.USAGE == 2
+    assert message in result.stderr
     assert no_hosts == {"resolve": [], "session": []}
 
 

@@ -690,6 +690,11 @@ def test_accept_new_host_keys_relaxes_only_strict_hosts(lab: FakeLab) -> None:
         pytest.param("web", MigrationOptions(tls_port=4433), id="tls-port-without-tls"),
         pytest.param("web", MigrationOptions(tls=True, tls_port=70000), id="tls-port-range"),
         pytest.param("web", MigrationOptions(tls=True, bwlimit_bytes_per_s=1e6), id="tls-bwlimit"),
+        pytest.param("web", MigrationOptions(tls_address="10.0.0.6"), id="tls-address-without-tls"),
+        pytest.param("web", MigrationOptions(tls=True, tls_address="lab-b"), id="tls-address-name"),
+        pytest.param(
+            "web", MigrationOptions(tls=True, tls_address="0.0.0.0"), id="tls-address-any"
+        ),
     ],
 )
 def test_invalid_input_is_refused_before_resolving_or_connecting(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from cryptography.x509.oid import NameOID
 from celestial_ssh import commands, tls_link
 from celestial_ssh.data_plane import DataPlane
 from celestial_ssh.errors import ConnectionFailed, InvalidInput, PreflightFailed
+from celestial_ssh.ssh import CommandResult
 
 WORKDIR = "/var/tmp/celestial-ssh.abc123"
 
@@ -91,6 +93,93 @@ def test_the_address_is_read_unprivileged_from_the_third_field() -> None:
     assert out == "10.0.0.6\n"
 
 
+class RecordingSession:
+    """Answers the address question with ``SSH_CONNECTION``'s and takes any files."""
+
+    def __init__(self, name: str, ssh_server_address: str = "10.9.9.9\n") -> None:
+        self.host = type("Host", (), {"name": name})()
+        self.ssh_server_address = ssh_server_address
+        self.commands: list[list[str]] = []
+        self.received: list[bytes] = []
+
+    def run(self, argv: list[str], **_options: object) -> CommandResult:
+        self.commands.append(list(argv))
+        return CommandResult(self.host.name, " ".join(argv), 0, self.ssh_server_address, "")
+
+    def start(self, argv: list[str], **_options: object) -> Receiver:
+        self.commands.append(list(argv))
+        return Receiver(self)
+
+
+class Receiver:
+    def __init__(self, session: RecordingSession) -> None:
+        self.session = session
+
+    def write(self, data: bytes) -> None:
+        self.session.received.append(data)
+
+    def close_stdin(self) -> None:
+        pass
+
+    def wait(self, _timeout: float) -> CommandResult:
+        return CommandResult(self.session.host.name, "tar", 0, "", "")
+
+    def kill(self) -> None:
+        pass
+
+
+def _prepare(address: str | None) -> tuple[str, RecordingSession, RecordingSession]:
+    source, target = RecordingSession("lab-a"), RecordingSession("lab-b")
+    chosen = DataPlane("paramiko").prepare_tls(
+        source,  # type: ignore[arg-type]
+        target,  # type: ignore[arg-type]
+        "/var/tmp/celestial-ssh.src",
+        "/var/tmp/celestial-ssh.tgt",
+        timeout=5,
+        address=address,
+    )
+    return chosen, source, target
+
+
+def test_the_target_listens_where_its_ssh_session_arrived_by_default() -> None:
+    chosen, source, target = _prepare(None)
+    assert chosen == "10.9.9.9"
+    assert tls_link.ssh_server_address() in target.commands
+    assert source.received and target.received, "both ends got their credentials"
+
+
+@pytest.mark.parametrize(
+    ("given", "address"),
+    [("192.168.50.7", "192.168.50.7"), ("fd00:0::12", "fd00::12"), (" 10.0.0.6 ", "10.0.0.6")],
+)
+def test_a_given_tls_address_is_used_instead(given: str, address: str) -> None:
+    chosen, _source, target = _prepare(given)
+    assert chosen == address
+    assert tls_link.ssh_server_address() not in target.commands
+    listener = tls_link.listen(
+        "/var/tmp/celestial-ssh.tgt", chosen, "/dev/null", stall_timeout_s=1, accept_timeout_s=1
+    )
+    assert f"bind={tls_link.socat_host(address)}," in listener[2]
+
+
+@pytest.mark.parametrize(
+    ("given", "why"),
+    [
+        ("lab-b", "is not an IP address"),
+        ("10.0.0.6:4433", "is not an IP address"),
+        ("10.0.0.6;reboot", "is not an IP address"),
+        ("", "is not an IP address"),
+        ("0.0.0.0", "cannot be connected to"),
+        ("::", "cannot be connected to"),
+        ("224.0.0.1", "cannot be connected to"),
+    ],
+)
+def test_a_tls_address_that_cannot_be_a_target_is_refused(given: str, why: str) -> None:
+    with pytest.raises(InvalidInput, match=why) as refused:
+        tls_link.validate_address(given)
+    assert "--tls-address" in refused.value.message
+
+
 @pytest.mark.parametrize("port", [-1, 65536, True, "80"])
 def test_a_port_outside_tcp_is_refused(port: object) -> None:
     with pytest.raises(InvalidInput, match="tls-port"):
@@ -128,10 +217,12 @@ def test_the_listener_command() -> None:
     assert (
         "socat -d -d -u -b 1048576 -T 360 OPENSSL-LISTEN:4433,bind=127.0.0.12,"
         f"cert={WORKDIR}/tls.pem,cafile={WORKDIR}/tls-peer.crt,verify=1,"
-        "openssl-min-proto-version=TLS1.2,openssl-max-proto-version=TLS1.2,accept-timeout=60 "
-        f"- > {WORKDIR}/checkpoint.tar 2> {WORKDIR}/tls-listen.log &"
+        "openssl-min-proto-version=TLS1.2,openssl-max-proto-version=TLS1.2,accept-timeout=60"
+        f'"$unprivileged" - > {WORKDIR}/checkpoint.tar 2> {WORKDIR}/tls-listen.log &'
     ) in script
-    assert script.startswith("umask 077\n")
+    assert script.startswith(
+        "umask 077\nunprivileged=,su=nobody\nid -u nobody >/dev/null 2>&1 || unprivileged=\n"
+    )
 
 
 def test_the_link_command_connects_before_it_opens_the_fifo() -> None:
@@ -229,6 +320,18 @@ class Listener:
     def stop(self) -> None:
         _kill_group(self.process)
 
+    def socat_uids(self) -> list[int]:
+        """The real user IDs of the socat processes the listener's script started."""
+        uids = []
+        for status in Path("/proc").glob("[0-9]*/status"):
+            with contextlib.suppress(OSError):
+                fields = dict(
+                    line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
+                )
+                if fields["Name"].strip() == "socat" and int(fields["PPid"]) == self.process.pid:
+                    uids.append(int(fields["Uid"].split()[0]))
+        return uids
+
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
     """Kill everything the script started, even after the script itself has ended (a
@@ -271,6 +374,8 @@ def test_a_tls_link_says_ready_after_the_handshake_and_carries_the_archive(
         assert source.stdout.readline() == commands.READY_LINE
         assert "SSL connection using" in (Path(source_dir) / "tls-link.log").read_text()
         assert not landed.stat().st_size  # nothing moves before go
+        # the target's end of the connection runs unprivileged (the test runs as root)
+        assert listener.socat_uids() == [pwd.getpwnam("nobody").pw_uid]
         source.stdin.write(commands.GO_LINE)
         source.stdin.flush()
         _, err = source.communicate(timeout=15)
