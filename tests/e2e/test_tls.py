@@ -18,6 +18,19 @@ from .test_data_plane import migrate_json, without_agent
 LAB_B_ADDRESS = "127.0.0.12"
 
 
+def assert_refused_before_the_freeze(lab, workload, before, code, report):
+    """Both hosts as they were: the workload ran on at the source, untouched."""
+    source, target = lab["lab-a"], lab["lab-b"]
+    assert code != ExitCode.OK
+    assert report["outcome"] == "not_started", report
+    assert source.state(workload.name) == "running"
+    assert target.state(workload.name) is None
+    assert source.workdirs() == [] and target.workdirs() == []
+    time.sleep(0.3)
+    ticks = source.ticks(workload.name)
+    assert ticks[-1].counter > before[-1].counter and ticks[-1].checksum == before[-1].checksum
+
+
 def test_tls_moves_the_memory_without_an_agent(lab, workloads):
     source, target = lab["lab-a"], lab["lab-b"]
     workload = workloads.start(memory_mb=48)
@@ -42,7 +55,7 @@ def test_tls_moves_the_memory_without_an_agent(lab, workloads):
 
 
 def test_a_tls_port_in_use_on_the_target_fails_before_the_freeze(lab, workloads):
-    source, target = lab["lab-a"], lab["lab-b"]
+    source = lab["lab-a"]
     workload = workloads.start(memory_mb=8)
     before = source.ticks(workload.name)
     with socket.socket() as taken:
@@ -61,15 +74,8 @@ def test_a_tls_port_in_use_on_the_target_fails_before_the_freeze(lab, workloads)
             workload.name,
         )
 
-    assert code != ExitCode.OK
-    assert report["outcome"] == "not_started", report
     assert "Address already in use" in stderr, stderr
-    assert source.state(workload.name) == "running"
-    assert target.state(workload.name) is None
-    assert source.workdirs() == [] and target.workdirs() == []
-    time.sleep(0.3)
-    ticks = source.ticks(workload.name)
-    assert ticks[-1].counter > before[-1].counter and ticks[-1].checksum == before[-1].checksum
+    assert_refused_before_the_freeze(lab, workload, before, code, report)
 
 
 def test_tls_address_chooses_where_the_target_listens(lab, workloads):
@@ -99,7 +105,7 @@ def test_tls_address_chooses_where_the_target_listens(lab, workloads):
 
 
 def test_a_tls_address_the_target_lacks_fails_before_the_freeze(lab, workloads):
-    source, target = lab["lab-a"], lab["lab-b"]
+    source = lab["lab-a"]
     workload = workloads.start(memory_mb=8)
     before = source.ticks(workload.name)
 
@@ -115,12 +121,5 @@ def test_a_tls_address_the_target_lacks_fails_before_the_freeze(lab, workloads):
         workload.name,
     )
 
-    assert code != ExitCode.OK
-    assert report["outcome"] == "not_started", report
     assert "Cannot assign requested address" in stderr, stderr
-    assert source.state(workload.name) == "running"
-    assert target.state(workload.name) is None
-    assert source.workdirs() == [] and target.workdirs() == []
-    time.sleep(0.3)
-    ticks = source.ticks(workload.name)
-    assert ticks[-1].counter > before[-1].counter and ticks[-1].checksum == before[-1].checksum
+    assert_refused_before_the_freeze(lab, workload, before, code, report)
