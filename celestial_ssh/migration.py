@@ -235,6 +235,8 @@ class Migration:
         # --tls: the address the target listens on, once both ends hold their credentials
         self._tls_address: str | None = None
         self._tls_listener: StreamProcess | None = None
+        # sessions a reconnect replaced (see _reconnected)
+        self._retired_sessions: list[SSHSession] = []
         self._compression = self.options.compression
         self._precopy = False
         self._previous_archive: str | None = None
@@ -1489,7 +1491,9 @@ class Migration:
                 time.sleep(1.0)
                 continue
             fresh.privileged_prefix = session.privileged_prefix
-            session.close()
+            # a connection that only answered slowly may still carry the lock, the restore
+            # or the listener: it is closed at the end, with the others
+            self._retired_sessions.append(session)
             if side == "source":
                 self._source = fresh
             else:
@@ -1611,7 +1615,7 @@ class Migration:
         if self._lock is not None:
             self._lock.kill()
             self._lock = None
-        for session in (self._source, self._target):
+        for session in (self._source, self._target, *self._retired_sessions):
             if session:
                 session.close()
 

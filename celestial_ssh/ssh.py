@@ -301,9 +301,9 @@ class SSHSession:
         """
         try:
             channel = self._transport().open_session(timeout=self.host.connect_timeout)
+            channel.close()
         except (ConnectionFailed, paramiko.SSHException, OSError, EOFError):
             return False
-        channel.close()
         return True
 
     def connect(self) -> None:

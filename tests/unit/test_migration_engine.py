@@ -611,6 +611,7 @@ def test_a_source_connection_dead_but_not_yet_noticed_is_replaced_for_the_rollba
     assert lab.connects.count(SRC) == 2, "one new connection for the rollback"
     assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
     assert lab.ran(SRC, "rm -rf"), "the source's work directory removed"
+    assert not any(session.is_connected for session in lab.sessions), "the old one too"
 
 
 def test_an_archive_damaged_on_the_way_rolls_back_before_the_restore(lab: FakeLab) -> None:
