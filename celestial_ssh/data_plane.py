@@ -292,7 +292,8 @@ class DataPlane:
         accept_timeout_s: float,
     ) -> tuple[StreamProcess, int]:
         """Start the target's TLS listener (on the control connection: no data passes
-        through SSH) and return it with the port it listens on."""
+        through SSH) and return it with the port it listens on. Its stdin stays open until
+        it is killed (the listener ends with it); paramiko's ``wait()`` leaves it open."""
         listener = target.start(
             tls_link.listen(
                 workdir,

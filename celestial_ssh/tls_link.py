@@ -112,11 +112,24 @@ def ssh_server_address() -> list[str]:
     return sh_script('set -- $SSH_CONNECTION; echo "$3"')
 
 
+def _plain_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``text`` as one IP address both ends can use: an IPv4-mapped IPv6 address becomes
+    IPv4; an IPv6 address with a zone (``%eth0``) is refused, since the zone names an
+    interface of one host only (ValueError)."""
+    address = ipaddress.ip_address(text)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.scope_id is not None:
+            raise ValueError(f"{text!r} has a zone, which only one host can resolve")
+    return address
+
+
 def parse_address(output: str, host: str = "the target") -> str:
     """The IP address :func:`ssh_server_address` printed on ``host``, checked."""
     text = output.strip()
     try:
-        return str(ipaddress.ip_address(text))
+        return str(_plain_address(text))
     except ValueError as error:
         raise PreflightFailed(
             f"{host}: cannot tell the address to listen on for --tls: SSH_CONNECTION gave "
@@ -151,19 +164,21 @@ def _tls_options(workdir: str) -> str:
 def validate_address(text: str) -> str:
     """``text`` as an address the target can listen on and the source can connect to:
     one IP address (IPv4 or IPv6), written the canonical way."""
-    try:
-        address = ipaddress.ip_address(text.strip() if isinstance(text, str) else text)
-    except ValueError:
+    hint = (
+        "Give one of the target's own addresses that the source can reach, "
+        "e.g. 10.0.0.12 or fd00::12."
+    )
+    if "%" in str(text):
         raise InvalidInput(
-            f"--tls-address {text!r} is not an IP address",
-            hint="Give one of the target's addresses that the source can reach, "
-            "e.g. 10.0.0.12 or fd00::12.",
-        ) from None
-    if address.is_unspecified or address.is_multicast:
-        raise InvalidInput(
-            f"--tls-address {text!r} cannot be connected to",
-            hint="Give one of the target's own addresses (the source connects to it).",
+            f"--tls-address {text!r} has a zone, which names an interface of one host only",
+            hint=hint,
         )
+    try:
+        address = _plain_address(text.strip() if isinstance(text, str) else text)
+    except ValueError:
+        raise InvalidInput(f"--tls-address {text!r} is not an IP address", hint=hint) from None
+    if address.is_unspecified or address.is_multicast:
+        raise InvalidInput(f"--tls-address {text!r} cannot be connected to", hint=hint)
     return str(address)
 
 
@@ -191,7 +206,8 @@ def listen(
     ``output`` (a path in ``workdir``, or /dev/null for a probe), then exit with socat's
     status.
 
-    Prints ``celestial-ssh-listening PORT`` once bound. From the accepted connection on,
+    Ends with the caller's channel (its stdin). Prints ``celestial-ssh-listening PORT``
+    once bound. From the accepted connection on,
     socat runs as :data:`UNPRIVILEGED_USER` where the host has that user. Gives up if
     nobody connects within ``accept_timeout_s``, or if nothing moves for ``stall_timeout_s``
     plus that (its clock starts at the handshake, before the freeze; the coordinator's own
@@ -200,8 +216,10 @@ def listen(
     validate_remote_path(workdir)
     if output != "/dev/null":
         validate_remote_path(output)
+    # socat 1.7 makes a listening socket IPv4 unless told otherwise
+    family = ",pf=ip6" if ipaddress.ip_address(address).version == 6 else ""
     listen_address = (
-        f"OPENSSL-LISTEN:{validate_port(port)},bind={socat_host(address)},"
+        f"OPENSSL-LISTEN:{validate_port(port)},bind={socat_host(address)}{family},"
         f"{_tls_options(workdir)},accept-timeout={accept_timeout_s:g}"
     )
     log = quote(f"{workdir}/{LISTEN_LOG}")
@@ -222,9 +240,16 @@ def listen(
             f": > {log}",
             socat,
             "listener=$!",
+            # stdin is the coordinator's channel: when it closes (the coordinator gave up or
+            # died), a socat still waiting goes too; a silent peer can otherwise hold it in
+            # the handshake past every timeout socat has
+            "exec 3<&0",
+            '{ cat <&3 > /dev/null; kill "$listener" 2>/dev/null; } > /dev/null 2>&1 &',
+            "watchdog=$!",
+            "exec 3<&-",
             f"until grep -q '{_SOCAT_LISTENING}' {log} 2>/dev/null; do",
             '  if ! kill -0 "$listener" 2>/dev/null; then',
-            f"    tail -n 5 {log} >&2; exit {EXIT_TLS_LISTEN_FAILED}",
+            f'    tail -n 5 {log} >&2; kill "$watchdog"; exit {EXIT_TLS_LISTEN_FAILED}',
             "  fi",
             "  sleep 0.01",
             "done",
@@ -234,6 +259,7 @@ def listen(
             f'echo "{LISTENING_MARKER} $port"',
             'wait "$listener"',
             "status=$?",
+            'kill "$watchdog" 2>/dev/null',
             f'[ "$status" = 0 ] || tail -n 5 {log} >&2',
             'exit "$status"',
         ]

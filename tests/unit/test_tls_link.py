@@ -13,6 +13,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tarfile
 import time
@@ -80,7 +81,22 @@ def test_the_target_address_comes_from_ssh_connection(
     assert tls_link.socat_host(address) == socat
 
 
-@pytest.mark.parametrize("printed", ["", "\n", "lab-b", "127.0.0.12 2222", "1.2.3.4;rm"])
+def test_an_ipv4_mapped_target_address_is_used_as_ipv4() -> None:
+    assert tls_link.parse_address("::ffff:10.0.0.6\n") == "10.0.0.6"
+    assert tls_link.validate_address("::ffff:10.0.0.6") == "10.0.0.6"
+
+
+def test_an_ipv6_listener_asks_socat_for_an_ipv6_socket() -> None:
+    # socat 1.7 listens on IPv4 unless told otherwise, and then cannot bind an IPv6 address
+    ipv6 = tls_link.listen(WORKDIR, "fd00::12", "/dev/null", stall_timeout_s=1, accept_timeout_s=1)
+    ipv4 = tls_link.listen(WORKDIR, "10.0.0.6", "/dev/null", stall_timeout_s=1, accept_timeout_s=1)
+    assert "bind=[fd00::12],pf=ip6," in ipv6[2]
+    assert "pf=" not in ipv4[2]
+
+
+@pytest.mark.parametrize(
+    "printed", ["", "\n", "lab-b", "127.0.0.12 2222", "1.2.3.4;rm", "fe80::1%eth0"]
+)
 def test_an_unreadable_target_address_is_refused(printed: str) -> None:
     with pytest.raises(PreflightFailed, match="lab-b: cannot tell the address"):
         tls_link.parse_address(printed, "lab-b")
@@ -172,6 +188,7 @@ def test_a_given_tls_address_is_used_instead(given: str, address: str) -> None:
         ("0.0.0.0", "cannot be connected to"),
         ("::", "cannot be connected to"),
         ("224.0.0.1", "cannot be connected to"),
+        ("fe80::1%eth0", "has a zone"),
     ],
 )
 def test_a_tls_address_that_cannot_be_a_target_is_refused(given: str, why: str) -> None:
@@ -300,9 +317,10 @@ def _both_ends(tmp_path: Path) -> tuple[str, str]:
 
 
 class Listener:
-    def __init__(self, workdir: str, output: str):
+    def __init__(self, workdir: str, output: str, address: str = "127.0.0.1"):
         self.process = subprocess.Popen(
-            tls_link.listen(workdir, "127.0.0.1", output, stall_timeout_s=10, accept_timeout_s=10),
+            tls_link.listen(workdir, address, output, stall_timeout_s=10, accept_timeout_s=10),
+            stdin=subprocess.PIPE,  # the coordinator's channel, open while it waits
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -311,8 +329,12 @@ class Listener:
         self.port = tls_link.parse_listening(self.process.stdout.readline().decode())
 
     def finish(self) -> tuple[int, str]:
+        """Wait for the listener's end with its stdin open, as the coordinator does (closing
+        it first would stop the listener)."""
+        assert self.process.stderr is not None
         try:
-            _, err = self.process.communicate(timeout=15)
+            self.process.wait(timeout=15)
+            err = self.process.stderr.read()
         finally:
             self.stop()
         return self.process.returncode, err.decode()
@@ -341,10 +363,12 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def _stream(source_dir: str, port: int, payload_file: Path) -> subprocess.Popen[bytes]:
+def _stream(
+    source_dir: str, port: int, payload_file: Path, address: str = "127.0.0.1"
+) -> subprocess.Popen[bytes]:
     link = DataPlane.tls_link(
         source_dir,
-        "127.0.0.1",
+        address,
         port,
         commands.direct_link_fifo(source_dir),
         stall_timeout_s=10,
@@ -360,15 +384,16 @@ def _stream(source_dir: str, port: int, payload_file: Path) -> subprocess.Popen[
 
 
 @needs_socat
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1"], ids=["ipv4", "ipv6"])
 def test_a_tls_link_says_ready_after_the_handshake_and_carries_the_archive(
-    tmp_path: Path,
+    tmp_path: Path, address: str
 ) -> None:
     source_dir, target_dir = _both_ends(tmp_path)
     payload = tmp_path / "payload"
     payload.write_bytes(os.urandom(3 << 20))
     landed = Path(target_dir) / "checkpoint.tar"
-    listener = Listener(target_dir, str(landed))
-    source = _stream(source_dir, listener.port, payload)
+    listener = Listener(target_dir, str(landed), address)
+    source = _stream(source_dir, listener.port, payload, address)
     try:
         assert source.stdout is not None and source.stdin is not None
         assert source.stdout.readline() == commands.READY_LINE
@@ -438,6 +463,32 @@ def test_a_listener_refuses_a_client_with_another_certificate(tmp_path: Path) ->
     finally:
         listener.stop()
         _kill_group(source)
+
+
+@needs_socat
+def test_a_listener_held_by_a_silent_peer_ends_with_the_coordinators_channel(
+    tmp_path: Path,
+) -> None:
+    # a peer that connects and never speaks keeps socat in its handshake past every
+    # timeout socat has; the coordinator giving up (its channel, the stdin, closing) ends it
+    _source_dir, target_dir = _both_ends(tmp_path)
+    listener = Listener(target_dir, str(Path(target_dir) / "checkpoint.tar"))
+    try:
+        with socket.create_connection(("127.0.0.1", listener.port)):
+            deadline = time.monotonic() + 5
+            while "accepting connection" not in (Path(target_dir) / "tls-listen.log").read_text():
+                assert time.monotonic() < deadline, "the listener never accepted"
+                time.sleep(0.05)
+            assert len(listener.socat_uids()) == 1
+            assert listener.process.stdin is not None
+            listener.process.stdin.close()
+            listener.process.wait(timeout=5)
+            deadline = time.monotonic() + 5
+            while listener.socat_uids():
+                assert time.monotonic() < deadline, "socat outlived the coordinator's channel"
+                time.sleep(0.05)
+    finally:
+        listener.stop()
 
 
 @needs_socat
