@@ -10,6 +10,8 @@ from __future__ import annotations
 import socket
 import time
 
+import pytest
+
 from celestial_ssh_cli.failures import ExitCode
 
 from .conftest import assert_state_survived
@@ -78,7 +80,8 @@ def test_a_tls_port_in_use_on_the_target_fails_before_the_freeze(lab, workloads)
     assert_refused_before_the_freeze(lab, workload, before, code, report)
 
 
-def test_tls_address_chooses_where_the_target_listens(lab, workloads):
+@pytest.mark.parametrize("address", ["127.0.0.112", "::1"], ids=["ipv4", "ipv6"])
+def test_tls_address_chooses_where_the_target_listens(lab, workloads, address):
     # a data network of its own, here another loopback address than lab-b's SSH one
     source, target = lab["lab-a"], lab["lab-b"]
     workload = workloads.start(memory_mb=16)
@@ -87,7 +90,7 @@ def test_tls_address_chooses_where_the_target_listens(lab, workloads):
     code, report, stderr = migrate_json(
         "--tls",
         "--tls-address",
-        "127.0.0.112",
+        address,
         "--compress",
         "none",
         "lab-a",
@@ -96,7 +99,7 @@ def test_tls_address_chooses_where_the_target_listens(lab, workloads):
     )
 
     assert code == ExitCode.OK, stderr
-    assert report["transport"] == "direct TLS (socat, to 127.0.0.112)"
+    assert report["transport"] == f"direct TLS (socat, to {address})"
     assert target.state(workload.name) == "running"
     assert source.state(workload.name) is None
     assert source.workdirs() == [] and target.workdirs() == []
