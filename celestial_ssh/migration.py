@@ -1388,17 +1388,22 @@ class Migration:
     def _undo_before_freeze(self) -> None:
         """Leave both hosts as they were: nothing was frozen yet."""
         progress = self._progress
-        for session, workdir in (
-            (self._source, progress.source_workdir),
-            (self._target, progress.target_workdir),
+        # one try to reconnect where a connection died: what it made there should go too
+        for side, workdir in (
+            ("source", progress.source_workdir),
+            ("target", progress.target_workdir),
         ):
-            if session and workdir and session.is_connected:
+            if workdir:
                 with contextlib.suppress(CelestialError):
-                    session.run(commands.remove_workdir(workdir), timeout=30)
+                    session = self._reconnected(side, attempts=1)
+                    if session is not None:
+                        session.run(commands.remove_workdir(workdir), timeout=30)
         progress.source_workdir = progress.target_workdir = None
-        if progress.staged_image_id and self._target and self._target.is_connected:
+        if progress.staged_image_id:
             with contextlib.suppress(CelestialError):
-                self._target.run(commands.image_remove(progress.staged_image_id), timeout=60)
+                target = self._reconnected("target", attempts=1)
+                if target is not None:
+                    target.run(commands.image_remove(progress.staged_image_id), timeout=60)
             progress.staged_image_id = None
 
     def _restore_got_through(self, error: BaseException) -> bool:
@@ -1475,8 +1480,9 @@ class Migration:
             else:
                 self._emit(PhaseFailed(Phase.ROLLBACK, duration, "needs recovery"))
 
-    def _reconnected(self, side: str) -> SSHSession | None:
-        """The session to ``side``, reconnecting once if the connection died."""
+    def _reconnected(self, side: str, attempts: int = 3) -> SSHSession | None:
+        """The session to ``side``, reconnecting (up to ``attempts`` tries, a second
+        apart) if the connection died."""
         session = self._source if side == "source" else self._target
         assert session is not None
         # asked, not assumed: a stream on another connection to the host may have seen the
@@ -1484,11 +1490,12 @@ class Migration:
         if session.is_connected and session.answers():
             return session
         fresh = SSHSession(session.host, notice=self._notice)
-        for _attempt in range(3):
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(1.0)
             try:
                 fresh.connect()
             except ConnectionFailed:
-                time.sleep(1.0)
                 continue
             fresh.privileged_prefix = session.privileged_prefix
             # a connection that only answered slowly may still carry the lock, the restore

@@ -1569,6 +1569,27 @@ def test_the_freeze_begins_with_the_go_line_once_both_streams_are_ready(lab: Fak
     assert exporter.written == [commands.GO_LINE]
 
 
+def test_a_connection_lost_before_the_freeze_is_renewed_to_remove_the_work_directory(
+    lab: FakeLab,
+) -> None:
+    # the target's connection dies right after its work directory was made
+    def made_then_dies(command: str) -> CommandResult:
+        for session in lab.sessions:
+            if session.host.name == TGT:
+                session.dead = True
+        return result(WORKDIRS[TGT] + "\n")
+
+    lab.answer(TGT, "mktemp -d", made_then_dies)
+    engine, _ = fail(lab, ConnectionFailed)
+
+    assert engine.report.outcome is Outcome.NOT_STARTED
+    assert lab.connects.count(TGT) == 2, "one new connection, to clean up"
+    assert join(commands.remove_workdir(WORKDIRS[TGT])) in lab.commands_on(TGT)
+    assert join(commands.remove_workdir(WORKDIRS[SRC])) in lab.commands_on(SRC)
+    assert not lab.ran(SRC, "container checkpoint"), "nothing was frozen"
+    assert not any(session.is_connected for session in lab.sessions)
+
+
 @pytest.mark.parametrize("host", [SRC, TGT])
 def test_a_stream_that_never_gets_ready_fails_before_the_freeze(lab: FakeLab, host: str) -> None:
     lab.silent_streams.add(host)
