@@ -38,12 +38,7 @@ def probe_link(
     """
     if nbytes <= 0:
         raise InvalidInput("the probe needs a positive number of bytes")
-    if tls_address is not None:
-        tls_link.validate_address(tls_address)
-        if not tls:
-            raise InvalidInput(
-                "--tls-address needs --tls", hint="Add --tls, or leave out the address."
-            )
+    tls_link.check_address_option(tls_address, tls=tls)
     resolve = host_resolver or (lambda text: resolve_host(text, ssh_config))
     sessions = (SSHSession(resolve(source)), SSHSession(resolve(target)))
     plane: DataPlane | None = None

@@ -409,12 +409,7 @@ class Migration:
         tls_link.validate_port(self.options.tls_port)
         if self.options.tls_port and not self.options.tls:
             raise InvalidInput("--tls-port needs --tls", hint="Add --tls, or leave out the port.")
-        if self.options.tls_address is not None:
-            tls_link.validate_address(self.options.tls_address)
-            if not self.options.tls:
-                raise InvalidInput(
-                    "--tls-address needs --tls", hint="Add --tls, or leave out the address."
-                )
+        tls_link.check_address_option(self.options.tls_address, tls=self.options.tls)
         if limit is not None and (self.options.direct or self.options.tls):
             raise InvalidInput(
                 f"--bwlimit cannot be combined with {'--tls' if self.options.tls else '--direct'}",

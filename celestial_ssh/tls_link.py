@@ -112,16 +112,19 @@ def ssh_server_address() -> list[str]:
     return sh_script('set -- $SSH_CONNECTION; echo "$3"')
 
 
+class _ZonedAddress(ValueError):
+    """An IPv6 address with a zone (``%eth0``): it names an interface of one host only."""
+
+
 def _plain_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """``text`` as one IP address both ends can use: an IPv4-mapped IPv6 address becomes
-    IPv4; an IPv6 address with a zone (``%eth0``) is refused, since the zone names an
-    interface of one host only (ValueError)."""
+    IPv4; one with a zone raises :class:`_ZonedAddress`, anything else ValueError."""
     address = ipaddress.ip_address(text)
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
         if address.scope_id is not None:
-            raise ValueError(f"{text!r} has a zone, which only one host can resolve")
+            raise _ZonedAddress(text)
     return address
 
 
@@ -168,18 +171,28 @@ def validate_address(text: str) -> str:
         "Give one of the target's own addresses that the source can reach, "
         "e.g. 10.0.0.12 or fd00::12."
     )
-    if "%" in str(text):
+    try:
+        address = _plain_address(text.strip() if isinstance(text, str) else text)
+    except _ZonedAddress:
         raise InvalidInput(
             f"--tls-address {text!r} has a zone, which names an interface of one host only",
             hint=hint,
-        )
-    try:
-        address = _plain_address(text.strip() if isinstance(text, str) else text)
+        ) from None
     except ValueError:
         raise InvalidInput(f"--tls-address {text!r} is not an IP address", hint=hint) from None
     if address.is_unspecified or address.is_multicast:
         raise InvalidInput(f"--tls-address {text!r} cannot be connected to", hint=hint)
     return str(address)
+
+
+def check_address_option(address: str | None, *, tls: bool) -> None:
+    """Refuse a ``--tls-address`` that is no usable address, or that comes without ``--tls``
+    (for ``migrate`` and ``probe`` alike, before anything connects)."""
+    if address is None:
+        return
+    validate_address(address)
+    if not tls:
+        raise InvalidInput("--tls-address needs --tls", hint="Add --tls, or leave out the address.")
 
 
 def validate_port(port: int) -> int:
@@ -207,11 +220,11 @@ def listen(
     status.
 
     Ends with the caller's channel (its stdin). Prints ``celestial-ssh-listening PORT``
-    once bound. From the accepted connection on,
-    socat runs as :data:`UNPRIVILEGED_USER` where the host has that user. Gives up if
-    nobody connects within ``accept_timeout_s``, or if nothing moves for ``stall_timeout_s``
-    plus that (its clock starts at the handshake, before the freeze; the coordinator's own
-    stall check, which starts at the freeze, comes first).
+    once bound. From the accepted connection on, socat runs as :data:`UNPRIVILEGED_USER`
+    where the host has that user. Gives up if nobody connects within ``accept_timeout_s``,
+    or if nothing moves for ``stall_timeout_s`` plus that (its clock starts at the
+    handshake, before the freeze; the coordinator's own stall check, which starts at the
+    freeze, comes first).
     """
     validate_remote_path(workdir)
     if output != "/dev/null":

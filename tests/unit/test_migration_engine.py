@@ -358,6 +358,12 @@ class FakeLab:
             self.unexpected.append((host, command))
         raise AssertionError(f"{host}: unexpected command {command!r}")
 
+    def lose_connections_unnoticed(self, host: str) -> None:
+        """The far end of every session to ``host`` is gone; the sessions have not noticed."""
+        for session in self.sessions:
+            if session.host.name == host:
+                session.dead = True
+
     # -- the stand-ins the engine gets ---------------------------------------------------
     def session(self, host: ResolvedHost, notice: Any = None) -> FakeSession:
         return FakeSession(self, host, notice)
@@ -597,9 +603,7 @@ def test_a_source_connection_dead_but_not_yet_noticed_is_replaced_for_the_rollba
     # the stream on its own connection saw the source's sshd die first; the control
     # session still calls itself connected, but it no longer answers (seen in CI)
     def dies(command: str) -> CommandResult:
-        for session in lab.sessions:
-            if session.host.name == SRC:
-                session.dead = True
+        lab.lose_connections_unnoticed(SRC)
         return result(status=-1)
 
     lab.answer(SRC, "container checkpoint", dies)
@@ -1574,9 +1578,7 @@ def test_a_connection_lost_before_the_freeze_is_renewed_to_remove_the_work_direc
 ) -> None:
     # the target's connection dies right after its work directory was made
     def made_then_dies(command: str) -> CommandResult:
-        for session in lab.sessions:
-            if session.host.name == TGT:
-                session.dead = True
+        lab.lose_connections_unnoticed(TGT)
         return result(WORKDIRS[TGT] + "\n")
 
     lab.answer(TGT, "mktemp -d", made_then_dies)
