@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import json
 import os
 import threading
 import time
@@ -48,7 +47,7 @@ from .podman_json import (
     OutputError,
     parse_container_inspect,
     parse_container_list,
-    parse_size,
+    parse_memory_usage,
 )
 from .readiness import parse_meminfo
 from .report import MigrationReport, Outcome
@@ -715,31 +714,6 @@ def run_batch(
 
 
 # -- evacuation -------------------------------------------------------------------------------
-def parse_memory_usage(text: str) -> dict[str, int]:
-    """``podman stats --format json`` as {container name: bytes of memory in use}."""
-    try:
-        documents = json.loads(text) if text.strip() else []
-    except json.JSONDecodeError:
-        return {}
-    usage: dict[str, int] = {}
-    if not isinstance(documents, list):
-        return usage
-    for item in documents:
-        if not isinstance(item, dict):
-            continue
-        name = str(item.get("name") or item.get("Name") or "")
-        raw = item.get("mem_usage", item.get("MemUsage"))
-        if isinstance(raw, (int, float)):
-            size: int | None = int(raw)
-        elif isinstance(raw, str):
-            size = parse_size(raw.split("/")[0])
-        else:
-            size = None
-        if name and size is not None:
-            usage[name] = size
-    return usage
-
-
 def parse_mem_available(text: str) -> int:
     """``MemAvailable`` from /proc/meminfo, in bytes."""
     available_kib = parse_meminfo(text).get("MemAvailable")

@@ -134,6 +134,18 @@ def restore_local(container_id: str) -> list[str]:
 
 
 # -- work directories ------------------------------------------------------------------
+# where the target lands an archive that fits in memory: a tmpfs the host may name (the
+# lab gives each of its hosts its own), else /dev/shm; podman then untars from RAM, and
+# the host does not write the archive back to disk while the container is frozen
+TMPFS_DIR = "${CELESTIAL_SSH_TMPFS:-/dev/shm}"
+DISK_DIR = "${TMPDIR:-/var/tmp}"
+LANDING_TMPFS = "tmpfs"
+LANDING_DISK = "disk"
+# the restored container needs the archive's size again in memory while the archive is
+# still on tmpfs; this much more is left to the rest of the host
+TMPFS_MEMORY_RESERVE_BYTES = 256 << 20
+
+
 def make_workdir(container_id: str | None = None) -> list[str]:
     """A private (0700) directory under the host's TMPDIR, named by mktemp, never guessed.
 
@@ -144,17 +156,81 @@ def make_workdir(container_id: str | None = None) -> list[str]:
     if container_id is not None:
         tag = validate_container_name(container_id)[:12] + "."
     return sh_script(
-        'umask 077 && mktemp -d "${TMPDIR:-/var/tmp}/' + WORKDIR_PREFIX + tag + 'XXXXXXXXXX"'
+        'umask 077 && mktemp -d "' + DISK_DIR + "/" + WORKDIR_PREFIX + tag + 'XXXXXXXXXX"'
     )
+
+
+def make_landing_workdir(container_id: str, archive_bytes: int) -> list[str]:
+    """The target's work directory, where the archive lands: on tmpfs (:data:`TMPFS_DIR`)
+    when it is a tmpfs with room for ``archive_bytes`` and the host has memory for that
+    and for the restored container besides; else where :func:`make_workdir` puts it.
+
+    Prints the directory, then :data:`LANDING_TMPFS` or :data:`LANDING_DISK`.
+    """
+    if archive_bytes <= 0:
+        raise ValueError("archive_bytes must be positive")
+    tag = validate_container_name(container_id)[:12] + "."
+    need_kib = -(-archive_bytes // 1024)
+    memory_kib = 2 * need_kib + TMPFS_MEMORY_RESERVE_BYTES // 1024
+    template = WORKDIR_PREFIX + tag + "XXXXXXXXXX"
+    return sh_script(
+        "\n".join(
+            [
+                "umask 077",
+                f'tmpfs="{TMPFS_DIR}"',
+                # a missing number fails the test quietly, which lands on disk
+                f'if [ "$(stat -f -c %T "$tmpfs" 2>/dev/null)" = tmpfs ] && '
+                '[ "$(df -Pk "$tmpfs" 2>/dev/null | awk \'NR == 2 { print $4 }\')" '
+                f"-ge {need_kib} ] 2>/dev/null && "
+                "[ \"$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)\" "
+                f"-ge {memory_kib} ] 2>/dev/null && "
+                f'dir=$(mktemp -d "$tmpfs/{template}" 2>/dev/null); then',
+                f'  echo "$dir"; echo {LANDING_TMPFS}',
+                "else",
+                f'  dir=$(mktemp -d "{DISK_DIR}/{template}") || exit 1',
+                f'  echo "$dir"; echo {LANDING_DISK}',
+                "fi",
+            ]
+        )
+    )
+
+
+def parse_landing_workdir(output: str) -> tuple[str, str]:
+    """:func:`make_landing_workdir`'s output as (directory, tmpfs or disk)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    if len(lines) != 2 or lines[1] not in (LANDING_TMPFS, LANDING_DISK):
+        raise ValueError(f"unexpected output from making the landing directory: {output!r}")
+    return validate_remote_path(lines[0]), lines[1]
+
+
+def archive_size_estimate(memory_bytes: int) -> int:
+    """How large the archive of a container using ``memory_bytes`` may get: what it may
+    add before the freeze, podman's metadata and the container's file changes."""
+    return memory_bytes + memory_bytes // 4 + (64 << 20)
 
 
 def list_workdirs(container_id: str) -> list[str]:
-    """The work directories left on this host by migrations of ``container_id``."""
+    """The work directories left on this host by migrations of ``container_id`` (on disk,
+    or on tmpfs where the archive landed)."""
     tag = validate_container_name(container_id)[:12]
+    pattern = WORKDIR_PREFIX + tag + ".*"
     return sh_script(
-        'for d in "${TMPDIR:-/var/tmp}"/' + WORKDIR_PREFIX + tag + ".*; do "
-        '[ -d "$d" ] && echo "$d"; done; true'
+        "\n".join(
+            [
+                f'disk="{DISK_DIR}"; tmpfs="{TMPFS_DIR}"',
+                f'for d in "$disk"/{pattern}; do [ -d "$d" ] && echo "$d"; done',
+                f'[ "$tmpfs" = "$disk" ] || for d in "$tmpfs"/{pattern}; do '
+                '[ -d "$d" ] && echo "$d"; done',
+                "true",
+            ]
+        )
     )
+
+
+def container_memory(container: str) -> list[str]:
+    """One ``podman stats`` sample of ``container`` (its memory in use sizes the archive)."""
+    validate_container_name(container)
+    return ["podman", "stats", "--no-stream", "--format", "json", "--", container]
 
 
 def remove_workdir(workdir: str) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from .commands import DISK_DIR
 from .errors import InvalidInput
 from .shell import sh_script, validate_container_name
 
@@ -21,7 +22,7 @@ FEATURE_MEM_DIRTY_TRACK = "mem_dirty_track"  # soft-dirty tracking: iterative pr
 FEATURE_UFFD_NONCOOP = "uffd-noncoop"  # non-cooperative userfaultfd: lazy-pages restore
 
 # the directory a migration lands its checkpoint in (the same expression as make_workdir)
-LANDING_DIR = "${TMPDIR:-/var/tmp}"
+LANDING_DIR = DISK_DIR
 
 
 def podman_version() -> list[str]:

@@ -25,7 +25,7 @@ from typing import Any
 from . import commands, doctor_commands
 from .errors import PreflightFailed
 from .hosts import resolve_host
-from .podman_json import OutputError, parse_container_list, parse_size
+from .podman_json import OutputError, parse_container_list, parse_size, parse_stats_list
 from .ssh import SUDO_PREFIX, SSHSession
 
 
@@ -43,27 +43,6 @@ class ContainerRow:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def parse_stats_list(text: str) -> dict[str, str]:
-    """{short or full ID, and name: memory usage} from ``podman stats --format json``."""
-    try:
-        documents = json.loads(text) if text.strip() else []
-    except json.JSONDecodeError:
-        return {}
-    usage: dict[str, str] = {}
-    if not isinstance(documents, list):
-        return usage
-    for item in documents:
-        if not isinstance(item, dict):
-            continue
-        memory = str(item.get("mem_usage") or item.get("MemUsage") or "").split("/")[0].strip()
-        if not memory:
-            continue
-        for key in ("id", "ID", "name", "Name"):
-            if item.get(key):
-                usage[str(item[key])] = memory
-    return usage
 
 
 def parse_inspect_list(text: str) -> dict[str, dict[str, Any]]:

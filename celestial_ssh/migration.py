@@ -79,6 +79,7 @@ from .podman_json import (
     parse_container_list,
     parse_criu_version,
     parse_image_id,
+    parse_memory_usage,
     parse_podman_info,
     parse_stats,
     version_tuple,
@@ -758,16 +759,33 @@ class Migration:
 
     def _prepare(self) -> None:
         timeout = self.options.command_timeout_s
+        info = self._progress.source_info
+        source, target = self._sessions()
+        archive_estimate = self._archive_estimate(source) if info else None
 
         def make(session: SSHSession) -> str:
+            if info and session is target and archive_estimate:
+                made = session.run(
+                    commands.make_landing_workdir(info.id, archive_estimate),
+                    timeout=timeout,
+                    check=True,
+                    what="creating a private work directory",
+                )
+                try:
+                    workdir, self.report.landing = commands.parse_landing_workdir(made.stdout)
+                except ValueError as error:
+                    raise PreflightFailed(
+                        f"{self._target_text}: {error}", host=self._target_text
+                    ) from error
+                return workdir
             result = session.run(
-                commands.make_workdir(self._progress.source_info.id)
-                if self._progress.source_info
-                else commands.make_workdir(),
+                commands.make_workdir(info.id) if info else commands.make_workdir(),
                 timeout=timeout,
                 check=True,
                 what="creating a private work directory",
             )
+            if session is target:
+                self.report.landing = commands.LANDING_DISK
             return result.stdout.strip()
 
         source_dir, target_dir = self._both(make)
@@ -783,6 +801,19 @@ class Migration:
         self.report.compression = self._compression
         if self._precopy:
             self._copy_memory_while_running()
+
+    def _archive_estimate(self, source: SSHSession) -> int | None:
+        """How large the archive may get, from the container's memory in use (None when
+        podman cannot say: the archive then lands on disk)."""
+        info = self._progress.source_info
+        assert info is not None
+        sample = source.run(commands.container_memory(info.id), timeout=30.0)
+        usage = parse_memory_usage(sample.stdout) if sample.ok else {}
+        memory = usage.get(info.id[:12]) or usage.get(info.id) or usage.get(info.name)
+        if not memory:
+            return None
+        # pre-copy lands a second archive beside the final one
+        return commands.archive_size_estimate(memory) * (2 if self._precopy else 1)
 
     def _data_plane(self) -> DataPlane:
         assert self._plane is not None

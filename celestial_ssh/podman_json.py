@@ -172,3 +172,31 @@ def parse_size(text: str) -> int | None:
         unit += "b"
     factor = _UNITS.get(unit)
     return int(float(match.group(1)) * factor) if factor else None
+
+
+def parse_stats_list(text: str) -> dict[str, str]:
+    """{short or full ID, and name: memory usage} from ``podman stats --format json``."""
+    try:
+        documents = json.loads(text) if text.strip() else []
+    except json.JSONDecodeError:
+        return {}
+    usage: dict[str, str] = {}
+    if not isinstance(documents, list):
+        return usage
+    for item in documents:
+        if not isinstance(item, dict):
+            continue
+        memory = str(item.get("mem_usage") or item.get("MemUsage") or "").split("/")[0].strip()
+        if not memory:
+            continue
+        for key in ("id", "ID", "name", "Name"):
+            if item.get(key):
+                usage[str(item[key])] = memory
+    return usage
+
+
+def parse_memory_usage(text: str) -> dict[str, int]:
+    """:func:`parse_stats_list` in bytes (containers whose usage podman cannot say are left
+    out)."""
+    usage = {key: parse_size(memory) for key, memory in parse_stats_list(text).items()}
+    return {key: size for key, size in usage.items() if size is not None}

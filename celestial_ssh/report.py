@@ -33,6 +33,8 @@ class MigrationReport:
     transport: str | None = None
     # what became of --pre-copy (None when it was not asked for)
     precopy: str | None = None
+    # where the archive landed on the target: tmpfs (it fit in memory) or disk
+    landing: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     downtime_s: float | None = None
     total_s: float | None = None

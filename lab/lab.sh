@@ -47,8 +47,13 @@ host_podman() {
 write_host_config() {
 	local host=$1 address=${ADDRESS[$1]}
 	local dir=$LAB/$host
-	mkdir -p "$dir" "$STATE/$host/graph" "$STATE/$host/tmp" "$RUNSTATE/$host/run" "$RUNSTATE/$host/libpod"
+	mkdir -p "$dir" "$STATE/$host/graph" "$STATE/$host/tmp" "$STATE/$host/shm" "$RUNSTATE/$host/run" "$RUNSTATE/$host/libpod"
 	chmod 0700 "$STATE/$host/tmp"
+	# each host its own tmpfs for archives that fit in memory (CELESTIAL_SSH_TMPFS): the
+	# machine's one /dev/shm would let a host see the other's work directories
+	if ! mountpoint -q "$STATE/$host/shm"; then
+		mount -t tmpfs -o mode=0700,size=50% "celestial-lab-$host" "$STATE/$host/shm"
+	fi
 	[ -f "$dir/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C "$host" -f "$dir/ssh_host_ed25519_key"
 	cat >"$dir/storage.conf" <<CONF
 [storage]
@@ -83,7 +88,7 @@ MaxStartups 200
 MaxSessions 100
 LogLevel ERROR
 Subsystem sftp internal-sftp
-SetEnv CONTAINERS_STORAGE_CONF=$dir/storage.conf CONTAINERS_CONF=$dir/containers.conf TMPDIR=$STATE/$host/tmp CELESTIAL_LAB_HOST=$host$(
+SetEnv CONTAINERS_STORAGE_CONF=$dir/storage.conf CONTAINERS_CONF=$dir/containers.conf TMPDIR=$STATE/$host/tmp CELESTIAL_SSH_TMPFS=$STATE/$host/shm CELESTIAL_LAB_HOST=$host$(
 		[ "$host" = lab-c ] && echo " PATH=/usr/bin:/bin:/usr/sbin:/sbin")
 CONF
 }

@@ -115,9 +115,16 @@ class LabHost:
         images = self.podman("image", "ls", "--all", "--no-trunc", "--format", "{{.ID}}").stdout
         return "\n".join(sorted(containers.splitlines())), "\n".join(sorted(images.splitlines()))
 
+    def tmpfs_entries(self) -> list[str]:
+        """Whatever is in the host's own tmpfs for archives (the lab's CELESTIAL_SSH_TMPFS)."""
+        return self.run("sh", "-c", 'ls -A "$CELESTIAL_SSH_TMPFS"').stdout.split()
+
     def workdirs(self) -> list[str]:
         result = self.run(
-            "sh", "-c", 'ls -d "${TMPDIR:-/var/tmp}"/celestial-ssh.* 2>/dev/null || true'
+            "sh",
+            "-c",
+            'ls -d "${TMPDIR:-/var/tmp}"/celestial-ssh.* '
+            '"${CELESTIAL_SSH_TMPFS:-/dev/shm}"/celestial-ssh.* 2>/dev/null || true',
         )
         return result.stdout.split()
 
@@ -182,7 +189,8 @@ class WorkloadFactory:
                 host.run(
                     "sh",
                     "-c",
-                    'rm -rf -- "${TMPDIR:-/var/tmp}"/celestial-ssh."$1".*',
+                    'rm -rf -- "${TMPDIR:-/var/tmp}"/celestial-ssh."$1".* '
+                    '"${CELESTIAL_SSH_TMPFS:-/dev/shm}"/celestial-ssh."$1".*',
                     "sh",
                     container_id[:12],
                     check=False,

@@ -106,18 +106,24 @@ def test_target_runs_out_of_space_for_the_archive(lab, workloads):
     source, target = lab["lab-a"], lab["lab-b"]
     workload = workloads.start(memory_mb=32)
     before = source.ticks(workload.name)
-    landing = target.run("sh", "-c", 'echo "$TMPDIR"').stdout.strip()
-    assert landing.startswith("/var/lib/celestial-lab-"), landing
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", landing], check=True)
+    # the host's tmpfs and its disk both too small: the archive goes to disk, which fills
+    landings = target.run("sh", "-c", 'echo "$TMPDIR"; echo "$CELESTIAL_SSH_TMPFS"').stdout.split()
+    assert all(path.startswith("/var/lib/celestial-lab-") for path in landings), landings
+    mounted = []
     try:
+        for landing in landings:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", landing], check=True)
+            mounted.append(landing)
         with pytest.raises(MigrationFailed) as failure:
             migrate("lab-a", "lab-b", workload.name, OPTIONS)
         assert target.workdirs() == []
     finally:
-        subprocess.run(["umount", landing], check=True)
+        for landing in reversed(mounted):
+            subprocess.run(["umount", landing], check=True)
     LEDGER.faults.append("target disk full while landing the archive")
 
     assert "No space left on device" in str(failure.value)
+    assert failure.value.report.landing == "disk"
     assert failure.value.report.outcome is Outcome.ROLLED_BACK
     assert assert_one_running_copy(lab, workload.name) == "lab-a"
     assert source.workdirs() == []

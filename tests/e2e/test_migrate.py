@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 from celestial_ssh_cli.failures import ExitCode
@@ -88,6 +89,9 @@ def test_256_megabytes_of_memory_survive(lab, workloads):
     assert result.returncode == ExitCode.OK, result.stderr
     report = json.loads(result.stdout)
     assert report["archive_bytes"] > 256 * 1024 * 1024
+    # lab-b's own tmpfs had room: the archive landed in memory, and is gone again
+    assert report["landing"] == "tmpfs"
+    assert target.workdirs() == [] and target.tmpfs_entries() == []
     time.sleep(0.5)
     last_before, first_after = assert_state_survived(before, target.ticks(workload.name))
     assert source.state(workload.name) is None
@@ -108,3 +112,27 @@ def test_migrating_back_and_forth(lab, workloads):
     assert target.state(workload.name) is None
     time.sleep(0.3)
     assert_state_survived(before, source.ticks(workload.name))
+
+
+def test_an_archive_too_big_for_the_tmpfs_lands_on_disk(lab, workloads):
+    source, target = lab["lab-a"], lab["lab-b"]
+    workload = workloads.start(memory_mb=32)
+    before = source.ticks(workload.name)
+    tmpfs = target.run("sh", "-c", 'echo "$CELESTIAL_SSH_TMPFS"').stdout.strip()
+    assert tmpfs.startswith("/var/lib/celestial-lab-"), tmpfs
+    # 16 MB of tmpfs: less than the archive of 32 MB of memory needs
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", tmpfs], check=True)
+    try:
+        result = run_cli(
+            "migrate", "-F", str(SSH_CONFIG), "--json", "lab-a", "lab-b", workload.name
+        )
+        assert target.tmpfs_entries() == []
+    finally:
+        subprocess.run(["umount", tmpfs], check=True)
+
+    assert result.returncode == ExitCode.OK, result.stderr
+    report = json.loads(result.stdout)
+    assert report["landing"] == "disk"
+    assert target.workdirs() == []
+    time.sleep(0.3)
+    assert_state_survived(before, target.ticks(workload.name))

@@ -27,9 +27,7 @@ from celestial_ssh.batch import (
     Plan,
     PlanEntry,
     parse_mem_available,
-    parse_memory_usage,
     parse_plan,
-    parse_size,
     plan_evacuation,
     run_batch,
     spread_by_memory,
@@ -44,6 +42,7 @@ from celestial_ssh.errors import (
 from celestial_ssh.events import Phase, PhaseFinished, PhaseStarted, TransferProgress
 from celestial_ssh.hosts import ResolvedHost
 from celestial_ssh.migration import Migration, MigrationOptions
+from celestial_ssh.podman_json import parse_memory_usage, parse_size
 from celestial_ssh.report import MigrationReport, Outcome
 from celestial_ssh.ssh import CommandResult
 from celestial_ssh_cli import batch_commands

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import select
 import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,10 +125,17 @@ SHA = hashlib.sha256(b"checkpoint").hexdigest()
             [
                 "sh",
                 "-c",
-                'for d in "${TMPDIR:-/var/tmp}"/celestial-ssh.3f1c2a9b8d7e.*; do '
-                '[ -d "$d" ] && echo "$d"; done; true',
+                'disk="${TMPDIR:-/var/tmp}"; tmpfs="${CELESTIAL_SSH_TMPFS:-/dev/shm}"\n'
+                'for d in "$disk"/celestial-ssh.3f1c2a9b8d7e.*; do [ -d "$d" ] && echo "$d"; done\n'
+                '[ "$tmpfs" = "$disk" ] || for d in "$tmpfs"/celestial-ssh.3f1c2a9b8d7e.*; do '
+                '[ -d "$d" ] && echo "$d"; done\ntrue',
             ],
             id="list_workdirs",
+        ),
+        pytest.param(
+            commands.container_memory(CID),
+            ["podman", "stats", "--no-stream", "--format", "json", "--", CID],
+            id="container_memory",
         ),
         pytest.param(
             commands.remove_workdir(WORKDIR), ["rm", "-rf", "--", WORKDIR], id="remove_workdir"
@@ -542,6 +552,8 @@ def make_host(
     workdir.mkdir(mode=0o700)
     commands.validate_remote_path(str(workdir))  # tmp_path must be a path the builders take
     env = {"PATH": str(bin_dir), "FAKE_PODMAN_ARGV": str(tmp_path / "podman-argv"), "LC_ALL": "C"}
+    # never this machine's /dev/shm: a test that wants a tmpfs makes one there itself
+    env["CELESTIAL_SSH_TMPFS"] = str(tmp_path / "no-tmpfs")
     return FakeHost(tmp_path, workdir, tmp_path / "podman-argv", env)
 
 
@@ -615,6 +627,128 @@ def test_list_workdirs_lists_only_that_containers_directories(host: FakeHost) ->
     assert host.run(commands.list_workdirs(CID)).stdout == b""
     left = {str(path) for path in host.root.glob("celestial-ssh.*") if path.is_dir()}
     assert left == {*others, str(host.workdir), f"{host.root}/celestial-ssh.{CID[:12]}x"}
+
+
+@pytest.fixture
+def tmpfs_dir() -> Iterator[Path]:
+    """A fresh directory on this machine's /dev/shm (a tmpfs), removed afterwards."""
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("needs /dev/shm")
+    made = Path(tempfile.mkdtemp(prefix="celestial-ssh-test.", dir="/dev/shm"))
+    try:
+        yield made
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
+
+
+def landing_host(tmp_path: Path) -> FakeHost:
+    return make_host(tmp_path, openssl=False, extra=("df", "awk"))
+
+
+def made_landing(host: FakeHost, archive_bytes: int) -> tuple[Path, str]:
+    finished = host.run(commands.make_landing_workdir(CID, archive_bytes))
+    assert finished.status == 0, finished.stderr
+    workdir, landing = commands.parse_landing_workdir(finished.stdout.decode())
+    assert stat.S_IMODE(Path(workdir).stat().st_mode) == 0o700
+    assert Path(workdir).name.startswith(f"celestial-ssh.{CID[:12]}.")
+    return Path(workdir), landing
+
+
+def test_an_archive_that_fits_in_memory_lands_on_tmpfs(tmp_path: Path, tmpfs_dir: Path) -> None:
+    host = landing_host(tmp_path)
+    host.env |= {"TMPDIR": str(host.root), "CELESTIAL_SSH_TMPFS": str(tmpfs_dir)}
+    workdir, landing = made_landing(host, 64 << 20)
+    assert (workdir.parent, landing) == (tmpfs_dir, commands.LANDING_TMPFS)
+    # recover finds it there, and remove_workdir takes it
+    listed = host.run(commands.list_workdirs(CID)).stdout.decode().split()
+    assert listed == [str(workdir)]
+    assert host.run(commands.remove_workdir(str(workdir))).status == 0
+    assert not workdir.exists()
+
+
+def test_an_archive_bigger_than_the_tmpfs_lands_on_disk(tmp_path: Path, tmpfs_dir: Path) -> None:
+    host = landing_host(tmp_path)
+    host.env |= {"TMPDIR": str(host.root), "CELESTIAL_SSH_TMPFS": str(tmpfs_dir)}
+    free = shutil.disk_usage(tmpfs_dir).free
+    workdir, landing = made_landing(host, free + (1 << 30))
+    assert (workdir.parent, landing) == (host.root, commands.LANDING_DISK)
+    assert list(tmpfs_dir.iterdir()) == []
+
+
+def test_memory_for_the_restore_is_kept_free_beside_the_archive(
+    tmp_path: Path, tmpfs_dir: Path
+) -> None:
+    host = landing_host(tmp_path)
+    host.env |= {"TMPDIR": str(host.root), "CELESTIAL_SSH_TMPFS": str(tmpfs_dir)}
+    available_kib = int(re.findall(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text())[0])
+    free = shutil.disk_usage(tmpfs_dir).free
+    # fits on the tmpfs, but not twice (plus the reserve) in the memory available
+    archive = min(free - (64 << 20), available_kib * 1024 // 2)
+    if archive <= 0:
+        pytest.skip("this machine's /dev/shm is too small for the check")
+    workdir, landing = made_landing(host, archive)
+    assert (workdir.parent, landing) == (host.root, commands.LANDING_DISK)
+
+
+@pytest.mark.parametrize("kind", ["not a tmpfs", "missing"])
+def test_no_tmpfs_means_landing_on_disk(tmp_path: Path, kind: str) -> None:
+    host = landing_host(tmp_path)
+    elsewhere = tmp_path / "plain-dir"
+    if kind == "not a tmpfs":
+        elsewhere.mkdir()
+        assert (
+            subprocess.run(
+                ["stat", "-f", "-c", "%T", str(elsewhere)], capture_output=True, text=True
+            ).stdout.strip()
+            != "tmpfs"
+        )
+    host.env |= {"TMPDIR": str(host.root), "CELESTIAL_SSH_TMPFS": str(elsewhere)}
+    workdir, landing = made_landing(host, 1 << 20)
+    assert (workdir.parent, landing) == (host.root, commands.LANDING_DISK)
+
+
+def test_landing_without_df_or_awk_lands_on_disk(tmp_path: Path, tmpfs_dir: Path) -> None:
+    host = make_host(tmp_path, openssl=False)  # no df, no awk on PATH
+    host.env |= {"TMPDIR": str(host.root), "CELESTIAL_SSH_TMPFS": str(tmpfs_dir)}
+    workdir, landing = made_landing(host, 1 << 20)
+    assert (workdir.parent, landing) == (host.root, commands.LANDING_DISK)
+
+
+def test_list_workdirs_lists_both_places_once_each(tmp_path: Path, tmpfs_dir: Path) -> None:
+    host = landing_host(tmp_path)
+    host.env |= {"TMPDIR": str(host.root), "CELESTIAL_SSH_TMPFS": str(tmpfs_dir)}
+    on_tmpfs, _ = made_landing(host, 1 << 20)
+    on_disk = Path(made_workdir(host, CID))
+    listed = host.run(commands.list_workdirs(CID)).stdout.decode().split()
+    assert sorted(listed) == sorted([str(on_tmpfs), str(on_disk)])
+    # TMPDIR on the tmpfs itself: each directory once
+    host.env["TMPDIR"] = str(tmpfs_dir)
+    assert host.run(commands.list_workdirs(CID)).stdout.decode().split() == [str(on_tmpfs)]
+
+
+@pytest.mark.parametrize(
+    "output",
+    ["/var/tmp/celestial-ssh.x\n", "/var/tmp/celestial-ssh.x\nram\n", "", "a\nb\ndisk\n"],
+)
+def test_unexpected_landing_output_is_refused(output: str) -> None:
+    with pytest.raises(ValueError, match="landing directory"):
+        commands.parse_landing_workdir(output)
+
+
+def test_landing_sizes() -> None:
+    assert commands.parse_landing_workdir("/dev/shm/celestial-ssh.a\ntmpfs\n") == (
+        "/dev/shm/celestial-ssh.a",
+        "tmpfs",
+    )
+    # a quarter more than the memory in use, and 64 MiB for metadata and file changes
+    assert commands.archive_size_estimate(256 << 20) == (320 << 20) + (64 << 20)
+    script = commands.make_landing_workdir(CID, 1000 * 1024 + 1)[2]
+    assert "-ge 1001 ]" in script  # KiB on the tmpfs, rounded up
+    assert f"-ge {2 * 1001 + (256 << 10)} ]" in script  # MemAvailable: twice, and a reserve
+    with pytest.raises(ValueError):
+        commands.make_landing_workdir(CID, 0)
+    with pytest.raises(InvalidInput):
+        commands.make_landing_workdir("$(reboot)", 1)
 
 
 def test_list_workdirs_with_none_left_prints_nothing_and_succeeds(host: FakeHost) -> None:

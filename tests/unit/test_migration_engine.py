@@ -114,6 +114,11 @@ def stats(**numbers: int) -> CommandResult:
     return result(json.dumps({"container_statistics": [{"Id": CID, "criu_statistics": numbers}]}))
 
 
+def memory_usage(name: str = "web", usage: str = "17.33MB / 25.33GB") -> CommandResult:
+    """``podman stats --format json`` of one container."""
+    return result(json.dumps([{"id": CID[:12], "name": name, "mem_usage": usage, "pids": "1"}]))
+
+
 def source_bytes(
     count: int, digest: str = ARCHIVE_SHA, status: int = 0, stderr: str = ""
 ) -> CommandResult:
@@ -134,6 +139,7 @@ def host_answers(host: str) -> dict[Predicate, Answer]:
     }
     if host == SRC:
         answers |= {
+            "podman stats": memory_usage(),
             "podman container inspect": inspect("running"),
             "podman image inspect": image(),
             "podman image save": result(),
@@ -147,6 +153,8 @@ def host_answers(host: str) -> dict[Predicate, Answer]:
     else:
         answers |= {
             "podman container ls": listing(),
+            # make_landing_workdir: room on tmpfs or not, the fake lands on disk
+            "CELESTIAL_SSH_TMPFS": result(f"{WORKDIRS[TGT]}\n{commands.LANDING_DISK}\n"),
             "podman image inspect": image(),
             "podman image load": result(),
             "tee ": result(),  # land_archive's exit status
@@ -1474,11 +1482,49 @@ def test_a_cancelled_image_relay_kills_both_streams_before_removing_the_image(
 def test_work_directories_are_tagged_with_the_container_id(lab: FakeLab) -> None:
     run(lab)
     make = join(commands.make_workdir(CID))
-    assert f"/celestial-ssh.{CID[:12]}.XXXXXXXXXX" in make
-    for host in (SRC, TGT):
-        assert [c for c in lab.commands_on(host) if "mktemp" in c] == [make]
+    # the target's may land on tmpfs: sized from the 17.33 MB podman stats says is in use
+    land = join(commands.make_landing_workdir(CID, commands.archive_size_estimate(17_330_000)))
+    for host, made in ((SRC, make), (TGT, land)):
+        assert f"/celestial-ssh.{CID[:12]}.XXXXXXXXXX" in made
+        assert [c for c in lab.commands_on(host) if "mktemp" in c] == [made]
     # so that `recover` finds them with list_workdirs(CID)
     assert f"celestial-ssh.{CID[:12]}.*" in join(commands.list_workdirs(CID))
+
+
+def test_the_target_lands_the_archive_on_tmpfs_when_it_says_there_is_room(lab: FakeLab) -> None:
+    tmpfs_workdir = f"/dev/shm/celestial-ssh.{CID[:12]}.TGT0000000"
+    lab.answer(TGT, "CELESTIAL_SSH_TMPFS", result(f"{tmpfs_workdir}\n{commands.LANDING_TMPFS}\n"))
+    lab.answer(SRC, "podman stats", memory_usage(usage="269.4MB / 25.33GB"))
+    engine = run(lab)
+    assert engine.report.succeeded
+    assert engine.report.landing == "tmpfs" == engine.report.to_dict()["landing"]
+    estimate = commands.archive_size_estimate(269_400_000)
+    assert lab.ran(TGT, join(commands.make_landing_workdir(CID, estimate)))
+    assert lab.ran(TGT, f"{tmpfs_workdir}/{commands.ARCHIVE_NAME}")
+    assert join(commands.remove_workdir(tmpfs_workdir)) in lab.commands_on(TGT)
+
+
+@pytest.mark.parametrize(
+    "stats",
+    [result(status=125, stderr="Error: cgroups not available"), result("not json"), result("[]")],
+    ids=["podman-fails", "unreadable", "empty"],
+)
+def test_without_the_memory_in_use_the_archive_lands_on_disk(
+    lab: FakeLab, stats: CommandResult
+) -> None:
+    lab.answer(SRC, "podman stats", stats)
+    engine = run(lab)
+    assert engine.report.succeeded and engine.report.landing == "disk"
+    assert not lab.ran(TGT, "CELESTIAL_SSH_TMPFS")
+    assert join(commands.make_workdir(CID)) in lab.commands_on(TGT)
+
+
+def test_an_unreadable_landing_answer_stops_before_the_freeze(lab: FakeLab) -> None:
+    lab.answer(TGT, "CELESTIAL_SSH_TMPFS", result("what?\n"))
+    engine, error = fail(lab, PreflightFailed)
+    assert "landing directory" in str(error)
+    assert engine.report.outcome is Outcome.NOT_STARTED
+    assert not lab.ran(SRC, "container checkpoint")
 
 
 # -- the rollback waits for what may still run -----------------------------------------------------
@@ -1579,7 +1625,7 @@ def test_a_connection_lost_before_the_freeze_is_renewed_to_remove_the_work_direc
     # the target's connection dies right after its work directory was made
     def made_then_dies(command: str) -> CommandResult:
         lab.lose_connections_unnoticed(TGT)
-        return result(WORKDIRS[TGT] + "\n")
+        return result(f"{WORKDIRS[TGT]}\n{commands.LANDING_DISK}\n")
 
     lab.answer(TGT, "mktemp -d", made_then_dies)
     engine, _ = fail(lab, ConnectionFailed)
