@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .commands import DISK_DIR
+from .commands import DISK_DIR, TMPFS_DIR
 from .errors import InvalidInput
 from .shell import sh_script, validate_container_name
 
@@ -61,6 +61,12 @@ def memory_info() -> list[str]:
 def landing_disk() -> list[str]:
     """The landing directory on the first line, then ``df -Pk`` for it."""
     return sh_script(f'd="{LANDING_DIR}"; printf \'%s\\n\' "$d"; df -Pk "$d"')
+
+
+def landing_tmpfs() -> list[str]:
+    """The tmpfs an archive that fits in memory lands on: its path, its file system type
+    (``stat -f``), then ``df -Pk`` for it."""
+    return sh_script(f'd="{TMPFS_DIR}"; printf \'%s\\n\' "$d"; stat -f -c %T "$d"; df -Pk "$d"')
 
 
 def container_stats() -> list[str]:

@@ -240,6 +240,7 @@ class _Checker:
             self.cpu,
             self.memory,
             self.disk,
+            self.tmpfs,
         ]
         for step in steps:
             try:
@@ -500,6 +501,26 @@ class _Checker:
             )
         else:
             self.add(Check("memory", True, detail, level="info"))
+        return True
+
+    def tmpfs(self) -> bool:
+        """Where an archive that fits in memory lands (information only: without a tmpfs,
+        archives land on disk)."""
+        result = self.run(doctor_commands.landing_tmpfs())
+        lines = result.stdout.splitlines()
+        directory = lines[0].strip() if lines else "/dev/shm"
+        is_tmpfs = result.ok and len(lines) > 1 and lines[1].strip() == "tmpfs"
+        parsed = parse_df("\n".join([directory, *lines[2:]])) if is_tmpfs else None
+        self.report.facts["tmpfs_dir"] = directory if parsed else None
+        self.report.facts["tmpfs_available_kib"] = parsed[1] if parsed else None
+        if parsed is None:
+            detail = f"{directory} is not a tmpfs here: archives land on disk"
+        else:
+            detail = (
+                f"{human_kib(parsed[1])} free in {directory}: an archive that fits, with "
+                "memory to spare for the restore, lands there"
+            )
+        self.add(Check("tmpfs", True, detail, level="info"))
         return True
 
     def disk(self) -> bool:

@@ -87,7 +87,8 @@ def doctor_command(
     """Check that each HOST can send and receive live migrations.
 
     Checks SSH, root or sudo -n, podman, the OCI runtime, CRIU and `criu check`, pre-copy
-    and lazy-pages support, kernel, CPU, free memory and free disk in the landing dir.
+    and lazy-pages support, kernel, CPU, free memory, free disk in the landing dir and the
+    tmpfs where archives that fit in memory land.
     Exits 0 when every host is ok, 4 when a check fails, 3 when a host is unreachable.
     """
     reports = doctor(list(hosts), ssh_config=ssh_config, accept_new_host_keys=accept_new_host_keys)

@@ -64,6 +64,10 @@ def test_doctor_healthy_hosts(lab: dict[str, LabHost]) -> None:
         arch = lab[host["host"]].run("uname", "-m").stdout.strip()
         assert host["facts"]["arch"] == arch
         assert host["facts"]["disk_available_kib"] > 0
+        # each lab host's own tmpfs for archives that fit in memory
+        assert host["facts"]["tmpfs_dir"].endswith(f"/{host['host']}/shm")
+        assert host["facts"]["tmpfs_available_kib"] > 0
+        assert found["tmpfs"]["ok"] and found["tmpfs"]["level"] == "info"
         assert host["facts"]["mem_available_kib"] > 0
 
 

@@ -50,6 +50,12 @@ CPU_SUMMARY = (
     "flags\t\t: fpu sse4_2 avx avx2 aes\n"
 )
 MEMINFO = "MemTotal:       24771000 kB\nMemAvailable:   24232720 kB\n"
+TMPFS_DF = (
+    "/dev/shm\n"
+    "tmpfs\n"
+    "Filesystem     1024-blocks  Used Available Capacity Mounted on\n"
+    "tmpfs            12365856 183216  12182640       2% /dev/shm\n"
+)
 DF = (
     "/var/tmp\n"
     "Filesystem     1024-blocks     Used Available Capacity Mounted on\n"
@@ -80,6 +86,7 @@ def healthy_responses() -> dict[tuple[str, ...], tuple[int, str, str]]:
         key(doctor_commands.cpu_summary()): (0, CPU_SUMMARY, ""),
         key(doctor_commands.memory_info()): (0, MEMINFO, ""),
         key(doctor_commands.landing_disk()): (0, DF, ""),
+        key(doctor_commands.landing_tmpfs()): (0, TMPFS_DF, ""),
     }
 
 
@@ -237,6 +244,7 @@ def test_healthy_host(fleet: dict[str, FakeSession]) -> None:
         "cpu",
         "memory",
         "disk",
+        "tmpfs",
     ]
     pre_copy = report.check("pre-copy")
     assert pre_copy is not None
@@ -390,6 +398,48 @@ def test_missing_criu_marks_criu_check_failed_and_features_unknown(
     assert report.facts["criu_features"] == {"mem_dirty_track": None, "uffd-noncoop": None}
     pre_copy = report.check("pre-copy")
     assert pre_copy is not None and pre_copy.level == "info" and not pre_copy.failed
+
+
+def test_tmpfs_for_landing_is_reported(fleet: dict[str, FakeSession]) -> None:
+    add(fleet, "alpha")
+    report = check_host("alpha")
+    check = report.check("tmpfs")
+    assert check is not None and check.ok and check.level == "info"
+    assert check.detail.startswith("11.6 GiB free in /dev/shm")
+    assert report.facts["tmpfs_dir"] == "/dev/shm"
+    assert report.facts["tmpfs_available_kib"] == 12182640
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (
+            0,
+            "/dev/shm\next2/ext3\nFilesystem 1024-blocks Used Available Capacity Mounted on\n"
+            "/dev/vda 264212084 23394356 82996556 22% /\n",
+            "",
+        ),
+        (1, "/dev/shm\n", "stat: cannot read file system information for '/dev/shm'"),
+    ],
+    ids=["not-tmpfs", "missing"],
+)
+def test_no_tmpfs_says_archives_land_on_disk(
+    fleet: dict[str, FakeSession], answer: tuple[int, str, str]
+) -> None:
+    session = add(fleet, "alpha")
+    session.responses[key(doctor_commands.landing_tmpfs())] = answer
+    report = check_host("alpha")
+    check = report.check("tmpfs")
+    assert check is not None and check.ok and check.level == "info"
+    assert check.detail == "/dev/shm is not a tmpfs here: archives land on disk"
+    assert report.facts["tmpfs_available_kib"] is None
+    assert report.ok
+
+
+def test_landing_tmpfs_uses_the_tmpfs_of_migrations() -> None:
+    script = doctor_commands.landing_tmpfs()[2]
+    assert '"${CELESTIAL_SSH_TMPFS:-/dev/shm}"' in script and "stat -f -c %T" in script
+    assert commands.make_landing_workdir("c" * 64, 1)[2].count(commands.TMPFS_DIR) == 1
 
 
 def test_no_privileges_skips_the_rest(fleet: dict[str, FakeSession]) -> None:
