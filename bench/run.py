@@ -54,6 +54,8 @@ SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 INTERVAL_MS = 10
 CHECK_EVERY = 1_000_000_000
 FIRST_TICK_TIMEOUT_S = 180.0
+# how long an interrupted run may take to stop safely (a rollback restores the source)
+INTERRUPT_GRACE_S = 300.0
 MB = 1_000_000  # rates and archive sizes are in MB = 10^6 bytes; workloads in MiB (memtick)
 
 
@@ -144,7 +146,9 @@ def measured(
     (orphans) are not counted. `python bench/run.py --check-rusage` shows all three facts.
 
     On timeout the process gets SIGTERM (celestial-ssh then rolls back at a safe point), and
-    SIGKILL 60 s later; both through a pidfd, so a recycled PID is never hit.
+    SIGKILL 60 s later; both through a pidfd, so a recycled PID is never hit. A Ctrl-C
+    (KeyboardInterrupt) is passed on as SIGINT, and re-raised once the process has ended
+    (SIGKILL after :data:`INTERRUPT_GRACE_S`).
     """
     with (
         tempfile.TemporaryFile(dir=SCRATCH, prefix="bench-") as out,
@@ -174,7 +178,19 @@ def measured(
             timer.daemon = True
             timer.start()
         try:
-            _, status, usage = os.wait4(process.pid, 0)
+            try:
+                _, status, usage = os.wait4(process.pid, 0)
+            except KeyboardInterrupt:
+                # a Ctrl-C at a terminal reaches the child as well, but a SIGINT sent to the
+                # bench alone would leave the child migrating while the clean-up removes its
+                # container: pass it on, and let the child stop safely before cleaning up
+                log(f"interrupted: waiting for {Path(argv[0]).name} to stop safely")
+                signal_child(signal.SIGINT)
+                timers.append(threading.Timer(INTERRUPT_GRACE_S, signal_child, (signal.SIGKILL,)))
+                timers[-1].daemon = True
+                timers[-1].start()
+                _reap_despite_interrupts(process.pid)
+                raise
         finally:
             for timer in timers:
                 timer.cancel()
@@ -193,6 +209,19 @@ def measured(
             stderr=err.read().decode(errors="replace"),
             timed_out=expired.is_set(),
         )
+
+
+def _reap_despite_interrupts(pid: int) -> None:
+    """Wait for ``pid`` to end; a further Ctrl-C does not stop the wait (the child has it
+    too, and the SIGKILL timer bounds the wait)."""
+    while True:
+        try:
+            os.waitpid(pid, 0)
+            return
+        except KeyboardInterrupt:
+            continue
+        except ChildProcessError:
+            return
 
 
 def ssh_argv(host: str, command: Sequence[str], config: Path) -> list[str]:

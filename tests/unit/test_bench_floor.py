@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -86,3 +90,42 @@ def test_the_target_environment_is_what_selects_its_podman(
         "TMPDIR=/var/lib/x/lab-b/tmp",
     ]
     assert asked == [("lab-b", ["env"])]
+
+
+STOPS_SLOWLY = """
+trap 'echo interrupted >> "$MARKS"; sleep 0.5; echo stopped >> "$MARKS"; exit 3' INT
+echo $$ > "$MARKS.pid"
+echo started >> "$MARKS"
+while :; do sleep 0.05; done
+"""
+
+
+def test_an_interrupted_run_passes_the_interrupt_on_and_waits_for_the_child(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    # a SIGINT that reaches the bench alone (not its process group) must not leave the
+    # child running while the bench cleans up after it
+    marks = tmp_path / "marks"
+    script = tmp_path / "stops-slowly"
+    script.write_text(STOPS_SLOWLY)
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+
+    def interrupt_once_started() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not marks.exists():
+            time.sleep(0.02)
+        signal.pthread_kill(main_thread, signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_once_started)
+    interrupter.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            bench.measured(["sh", str(script)], timeout=30, env={**os.environ, "MARKS": str(marks)})
+    finally:
+        interrupter.join()
+        # a child the bench left running (the failure this test is about) goes now
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+            os.kill(int((tmp_path / "marks.pid").read_text()), signal.SIGKILL)
+    # the child got the interrupt, and had stopped before the bench went on
+    assert marks.read_text().split() == ["started", "interrupted", "stopped"]
