@@ -227,10 +227,13 @@ def list_workdirs(container_id: str) -> list[str]:
     )
 
 
-def container_memory(container: str) -> list[str]:
-    """One ``podman stats`` sample of ``container`` (its memory in use sizes the archive)."""
-    validate_container_name(container)
-    return ["podman", "stats", "--no-stream", "--format", "json", "--", container]
+def container_stats(*containers: str) -> list[str]:
+    """One ``podman stats`` sample of ``containers``, or of every running one when none is
+    named (podman prints ``[]`` for none). A container's memory in use sizes its archive."""
+    for container in containers:
+        validate_container_name(container)
+    named = ["--", *containers] if containers else []
+    return ["podman", "stats", "--no-stream", "--format", "json", *named]
 
 
 def remove_workdir(workdir: str) -> list[str]:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 
 from .commands import DISK_DIR, TMPFS_DIR
+from .commands import container_stats as container_stats
 from .errors import InvalidInput
 from .shell import sh_script, validate_container_name
 
@@ -67,11 +68,6 @@ def landing_tmpfs() -> list[str]:
     """The tmpfs an archive that fits in memory lands on: its path, its file system type
     (``stat -f``), then ``df -Pk`` for it."""
     return sh_script(f'd="{TMPFS_DIR}"; printf \'%s\\n\' "$d"; stat -f -c %T "$d"; df -Pk "$d"')
-
-
-def container_stats() -> list[str]:
-    """One sample of every running container's usage (podman prints ``[]`` for none)."""
-    return ["podman", "stats", "--no-stream", "--format", "json"]
 
 
 def container_inspect_many(containers: Sequence[str]) -> list[str]:

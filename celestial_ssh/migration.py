@@ -761,32 +761,30 @@ class Migration:
         timeout = self.options.command_timeout_s
         info = self._progress.source_info
         source, target = self._sessions()
-        archive_estimate = self._archive_estimate(source) if info else None
+        # the target's work directory is where the archive lands: on tmpfs if it fits
+        landing = None
+        if info is not None and (estimate := self._archive_estimate(source, info)):
+            landing = commands.make_landing_workdir(info.id, estimate)
 
         def make(session: SSHSession) -> str:
-            if info and session is target and archive_estimate:
-                made = session.run(
-                    commands.make_landing_workdir(info.id, archive_estimate),
-                    timeout=timeout,
-                    check=True,
-                    what="creating a private work directory",
-                )
-                try:
-                    workdir, self.report.landing = commands.parse_landing_workdir(made.stdout)
-                except ValueError as error:
-                    raise PreflightFailed(
-                        f"{self._target_text}: {error}", host=self._target_text
-                    ) from error
-                return workdir
-            result = session.run(
-                commands.make_workdir(info.id) if info else commands.make_workdir(),
-                timeout=timeout,
-                check=True,
-                what="creating a private work directory",
+            if session is target and landing:
+                argv = landing
+            else:
+                argv = commands.make_workdir(info.id) if info else commands.make_workdir()
+            made = session.run(
+                argv, timeout=timeout, check=True, what="creating a private work directory"
             )
-            if session is target:
-                self.report.landing = commands.LANDING_DISK
-            return result.stdout.strip()
+            if argv is not landing:
+                if session is target:
+                    self.report.landing = commands.LANDING_DISK
+                return made.stdout.strip()
+            try:
+                workdir, self.report.landing = commands.parse_landing_workdir(made.stdout)
+            except ValueError as error:
+                raise PreflightFailed(
+                    f"{self._target_text}: {error}", host=self._target_text
+                ) from error
+            return workdir
 
         source_dir, target_dir = self._both(make)
         self._progress.source_workdir = source_dir
@@ -802,12 +800,10 @@ class Migration:
         if self._precopy:
             self._copy_memory_while_running()
 
-    def _archive_estimate(self, source: SSHSession) -> int | None:
+    def _archive_estimate(self, source: SSHSession, info: ContainerInfo) -> int | None:
         """How large the archive may get, from the container's memory in use (None when
         podman cannot say: the archive then lands on disk)."""
-        info = self._progress.source_info
-        assert info is not None
-        sample = source.run(commands.container_memory(info.id), timeout=30.0)
+        sample = source.run(commands.container_stats(info.id), timeout=30.0)
         usage = parse_memory_usage(sample.stdout) if sample.ok else {}
         memory = usage.get(info.id[:12]) or usage.get(info.id) or usage.get(info.name)
         if not memory:

@@ -133,9 +133,9 @@ SHA = hashlib.sha256(b"checkpoint").hexdigest()
             id="list_workdirs",
         ),
         pytest.param(
-            commands.container_memory(CID),
+            commands.container_stats(CID),
             ["podman", "stats", "--no-stream", "--format", "json", "--", CID],
-            id="container_memory",
+            id="container_stats-one",
         ),
         pytest.param(
             commands.remove_workdir(WORKDIR), ["rm", "-rf", "--", WORKDIR], id="remove_workdir"
@@ -238,6 +238,7 @@ def test_remove_workdir_refuses_names_that_only_contain_the_prefix() -> None:
         pytest.param(lambda: commands.make_workdir("a/../b"), id="make_workdir-tag"),
         pytest.param(lambda: commands.make_workdir("*"), id="make_workdir-glob"),
         pytest.param(lambda: commands.list_workdirs("*"), id="list_workdirs-glob"),
+        pytest.param(lambda: commands.container_stats("web", "$(reboot)"), id="container_stats"),
         pytest.param(lambda: commands.list_workdirs("$(reboot)"), id="list_workdirs-substitution"),
         pytest.param(lambda: commands.list_workdirs(""), id="list_workdirs-empty"),
     ],
