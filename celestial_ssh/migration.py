@@ -38,10 +38,10 @@ import dataclasses
 import enum
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn, TypeVar
+from functools import partial
+from typing import NoReturn, TypeVar, cast
 
 from . import commands, tls_link
 from .commands import CheckpointOptions
@@ -70,6 +70,7 @@ from .events import (
 )
 from .hosts import ResolvedHost, resolve_host
 from .locking import take_migration_lock
+from .parallel import run_together
 from .podman_json import (
     ContainerInfo,
     OutputError,
@@ -108,6 +109,10 @@ class MigrationCancelled(Exception):
 
 
 MINIMUM_CRIU = (3, 11)
+# keys of the host checks in _host_facts (callers' own questions use other names)
+_PODMAN_INFO = "podman info"
+_CRIU_VERSION = "criu --version"
+_CRIU_CHECK = "criu check"
 # what --compress auto streams to measure the link: long enough that the SSH handshake of a
 # new stream is a small part of it, short enough to cost well under a second on fast links
 PROBE_BYTES = 32 * 1024 * 1024
@@ -243,6 +248,10 @@ class Migration:
         self._previous_archive: str | None = None
         self._restorer: StreamProcess | None = None
         self._landing_watch: StreamProcess | None = None
+        # `podman stats` of the container, read during preflight (for the archive estimate)
+        self._memory_in_use: CommandResult | None = None
+        # `podman image inspect` of the container's image on the target, read then too
+        self._target_image: CommandResult | None = None
 
     # -- events -----------------------------------------------------------------------
     def _emit(self, event: Event) -> None:
@@ -454,19 +463,8 @@ class Migration:
     def _both(self, action: Callable[[SSHSession], T]) -> tuple[T, T]:
         """Run ``action`` on the source and target sessions at once (halves the latency)."""
         source, target = self._sessions()
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            on_source = pool.submit(action, source)
-            on_target = pool.submit(action, target)
-            errors = []
-            results = []
-            for future in (on_source, on_target):
-                try:
-                    results.append(future.result())
-                except BaseException as error:
-                    errors.append(error)
-            if errors:
-                raise errors[0]
-        return results[0], results[1]
+        on_source, on_target = run_together(partial(action, source), partial(action, target))
+        return cast(T, on_source), cast(T, on_target)
 
     def _sessions(self) -> tuple[SSHSession, SSHSession]:
         assert self._source is not None and self._target is not None
@@ -474,21 +472,44 @@ class Migration:
 
     def _preflight(self) -> None:
         with self._phase(Phase.PREFLIGHT) as outcome:
-            source_facts, target_facts = self._both(self._host_facts)
+            source, target = self._sessions()
+            # what the checks below need from each host is asked in the same round as the
+            # host's own facts: one round trip instead of one per question
+            source_asks: dict[str, list[str]] = {
+                "inspect": commands.container_inspect(self._container),
+                "memory": commands.container_stats(self._container),
+            }
+            target_asks: dict[str, list[str]] = {"containers": commands.container_list_all()}
+            if self.options.tls:
+                source_asks["socat"] = target_asks["socat"] = tls_link.socat_available()
+            (source_facts, source_answers), (target_facts, target_answers) = self._both(
+                lambda session: self._host_facts(
+                    session, source_asks if session is source else target_asks
+                )
+            )
             if source_facts.podman.arch != target_facts.podman.arch:
                 raise PreflightFailed(
                     f"{self._source_text} is {source_facts.podman.arch} but "
                     f"{self._target_text} is {target_facts.podman.arch}",
                     hint="A checkpoint only restores on the same CPU architecture.",
                 )
-            source, target = self._sessions()
             if self.options.precopy:
                 self._check_precopy()
             if self.options.tls:
-                self._both(self._check_socat)
-            info = self._inspect_source(source)
-            self._take_lock(source, info)
-            self._check_target_is_free(target, info)
+                self._check_socat(source, source_answers["socat"])
+                self._check_socat(target, target_answers["socat"])
+            info = self._inspect_source(source_answers["inspect"])
+            # the image check is staging's first question; it goes while the lock is taken
+            _, self._target_image = run_together(
+                partial(self._take_lock, source, info),
+                partial(
+                    target.run,
+                    commands.image_inspect(info.image_name or info.image_id),
+                    timeout=self.options.command_timeout_s,
+                ),
+            )
+            self._check_target_is_free(target_answers["containers"], info)
+            self._memory_in_use = source_answers["memory"]
             self._progress.source_info = info
             self.report.container_id = info.id
             self.report.image = info.image_name or info.image_id
@@ -581,7 +602,11 @@ class Migration:
         )
         self._notice(f"pre-copy: {self.report.precopy}")
 
-    def _host_facts(self, session: SSHSession) -> HostFacts:
+    def _host_facts(
+        self, session: SSHSession, asks: Mapping[str, Sequence[str]]
+    ) -> tuple[HostFacts, dict[str, CommandResult]]:
+        """The host's podman and CRIU, checked; and the answers to ``asks``, run at the
+        same time (they need root, so they wait for the sudo check)."""
         name = session.host.name
         timeout = self.options.command_timeout_s
         uid = session.run(commands.whoami(), privileged=False, timeout=timeout)
@@ -598,7 +623,22 @@ class Migration:
                     "types a sudo password).",
                 )
             session.privileged_prefix = SUDO_PREFIX
-        info_result = session.run(commands.podman_info(), timeout=timeout)
+        questions = {
+            **asks,
+            _PODMAN_INFO: commands.podman_info(),
+            _CRIU_VERSION: commands.criu_version(),
+            _CRIU_CHECK: commands.criu_check(),
+        }
+        answers = dict(
+            zip(
+                questions,
+                run_together(
+                    *(partial(session.run, argv, timeout=timeout) for argv in questions.values())
+                ),
+                strict=True,
+            )
+        )
+        info_result = answers.pop(_PODMAN_INFO)
         if info_result.exit_status == 127:
             raise PreflightFailed(
                 f"{name}: podman is not installed",
@@ -615,7 +655,7 @@ class Migration:
             raise PreflightFailed(
                 f"{name}: cannot read 'podman info': {error}", host=name
             ) from error
-        version_result = session.run(commands.criu_version(), timeout=timeout)
+        version_result = answers.pop(_CRIU_VERSION)
         criu_version = parse_criu_version(version_result.stdout)
         if not version_result.ok or criu_version is None:
             raise PreflightFailed(
@@ -626,7 +666,7 @@ class Migration:
             )
         if version_tuple(criu_version) < MINIMUM_CRIU:
             raise PreflightFailed(f"{name}: CRIU {criu_version} is too old", host=name)
-        check = session.run(commands.criu_check(), timeout=timeout)
+        check = answers.pop(_CRIU_CHECK)
         if not check.ok:
             tail = "\n".join((check.stderr + check.stdout).strip().splitlines()[-4:])
             raise PreflightFailed(
@@ -635,10 +675,10 @@ class Migration:
                 hint="This kernel needs a newer CRIU (README 'Requirements'); nothing was "
                 "changed on either host.",
             )
-        return HostFacts(name=name, is_root=is_root, podman=podman, criu_version=criu_version)
+        facts = HostFacts(name=name, is_root=is_root, podman=podman, criu_version=criu_version)
+        return facts, answers
 
-    def _check_socat(self, session: SSHSession) -> None:
-        found = session.run(tls_link.socat_available(), timeout=self.options.command_timeout_s)
+    def _check_socat(self, session: SSHSession, found: CommandResult) -> None:
         if not found.ok:
             raise PreflightFailed(
                 f"{session.host.name}: --tls needs socat, which is not installed there",
@@ -647,10 +687,7 @@ class Migration:
                 "--tls; nothing was changed on either host.",
             )
 
-    def _inspect_source(self, source: SSHSession) -> ContainerInfo:
-        result = source.run(
-            commands.container_inspect(self._container), timeout=self.options.command_timeout_s
-        )
+    def _inspect_source(self, result: CommandResult) -> ContainerInfo:
         if not result.ok:
             raise PreflightFailed(
                 f"{self._source_text}: no container {self._container!r}",
@@ -677,13 +714,9 @@ class Migration:
             warn=lambda message: self._notice(message, level="warning"),
         )
 
-    def _check_target_is_free(self, target: SSHSession, info: ContainerInfo) -> None:
-        listing = target.run(
-            commands.container_list_all(),
-            timeout=self.options.command_timeout_s,
-            check=True,
-            what="listing containers",
-        )
+    def _check_target_is_free(self, listing: CommandResult, info: ContainerInfo) -> None:
+        if not listing.ok:
+            raise listing.failure(f"{self._target_text}: listing containers failed")
         containers = parse_container_list(listing.stdout)
         wanted = self.options.new_name or info.name
         for item in containers:
@@ -710,7 +743,8 @@ class Migration:
         source, target = self._sessions()
         timeout = self.options.command_timeout_s
         image = info.image_name or info.image_id
-        on_target = target.run(commands.image_inspect(image), timeout=timeout)
+        on_target = self._target_image  # asked during preflight
+        assert on_target is not None
         if on_target.ok:
             target_id = parse_image_id(on_target.stdout)
             if target_id == info.image_id:
@@ -745,13 +779,7 @@ class Migration:
             loaded = loader.wait(timeout)
             for result, what in ((saved, "podman save"), (loaded, "podman load")):
                 if not result.ok:
-                    raise RemoteCommandFailed(
-                        f"{result.host}: {what} of {image} failed",
-                        host=result.host,
-                        command=result.command,
-                        exit_status=result.exit_status,
-                        stderr=result.stderr,
-                    )
+                    raise result.failure(f"{result.host}: {what} of {image} failed")
             self._emit(TransferProgress("image", moved.bytes, expected, finished=True))
             self.report.bytes_transferred += moved.bytes
             self.report.image_staged = True
@@ -760,10 +788,10 @@ class Migration:
     def _prepare(self) -> None:
         timeout = self.options.command_timeout_s
         info = self._progress.source_info
-        source, target = self._sessions()
+        target = self._sessions()[1]
         # the target's work directory is where the archive lands: on tmpfs if it fits
         landing = None
-        if info is not None and (estimate := self._archive_estimate(source, info)):
+        if info is not None and (estimate := self._archive_estimate(info)):
             landing = commands.make_landing_workdir(info.id, estimate)
 
         def make(session: SSHSession) -> str:
@@ -800,10 +828,12 @@ class Migration:
         if self._precopy:
             self._copy_memory_while_running()
 
-    def _archive_estimate(self, source: SSHSession, info: ContainerInfo) -> int | None:
-        """How large the archive may get, from the container's memory in use (None when
-        podman cannot say: the archive then lands on disk)."""
-        sample = source.run(commands.container_stats(info.id), timeout=30.0)
+    def _archive_estimate(self, info: ContainerInfo) -> int | None:
+        """How large the archive may get, from the container's memory in use as preflight
+        read it (None when podman could not say: the archive then lands on disk)."""
+        sample = self._memory_in_use
+        if sample is None:
+            return None
         usage = parse_memory_usage(sample.stdout) if sample.ok else {}
         memory = usage.get(info.id[:12]) or usage.get(info.id) or usage.get(info.name)
         if not memory:
@@ -885,10 +915,10 @@ class Migration:
 
         try:
             # both at once: each pays a connection set-up
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                measuring = pool.submit(measure_link)
-                sampling = pool.submit(self._memory_sample, source, info.pid)
-                link, sample = measuring.result(), sampling.result()
+            measured, sampled = run_together(
+                measure_link, partial(self._memory_sample, source, info.pid)
+            )
+            link, sample = cast(LinkMeasurement, measured), cast(bytes, sampled)
         except (CelestialError, OSError) as error:
             self._compression = "none"
             self._notice(
@@ -1372,36 +1402,56 @@ class Migration:
         timeout = self.options.command_timeout_s
         with self._phase(Phase.CLEANUP) as outcome:
             done = []
-            if progress.source_workdir:
+            info = progress.source_info
+            remove_copy = info is not None and not self.options.keep_source
+
+            def tidy_source_workdir() -> CommandResult | None:
+                workdir = progress.source_workdir
+                if not workdir:
+                    return None
                 stats = source.run(
-                    ["cat", f"{progress.source_workdir}/{commands.CHECKPOINT_STATS_NAME}"],
-                    timeout=timeout,
+                    ["cat", f"{workdir}/{commands.CHECKPOINT_STATS_NAME}"], timeout=timeout
                 )
                 if stats.ok:
                     self.report.checkpoint_stats = flatten_stats(parse_stats(stats.stdout))
-            info = progress.source_info
-            if info and not self.options.keep_source:
-                removed = source.run(commands.container_remove(info.id), timeout=timeout)
-                if removed.ok:
-                    done.append(f"removed the stopped source copy on {self._source_text}")
-                else:
-                    self._notice(
-                        f"could not remove the stopped copy on {self._source_text}: "
-                        f"{removed.stderr.strip()[-200:]}",
-                        level="warning",
-                    )
+                return source.run(commands.remove_workdir(workdir), timeout=timeout)
+
+            def remove_source_copy() -> CommandResult | None:
+                if not remove_copy:
+                    return None
+                assert info is not None
+                return source.run(commands.container_remove(info.id), timeout=timeout)
+
+            def remove_target_workdir() -> CommandResult | None:
+                workdir = progress.target_workdir
+                return (
+                    target.run(commands.remove_workdir(workdir), timeout=timeout)
+                    if workdir
+                    else None
+                )
+
+            # three independent steps, at once (notices follow, in a fixed order)
+            workdir_removed, removed, target_workdir_removed = run_together(
+                tidy_source_workdir, remove_source_copy, remove_target_workdir
+            )
+            if removed is not None and removed.ok:
+                done.append(f"removed the stopped source copy on {self._source_text}")
+            elif removed is not None:
+                self._notice(
+                    f"could not remove the stopped copy on {self._source_text}: "
+                    f"{removed.stderr.strip()[-200:]}",
+                    level="warning",
+                )
             elif info:
                 done.append(f"kept the stopped source copy on {self._source_text}")
-            for session, workdir in (
-                (source, progress.source_workdir),
-                (target, progress.target_workdir),
+            for session, workdir, result in (
+                (source, progress.source_workdir, workdir_removed),
+                (target, progress.target_workdir, target_workdir_removed),
             ):
-                if workdir:
-                    result = session.run(commands.remove_workdir(workdir), timeout=timeout)
-                    if not result.ok:
-                        self._notice(
-                            f"could not remove {workdir} on {session.host.name}", level="warning"
-                        )
+                if result is not None and not result.ok:
+                    self._notice(
+                        f"could not remove {workdir} on {session.host.name}", level="warning"
+                    )
             progress.source_workdir = progress.target_workdir = None
             progress.state = State.CLEANED
             outcome["detail"] = "; ".join(done) or "archives removed"

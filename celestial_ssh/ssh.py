@@ -51,6 +51,17 @@ class CommandResult:
     def ok(self) -> bool:
         return self.exit_status == 0
 
+    def failure(self, message: str, *, hint: str | None = None) -> RemoteCommandFailed:
+        """The error for this result (its output: stderr, or stdout when stderr is empty)."""
+        return RemoteCommandFailed(
+            message,
+            host=self.host,
+            command=self.command,
+            exit_status=self.exit_status,
+            stderr=self.stderr or self.stdout,
+            hint=hint,
+        )
+
 
 def _fingerprint(key: paramiko.PKey) -> str:
     digest = hashlib.sha256(key.asbytes()).digest()
@@ -448,14 +459,7 @@ class SSHSession:
                 host=self.host.name,
             ) from error
         if check and not result.ok:
-            raise RemoteCommandFailed(
-                f"{self.host.name}: {what or command[:200]} failed",
-                host=self.host.name,
-                command=command,
-                exit_status=result.exit_status,
-                stderr=result.stderr or result.stdout,
-                hint=hint,
-            )
+            raise result.failure(f"{self.host.name}: {what or command[:200]} failed", hint=hint)
         return result
 
     def _collect(self, channel: paramiko.Channel, command: str, timeout: float) -> CommandResult:

@@ -569,6 +569,53 @@ def test_successful_run_commands(lab: FakeLab) -> None:
     assert all(not session.is_connected for session in lab.sessions), "sessions closed"
 
 
+def meet_first_time(lab: FakeLab, meeting: threading.Barrier, host: str, needle: str) -> None:
+    """``needle``'s first answer on ``host`` waits until every party of ``meeting`` has
+    come: if the engine asked one after another, the barrier would break."""
+    original = lab.answer_for(host, needle)
+    met = threading.Event()
+
+    def answer(command: str) -> CommandResult | BaseException:
+        if not met.is_set():
+            met.set()
+            meeting.wait()
+        reply = original(command) if callable(original) else original
+        assert not isinstance(reply, list)
+        return reply
+
+    lab.answer(host, needle, answer)
+
+
+def test_preflight_asks_each_host_everything_in_one_round(lab: FakeLab) -> None:
+    """One round trip for the host checks and the questions about the container (each
+    remote command costs a round trip; on a distant link, that is the preflight's time)."""
+    checks = ["podman info", "criu --version", "criu check"]
+    asked = {
+        SRC: [*checks, "podman container inspect", "podman stats"],
+        TGT: [*checks, "podman container ls"],
+    }
+    meeting = threading.Barrier(sum(map(len, asked.values())), timeout=10)
+    for host, needles in asked.items():
+        for needle in needles:
+            meet_first_time(lab, meeting, host, needle)
+    report = run(lab).report
+    assert report.outcome is Outcome.MIGRATED
+    assert not meeting.broken
+
+
+def test_cleanup_tidies_both_hosts_at_once(lab: FakeLab) -> None:
+    meeting = threading.Barrier(3, timeout=10)
+    meet_first_time(lab, meeting, SRC, f"cat {WORKDIRS[SRC]}/checkpoint-stats.json")
+    meet_first_time(lab, meeting, SRC, "podman container rm --")
+    meet_first_time(lab, meeting, TGT, "rm -rf --")
+    report = run(lab).report
+    assert report.outcome is Outcome.MIGRATED
+    assert not meeting.broken
+    assert report.checkpoint_stats == {"frozen_time": 29373}
+    # the source's statistics are read before its work directory goes
+    assert lab.position(SRC, "checkpoint-stats.json") < lab.position(SRC, "rm -rf --")
+
+
 def test_a_source_without_its_count_warns_and_migrates(lab: FakeLab) -> None:
     lab.answer(SRC, "container checkpoint", result(stderr="dd: not found\n"))
     report = run(lab).report
