@@ -3,7 +3,7 @@
 A plan is YAML::
 
     inventory: inventory.yml          # optional, relative to the plan file
-    defaults:                         # optional: keep_source, compression, tcp_established
+    defaults:                         # optional: any setting of celestial_ssh.settings
       compression: zstd               # none | zstd | gzip | auto (the default, as in migrate)
     migrations:
       - container: web
@@ -11,6 +11,8 @@ A plan is YAML::
         to: lab-b
         name: web-2                   # optional, per entry only
         keep_source: true             # optional, overrides the defaults
+        tls: true                     # transport, direct, tls, bwlimit: override the
+                                      # command line's flags for this entry
 
 :func:`run_batch` runs the entries with bounded concurrency through the one migration
 engine (:class:`~celestial_ssh.migration.Migration`), so every promise of a single
@@ -42,7 +44,7 @@ from . import commands, fleet_commands
 from .errors import CelestialError, HostConfigError, InvalidInput, PreflightFailed
 from .events import Event
 from .hosts import HostSpec, ResolvedHost, resolve_host
-from .migration import Migration, MigrationOptions
+from .migration import Migration, MigrationOptions, check_options
 from .podman_json import (
     OutputError,
     parse_container_inspect,
@@ -51,10 +53,13 @@ from .podman_json import (
 )
 from .readiness import parse_meminfo
 from .report import MigrationReport, Outcome
+from .settings import SETTINGS, option_fields, parse_setting
 from .shell import validate_container_name
 from .ssh import SUDO_PREFIX, SSHSession
 
-DEFAULT_KEYS = ("keep_source", "compression", "tcp_established")
+DEFAULT_KEYS = tuple(SETTINGS)
+# settings the command line also gives for the whole batch: the plan's word wins for its entries
+DATA_PLANE_KEYS = ("transport", "direct", "tls", "bwlimit")
 ENTRY_KEYS = ("container", "from", "to", "name", *DEFAULT_KEYS)
 TOP_KEYS = ("inventory", "defaults", "migrations")
 
@@ -87,6 +92,9 @@ class PlanEntry:
     compression: str = "none"
     tcp_established: bool = False
     line: int | None = None
+    # what the plan says of DATA_PLANE_KEYS for this entry (checked values by key); the
+    # rest comes from the batch's options
+    data_plane: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def target_name(self) -> str:
@@ -103,6 +111,7 @@ class PlanEntry:
             keep_source=self.keep_source,
             compression=self.compression,
             tcp_established=self.tcp_established,
+            **option_fields(self.data_plane),
         )
 
 
@@ -274,12 +283,8 @@ def _defaults(document: _Mapping, name: str) -> dict[str, Any]:
 
 
 def _option(key: str, value: Any, at: str) -> Any:
-    if key in ("keep_source", "tcp_established"):
-        if not isinstance(value, bool):
-            raise InvalidInput(f"{at}: {key!r} must be true or false, not {value!r}")
-        return value
-    if key == "compression":
-        return commands.validate_compression_setting(value, at=at)
+    if key in SETTINGS:
+        return parse_setting(key, value, at=at)
     if key == "name":
         if not isinstance(value, str):
             raise InvalidInput(f"{at}: 'name' must be a container name")
@@ -332,6 +337,7 @@ def _entry(item: Any, index: int, defaults: dict[str, Any], name: str, list_line
         compression=values.get("compression", "auto"),
         tcp_established=values.get("tcp_established", False),
         line=item.line,
+        data_plane={key: values[key] for key in DATA_PLANE_KEYS if key in values},
     )
 
 
@@ -539,6 +545,7 @@ class BatchRun:
     # -- the run ----------------------------------------------------------------------------
     def run(self) -> BatchReport:
         started = time.monotonic()
+        self._check_options()
         resolver = self._resolver or self.plan.host_resolver(self.ssh_config)
         self._resolver = self._checked_resolver(resolver)
         done = threading.Event()
@@ -560,6 +567,32 @@ class BatchRun:
             cancelled=self.cancel.is_set(),
             total_s=round(time.monotonic() - started, 4),
         )
+
+    def _options(self, entry: PlanEntry) -> MigrationOptions:
+        """The batch's options, with what the plan says for ``entry`` over them."""
+        return entry.options(
+            MigrationOptions(
+                ssh_config=self.ssh_config,
+                accept_new_host_keys=self.accept_new_host_keys,
+                host_resolver=self._resolver,
+                preflight_only=self.dry_run,
+                transport=self.transport,
+                direct=self.direct,
+                bwlimit_bytes_per_s=self.bwlimit_bytes_per_s,
+                tls=self.tls,
+            )
+        )
+
+    def _check_options(self) -> None:
+        """Every entry's options, checked before anything connects: a plan that asks for
+        --tls where the command line gave --bwlimit fails now, not halfway through."""
+        for result in self.results:
+            try:
+                check_options(self._options(result.entry))
+            except InvalidInput as error:
+                raise InvalidInput(
+                    f"{result.entry.where()}: {error.message}", hint=error.hint
+                ) from error
 
     def _checked_resolver(
         self, resolver: Callable[[str], ResolvedHost]
@@ -625,23 +658,11 @@ class BatchRun:
 
     def _migrate(self, result: EntryResult) -> None:
         entry = result.entry
-        options = entry.options(
-            MigrationOptions(
-                ssh_config=self.ssh_config,
-                accept_new_host_keys=self.accept_new_host_keys,
-                host_resolver=self._resolver,
-                preflight_only=self.dry_run,
-                transport=self.transport,
-                direct=self.direct,
-                bwlimit_bytes_per_s=self.bwlimit_bytes_per_s,
-                tls=self.tls,
-            )
-        )
         migration = Migration(
             entry.source,
             entry.target,
             entry.container,
-            options,
+            self._options(entry),
             on_event=lambda event: self._emit(entry.index, event),
         )
         with self._lock:

@@ -186,6 +186,29 @@ class MigrationOptions:
         return CheckpointOptions(compression=chosen, tcp_established=self.tcp_established)
 
 
+def check_options(options: MigrationOptions) -> None:
+    """Refuse options that are wrong, or that contradict each other, before anything
+    connects (:class:`~celestial_ssh.errors.InvalidInput`)."""
+    if options.new_name is not None:
+        validate_container_name(options.new_name, what="new name")
+    commands.validate_compression_setting(options.compression)
+    if options.transport not in TRANSPORTS:
+        raise InvalidInput(f"transport {options.transport!r} is not one of {', '.join(TRANSPORTS)}")
+    limit = options.bwlimit_bytes_per_s
+    if limit is not None and limit <= 0:
+        raise InvalidInput("the bandwidth limit must be a positive rate")
+    tls_link.validate_port(options.tls_port)
+    if options.tls_port and not options.tls:
+        raise InvalidInput("--tls-port needs --tls", hint="Add --tls, or leave out the port.")
+    tls_link.check_address_option(options.tls_address, tls=options.tls)
+    if limit is not None and (options.direct or options.tls):
+        raise InvalidInput(
+            f"--bwlimit cannot be combined with {'--tls' if options.tls else '--direct'}",
+            hint="The limit is applied where the stream passes this machine; a direct "
+            "stream never does. Leave out one of them.",
+        )
+
+
 @dataclass
 class HostFacts:
     name: str
@@ -406,26 +429,7 @@ class Migration:
     # -- phases -----------------------------------------------------------------------
     def _validate_input(self) -> None:
         validate_container_name(self._container)
-        if self.options.new_name is not None:
-            validate_container_name(self.options.new_name, what="new name")
-        commands.validate_compression_setting(self.options.compression)
-        if self.options.transport not in TRANSPORTS:
-            raise InvalidInput(
-                f"transport {self.options.transport!r} is not one of {', '.join(TRANSPORTS)}"
-            )
-        limit = self.options.bwlimit_bytes_per_s
-        if limit is not None and limit <= 0:
-            raise InvalidInput("the bandwidth limit must be a positive rate")
-        tls_link.validate_port(self.options.tls_port)
-        if self.options.tls_port and not self.options.tls:
-            raise InvalidInput("--tls-port needs --tls", hint="Add --tls, or leave out the port.")
-        tls_link.check_address_option(self.options.tls_address, tls=self.options.tls)
-        if limit is not None and (self.options.direct or self.options.tls):
-            raise InvalidInput(
-                f"--bwlimit cannot be combined with {'--tls' if self.options.tls else '--direct'}",
-                hint="The limit is applied where the stream passes this machine; a direct "
-                "stream never does. Leave out one of them.",
-            )
+        check_options(self.options)
 
     def _connect(self) -> None:
         with self._phase(Phase.CONNECT) as outcome:

@@ -4,9 +4,10 @@ A front end like the CLI (the library never imports aiohttp). Endpoints:
 
 - ``GET /health``: podman and CRIU versions of this host and ``criu check``; no token.
 - ``POST /start_migration``: JSON ``source``, ``target``, ``container`` (or the old names
-  ``server_ip`` for the target and ``container_name``); runs :func:`celestial_ssh.migrate`
-  over SSH with the server's ssh_config. ``?wait=false`` answers 202 at once; poll
-  ``GET /migrations/<id>``.
+  ``server_ip`` for the target and ``container_name``), and optionally the settings a batch
+  plan takes (``tls``, ``direct``, ``transport``, ``compression``, ``bwlimit``, ...); runs
+  :func:`celestial_ssh.migrate` over SSH with the server's ssh_config. ``?wait=false``
+  answers 202 at once; poll ``GET /migrations/<id>``.
 - ``GET /container/<id>`` (also ``/containers/<id>``, the old pull path): checkpoint the
   LOCAL container and stream the archive (uncompressed tar) while podman writes it. The
   container is stopped here afterwards; if the download breaks, it is restored here.
@@ -37,7 +38,9 @@ from aiohttp import web
 from celestial_ssh import CelestialError, MigrationOptions, migrate
 from celestial_ssh.errors import InvalidInput
 from celestial_ssh.hosts import HostSpec
+from celestial_ssh.migration import check_options
 from celestial_ssh.podman_json import parse_criu_version, parse_stats
+from celestial_ssh.settings import SETTINGS, option_fields, parse_setting
 from celestial_ssh.shell import validate_container_name
 
 from .failures import ExitCode, http_status_for
@@ -145,7 +148,11 @@ async def health(request: web.Request) -> web.Response:
 
 
 # -- /start_migration ----------------------------------------------------------------------
-def _migration_arguments(body: Any) -> tuple[str, str, str]:
+def _migration_arguments(
+    body: Any, ssh_config: str | None
+) -> tuple[str, str, str, MigrationOptions]:
+    """The request's hosts, container and options, checked (unknown keys are ignored, as
+    the older server did)."""
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
     source = body.get("source")
@@ -158,13 +165,17 @@ def _migration_arguments(body: Any) -> tuple[str, str, str]:
     HostSpec.parse(source)
     HostSpec.parse(target)
     validate_container_name(container)
-    return source, target, container
+    settings = {
+        key: parse_setting(key, body[key], at="the request") for key in SETTINGS if key in body
+    }
+    options = MigrationOptions(ssh_config=ssh_config, **option_fields(settings))
+    check_options(options)
+    return source, target, container, options
 
 
 async def _run_migration(
-    app: web.Application, source: str, target: str, container: str
+    source: str, target: str, container: str, options: MigrationOptions
 ) -> tuple[int, dict[str, Any]]:
-    options = MigrationOptions(ssh_config=app[SSH_CONFIG])
     try:
         report = await asyncio.to_thread(migrate, source, target, container, options)
     except CelestialError as error:
@@ -184,7 +195,7 @@ async def start_migration(request: web.Request) -> web.Response:
     except ValueError:
         return _error(400, "the body must be JSON")
     try:
-        source, target, container = _migration_arguments(body)
+        source, target, container, options = _migration_arguments(body, request.app[SSH_CONFIG])
     except InvalidInput as error:
         return _error(400, str(error))
     app = request.app
@@ -193,14 +204,14 @@ async def start_migration(request: web.Request) -> web.Response:
         app[MIGRATIONS][migration_id] = {"state": "running"}
 
         async def background() -> None:
-            status, document = await _run_migration(app, source, target, container)
+            status, document = await _run_migration(source, target, container, options)
             app[MIGRATIONS][migration_id] = {**document, "state": "finished", "http": status}
 
         _spawn(app, background())
         return web.json_response(
             {"id": migration_id, "poll": f"/migrations/{migration_id}"}, status=202
         )
-    status, document = await _run_migration(app, source, target, container)
+    status, document = await _run_migration(source, target, container, options)
     return web.json_response(document, status=status)
 
 

@@ -118,6 +118,35 @@ def test_a_batch_with_one_failure_then_a_rerun_completes_it(
     assert_state_survived(before[blocked.name], target.ticks(blocked.name))
 
 
+def test_a_plan_chooses_the_data_plane_per_migration(
+    lab: dict[str, LabHost],
+    workloads: WorkloadFactory,
+    workload_image_on_target: str,
+    tmp_path: Path,
+) -> None:
+    # one entry over TLS, one relayed over paramiko, from one plan and one command line
+    source, target = lab["lab-a"], lab["lab-b"]
+    over_tls, relayed = (workloads.start("lab-a", memory_mb=16) for _ in range(2))
+    plan = tmp_path / "plan.yml"
+    plan.write_text(
+        "defaults: {compression: none}\nmigrations:\n"
+        f"  - {{container: {over_tls.name}, from: lab-a, to: lab-b, tls: true}}\n"
+        f"  - {{container: {relayed.name}, from: lab-a, to: lab-b, transport: paramiko}}\n"
+    )
+    before = {w.name: source.ticks(w.name) for w in (over_tls, relayed)}
+
+    result = run_batch_cli("batch", str(plan), "--json", "-F", str(SSH_CONFIG))
+
+    document = document_of(result)
+    assert result.returncode == 0, result.stderr
+    transports = {e["container"]: e["report"]["transport"] for e in document["migrations"]}
+    assert transports[over_tls.name].startswith("direct TLS (socat, to 127.0.0.12)")
+    assert transports[relayed.name].startswith("paramiko")
+    for workload in (over_tls, relayed):
+        assert assert_one_running_copy(lab, workload.name) == "lab-b"
+        assert_state_survived(before[workload.name], target.ticks(workload.name))
+
+
 @pytest.mark.parametrize("tls", [False, True], ids=["ssh", "tls"])
 def test_evacuation_moves_the_named_workloads_with_their_state(
     lab: dict[str, LabHost],

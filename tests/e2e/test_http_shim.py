@@ -156,6 +156,7 @@ def test_token_is_refused_or_accepted(shim: Shim) -> None:
 def test_migration_there_and_back_with_new_and_old_field_names(
     lab: Any, workloads: Any, shim: Shim
 ) -> None:
+    # the way back also asks for a setting a batch plan takes: --tls
     source, target = lab["lab-a"], lab["lab-b"]
     workload = workloads.start(memory_mb=16)
     before = source.ticks(workload.name)
@@ -177,12 +178,13 @@ def test_migration_there_and_back_with_new_and_old_field_names(
     status, report = shim.request(
         "POST",
         "/start_migration",
-        {"source": "lab-b", "server_ip": "lab-a", "container_name": workload.name},
+        {"source": "lab-b", "server_ip": "lab-a", "container_name": workload.name, "tls": True},
     )
 
     assert status == 200, report
     assert report["outcome"] == "migrated"
     assert (report["source"], report["target"]) == ("lab-b", "lab-a")
+    assert report["transport"] == "direct TLS (socat, to 127.0.0.11)"
     assert assert_one_running_copy(lab, workload.name) == "lab-a"
     time.sleep(0.5)
     assert_state_survived(middle, source.ticks(workload.name))

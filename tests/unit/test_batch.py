@@ -145,6 +145,22 @@ def test_a_good_plan_is_read_with_defaults_and_overrides() -> None:
             "line 4: 'from' is given twice (first on line 3)",
         ),
         ("migrations:\n  - container: web\n   from: [\n", "not valid YAML at line"),
+        (
+            "defaults:\n  tls: 1\nmigrations: []\n",
+            "defaults, line 2: 'tls' must be true or false, not 1",
+        ),
+        (
+            "migrations:\n  - {container: a, from: x, to: y, transport: scp}\n",
+            "migration #1 (line 2), line 2: transport 'scp' is not one of auto, openssh",
+        ),
+        (
+            "migrations:\n  - {container: a, from: x, to: y, bwlimit: 50mb}\n",
+            "migration #1 (line 2), line 2: 'bwlimit': ambiguous rate '50mb'",
+        ),
+        (
+            "migrations:\n  - {container: a, from: x, to: y, bwlimit: [1]}\n",
+            "'bwlimit' must be a rate such as 50Mbit, not [1]",
+        ),
         ("- just a list\n", "a plan is a mapping"),
     ],
 )
@@ -805,3 +821,63 @@ def test_evacuate_compresses_as_migrate_does_unless_told(
 def test_plan_evacuation_refuses_an_unknown_compression() -> None:
     with pytest.raises(InvalidInput, match="'lz4' is not one of none, zstd, gzip, auto"):
         plan_evacuation("lab-a", ["lab-b"], compression="lz4")
+
+
+# -- the data plane in a plan ---------------------------------------------------------------
+DATA_PLANE_PLAN = """\
+defaults: {transport: paramiko}
+migrations:
+  - {container: c0, from: lab-a, to: lab-b}
+  - {container: c1, from: lab-a, to: lab-b, tls: true, transport: openssh}
+  - {container: c2, from: lab-a, to: lab-b, tls: false, bwlimit: 50Mbit}
+  - {container: c3, from: lab-a, to: lab-b, direct: true, bwlimit: 6000000}
+"""
+
+
+def test_a_plan_sets_the_data_plane_per_entry() -> None:
+    c0, c1, c2, c3 = parse_plan(DATA_PLANE_PLAN).entries
+    assert c0.data_plane == {"transport": "paramiko"}
+    assert c1.data_plane == {"transport": "openssh", "tls": True}
+    assert c2.data_plane == {"transport": "paramiko", "tls": False, "bwlimit": 6.25e6}
+    assert c3.data_plane == {"transport": "paramiko", "direct": True, "bwlimit": 6e6}
+    options = c1.options()
+    assert (options.transport, options.tls, options.direct) == ("openssh", True, False)
+
+
+def plan_file(tmp_path: Path, *migrations: str) -> str:
+    """A plan file of flow-style migrations (``"container: c0, from: lab-a, to: lab-b"``)."""
+    plan = tmp_path / "plan.yml"
+    plan.write_text("migrations:\n" + "".join(f"  - {{{line}}}\n" for line in migrations))
+    return str(plan)
+
+
+def test_the_plan_wins_over_the_command_line_for_its_entries(
+    cli: click.Group, fleet: Fleet, tmp_path: Path
+) -> None:
+    plan = plan_file(
+        tmp_path,
+        "container: c0, from: lab-a, to: lab-b",
+        "container: c1, from: lab-a, to: lab-b, tls: false, transport: paramiko",
+        "container: c2, from: lab-a, to: lab-b, direct: true",
+    )
+    result = CliRunner().invoke(cli, ["batch", plan, "--tls", "-q"])
+    assert result.exit_code == 0, result.output
+    assert sorted((o.transport, o.tls, o.direct, o.bwlimit_bytes_per_s) for o in fleet.options) == [
+        ("auto", True, False, None),  # from the command line
+        ("auto", True, True, None),  # the command line's --tls, the plan's direct
+        ("paramiko", False, False, None),  # the plan's word
+    ]
+
+
+def test_contradicting_settings_fail_the_batch_before_anything_moves(
+    cli: click.Group, fleet: Fleet, tmp_path: Path
+) -> None:
+    plan = plan_file(
+        tmp_path,
+        "container: c0, from: lab-a, to: lab-b",
+        "container: c1, from: lab-a, to: lab-b, tls: true",
+    )
+    result = CliRunner().invoke(cli, ["batch", plan, "--bwlimit", "10M"])
+    assert result.exit_code == 2, result.output
+    assert "migration #2 (line 3): --bwlimit cannot be combined with --tls" in result.stderr
+    assert fleet.options == []

@@ -207,6 +207,31 @@ def test_start_migration_new_and_old_field_names(
     assert options.ssh_config == "/cfg/ssh_config"
 
 
+def test_start_migration_takes_the_settings_a_plan_takes(
+    podman: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeMigrate()
+    monkeypatch.setattr(http_shim, "migrate", fake)
+    body = {
+        "source": "lab-a",
+        "target": "lab-b",
+        "container": "web",
+        "tls": True,
+        "compression": "none",
+        "keep_source": True,
+        "colour": "red",  # unknown keys are ignored, as the older server did
+    }
+
+    async def scenario(client: TestClient[Any, Any]) -> Any:
+        response = await client.post("/start_migration", json=body, headers=AUTH)
+        return response.status
+
+    assert run_client(podman, scenario) == 200
+    [(_, _, _, options)] = fake.calls
+    assert (options.tls, options.compression, options.keep_source) == (True, "none", True)
+    assert options.ssh_config == "/cfg/ssh_config"
+
+
 def partial_error(error: Any) -> Any:
     error.report = fake_report(outcome=Outcome.NOT_STARTED)
     return error
@@ -258,6 +283,10 @@ def test_errors_map_to_status_codes(
         {"source": "lab-a", "server_ip": "-oProxyCommand=id", "container_name": "web"},
         {"source": "lab-a", "target": "lab-b", "container": 7},
         ["lab-a", "lab-b", "web"],
+        {"source": "lab-a", "target": "lab-b", "container": "web", "tls": "yes"},
+        {"source": "lab-a", "target": "lab-b", "container": "web", "compression": "lz4"},
+        {"source": "lab-a", "target": "lab-b", "container": "web", "bwlimit": "fast"},
+        {"source": "lab-a", "target": "lab-b", "container": "web", "tls": True, "bwlimit": "1M"},
     ],
 )
 def test_bad_migration_input_is_400(
