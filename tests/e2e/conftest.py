@@ -8,6 +8,7 @@ through the OpenSSH client, independently of the paramiko code under test.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from celestial_ssh import commands
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / ".lab"
@@ -119,6 +122,28 @@ class LabHost:
         """Whatever is in the host's own tmpfs for archives (the lab's CELESTIAL_SSH_TMPFS)."""
         return self.run("sh", "-c", 'ls -A "$CELESTIAL_SSH_TMPFS"').stdout.split()
 
+    @contextlib.contextmanager
+    def small_landing(self, size: str, *variables: str) -> Iterator[list[str]]:
+        """A tmpfs of ``size`` mounted over each directory the host's ``variables`` name
+        (``TMPDIR``, ``CELESTIAL_SSH_TMPFS``: the lab's own, never the machine's), for as
+        long as the block runs."""
+        assert set(variables) <= {"TMPDIR", "CELESTIAL_SSH_TMPFS"}, variables
+        paths = self.run("sh", "-c", "".join(f'echo "${name}";' for name in variables))
+        landings = paths.stdout.split()
+        assert len(landings) == len(variables), landings
+        assert all(path.startswith("/var/lib/celestial-lab-") for path in landings), landings
+        mounted: list[str] = []
+        try:
+            for landing in landings:
+                subprocess.run(
+                    ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", landing], check=True
+                )
+                mounted.append(landing)
+            yield landings
+        finally:
+            for landing in reversed(mounted):
+                subprocess.run(["umount", landing], check=True)
+
     def workdirs(self) -> list[str]:
         result = self.run(
             "sh",
@@ -186,15 +211,9 @@ class WorkloadFactory:
             # work directories a failed test left (the tests that promise none assert it
             # themselves): gone, so one failure does not fail every later test as well
             for container_id in self.ids:
-                host.run(
-                    "sh",
-                    "-c",
-                    'rm -rf -- "${TMPDIR:-/var/tmp}"/celestial-ssh."$1".* '
-                    '"${CELESTIAL_SSH_TMPFS:-/dev/shm}"/celestial-ssh."$1".*',
-                    "sh",
-                    container_id[:12],
-                    check=False,
-                )
+                found = host.run(*commands.list_workdirs(container_id), check=False)
+                for workdir in found.stdout.split():
+                    host.run(*commands.remove_workdir(workdir), check=False)
 
 
 @pytest.fixture

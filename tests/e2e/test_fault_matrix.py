@@ -107,19 +107,10 @@ def test_target_runs_out_of_space_for_the_archive(lab, workloads):
     workload = workloads.start(memory_mb=32)
     before = source.ticks(workload.name)
     # the host's tmpfs and its disk both too small: the archive goes to disk, which fills
-    landings = target.run("sh", "-c", 'echo "$TMPDIR"; echo "$CELESTIAL_SSH_TMPFS"').stdout.split()
-    assert all(path.startswith("/var/lib/celestial-lab-") for path in landings), landings
-    mounted = []
-    try:
-        for landing in landings:
-            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", landing], check=True)
-            mounted.append(landing)
+    with target.small_landing("8m", "TMPDIR", "CELESTIAL_SSH_TMPFS"):
         with pytest.raises(MigrationFailed) as failure:
             migrate("lab-a", "lab-b", workload.name, OPTIONS)
         assert target.workdirs() == []
-    finally:
-        for landing in reversed(mounted):
-            subprocess.run(["umount", landing], check=True)
     LEDGER.faults.append("target disk full while landing the archive")
 
     assert "No space left on device" in str(failure.value)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 from celestial_ssh_cli.failures import ExitCode
@@ -118,17 +117,12 @@ def test_an_archive_too_big_for_the_tmpfs_lands_on_disk(lab, workloads):
     source, target = lab["lab-a"], lab["lab-b"]
     workload = workloads.start(memory_mb=32)
     before = source.ticks(workload.name)
-    tmpfs = target.run("sh", "-c", 'echo "$CELESTIAL_SSH_TMPFS"').stdout.strip()
-    assert tmpfs.startswith("/var/lib/celestial-lab-"), tmpfs
     # 16 MB of tmpfs: less than the archive of 32 MB of memory needs
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", tmpfs], check=True)
-    try:
+    with target.small_landing("16m", "CELESTIAL_SSH_TMPFS"):
         result = run_cli(
             "migrate", "-F", str(SSH_CONFIG), "--json", "lab-a", "lab-b", workload.name
         )
         assert target.tmpfs_entries() == []
-    finally:
-        subprocess.run(["umount", tmpfs], check=True)
 
     assert result.returncode == ExitCode.OK, result.stderr
     report = json.loads(result.stdout)
