@@ -96,7 +96,7 @@ from .precopy import (
     run_precopy_rounds,
 )
 from .rate_limit import TokenBucket
-from .report import MigrationReport, Outcome
+from .report import STEP_TIMINGS, MigrationReport, Outcome
 from .shell import validate_container_name
 from .ssh import SUDO_PREFIX, CommandResult, RemoteProcess, SSHSession
 from .streaming import RelayResult, RelayStopped, relay
@@ -285,6 +285,13 @@ class Migration:
         if level == "warning":
             self.report.warnings.append(message)
         self._emit(Notice(level=level, message=message))
+
+    def _time_step(self, step: str, started: float) -> None:
+        """Record how long ``step`` (one of STEP_TIMINGS, which reports have columns for)
+        took since ``started``."""
+        if step not in STEP_TIMINGS:
+            raise ValueError(f"{step!r} is not one of the report's step timings")
+        self.report.timings[step] = round(time.monotonic() - started, 4)
 
     @contextlib.contextmanager
     def _phase(self, phase: Phase, detail: str = "") -> Iterator[dict[str, str]]:
@@ -598,7 +605,7 @@ class Migration:
             raise
         self._previous_archive = landing
         self.report.bytes_transferred += moved.bytes
-        self.report.timings["pre_copy"] = round(time.monotonic() - started, 4)
+        self._time_step("pre_copy", started)
         pages = ", ".join(str(count) for count in rounds.pages_per_round)
         self.report.precopy = (
             f"{rounds.rounds} round(s) while running ({pages} pages, "
@@ -861,7 +868,7 @@ class Migration:
             ok, why = probe.ok, probe.stderr.strip().splitlines()[-1:] or ["no reason given"]
         except CelestialError as error:
             ok, why = False, [_one_line(error)]
-        self.report.timings["direct_check"] = round(time.monotonic() - started, 4)
+        self._time_step("direct_check", started)
         if ok:
             self._direct = True
             self.report.transport = f"direct ({self._data_plane().kind} to the source)"
@@ -886,7 +893,7 @@ class Migration:
             timeout=self.options.command_timeout_s,
             address=self.options.tls_address,
         )
-        self.report.timings["tls_setup"] = round(time.monotonic() - started, 4)
+        self._time_step("tls_setup", started)
         self._direct = True
         self.report.transport = f"direct TLS (socat, to {self._tls_address})"
 
@@ -941,7 +948,7 @@ class Migration:
         )
         self._compression = choice.compression
         self.report.compression_choice = choice.reason
-        self.report.timings["compression_choice"] = round(time.monotonic() - started, 4)
+        self._time_step("compression_choice", started)
         self._notice(f"--compress auto chose {choice.reason}")
 
     def _effective_rate(self, measured: float) -> float:

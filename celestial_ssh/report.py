@@ -16,6 +16,10 @@ class Outcome(enum.StrEnum):
     NEEDS_RECOVERY = "needs_recovery"  # the tool could not make sure; see the message
 
 
+# timings the report holds besides its phases: steps inside a phase, by name
+STEP_TIMINGS = ("pre_copy", "direct_check", "tls_setup", "compression_choice")
+
+
 @dataclass
 class MigrationReport:
     container: str

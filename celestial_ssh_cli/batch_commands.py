@@ -50,10 +50,10 @@ from celestial_ssh.events import (
     TransferProgress,
 )
 from celestial_ssh.hosts import ResolvedHost
-from celestial_ssh.research import append_report
 
 from .failures import ExitCode, exit_code_for, message_for
 from .options import data_plane_options, ssh_options
+from .report_file import ReportFile, check_report_file
 
 # the most serious first: what a batch exits with when several migrations failed
 _SEVERITY = [
@@ -476,25 +476,28 @@ def _run(
         entries, json_output=json_output, json_lines=json_lines, quiet=quiet, verbose=verbose
     )
     report_lock = threading.Lock()
+    rows = ReportFile(report_file) if report_file else None
 
     def on_event(event: BatchEvent) -> None:
         display(event)
         inner = event.event
         if (
-            report_file
+            rows is not None
             and not dry_run
             and isinstance(inner, EntryUpdate)
             and inner.report is not None
             and inner.status in (EntryStatus.MIGRATED, EntryStatus.FAILED)
         ):
             with report_lock:
-                append_report(report_file, inner.report)
+                rows.append(inner.report)
 
     cancel = threading.Event()
     try:
         with display, _cancel_on_signals(cancel):
             report = start(on_event, cancel)
     except (CelestialError, KeyboardInterrupt, Exception) as error:
+        if rows is not None:
+            rows.warn()
         _fail(error, json_output, json_lines)
         return
     code = batch_exit_code(report)
@@ -504,12 +507,9 @@ def _run(
         click.echo(json.dumps(document, indent=2))
     else:
         display.summary(report)
+    if rows is not None:
+        rows.warn()
     sys.exit(int(code))
-
-
-def _check_report_file(report_file: str | None) -> None:
-    if report_file and not report_file.lower().endswith((".csv", ".json")):
-        raise click.BadParameter("must end in .csv or .json", param_hint="--report")
 
 
 def _check_json(json_output: bool, json_lines: bool) -> None:
@@ -589,7 +589,7 @@ def batch_command(
 
     Re-running a plan is safe: containers already moved are reported as already_moved.
     """
-    _check_report_file(report_file)
+    check_report_file(report_file)
     _check_json(json_output, json_lines)
     try:
         plan: Plan = load_plan(plan_file)
@@ -680,7 +680,7 @@ def evacuate_command(
 
     Largest containers first, each to the target with the most memory available.
     """
-    _check_report_file(report_file)
+    check_report_file(report_file)
     _check_json(json_output, json_lines)
     target_names = [name for value in targets for name in _names(value)]
     only_names = _names(only) if only is not None else None

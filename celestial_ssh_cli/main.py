@@ -23,7 +23,6 @@ from celestial_ssh.inventory import load_inventory
 from celestial_ssh.link_probe import probe_link
 from celestial_ssh.migration import Migration, MigrationOptions
 from celestial_ssh.recovery import recover
-from celestial_ssh.research import append_report
 
 from .batch_commands import batch_command, evacuate_command
 from .display import choose_display
@@ -31,6 +30,7 @@ from .failures import ExitCode, exit_code_for, message_for
 from .fleet_commands import doctor_command, ps_command
 from .http_shim import serve
 from .options import data_plane_options, ssh_options
+from .report_file import ReportFile, check_report_file
 
 TLS_ADDRESS_HELP = (
     "With --tls: the target's IP address that the source connects to, and the target "
@@ -163,8 +163,8 @@ def migrate_command(
     inventory_file: str | None = None,
 ) -> None:
     """Move the running CONTAINER from SOURCE to TARGET, keeping its memory state."""
-    if report_file and not report_file.lower().endswith((".csv", ".json")):
-        raise click.BadParameter("must end in .csv or .json", param_hint="--report")
+    check_report_file(report_file)
+    rows = ReportFile(report_file) if report_file else None
     host_resolver = None
     if inventory_file is not None:
         try:
@@ -199,8 +199,8 @@ def migrate_command(
     except (CelestialError, KeyboardInterrupt, Exception) as error:
         code = exit_code_for(error)
         partial = getattr(error, "report", None)
-        if report_file and partial is not None:
-            append_report(report_file, partial)
+        if rows is not None and partial is not None:
+            rows.append(partial)
         if json_output:
             document: dict[str, Any] = (
                 partial.to_dict()
@@ -217,15 +217,19 @@ def migrate_command(
             document["exit_code"] = int(code)
             click.echo(json.dumps(document, indent=2))
         click.echo(message_for(error), err=True)
+        if rows is not None:
+            rows.warn()
         sys.exit(int(code))
-    if report_file:
-        append_report(report_file, report)
+    if rows is not None:
+        rows.append(report)
     if json_output:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         display.summary(report)
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)
+    if rows is not None:
+        rows.warn()
 
 
 migrate_command.name = "migrate"

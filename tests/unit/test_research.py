@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from celestial_ssh.report import MigrationReport, Outcome
-from celestial_ssh.research import COLUMNS, append_report, report_row
+from celestial_ssh.report import STEP_TIMINGS, MigrationReport, Outcome
+from celestial_ssh.research import COLUMNS, STEP_COLUMNS, append_report, report_row
 from celestial_ssh_cli import main as cli_main
 
 
@@ -122,3 +122,98 @@ def test_migrate_container_is_the_migrate_command(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(SystemExit) as exit_info:
         legacy.main()
     assert exit_info.value.code == 0
+
+
+def report_with_steps() -> MigrationReport:
+    report = finished_report()
+    report.timings.update(tls_setup=0.31, compression_choice=0.92, direct_check=0.8)
+    report.transport = "direct TLS (socat, to 10.0.0.12)"
+    report.landing = "tmpfs"
+    return report
+
+
+def test_every_step_timing_has_a_column() -> None:
+    row = report_row(report_with_steps())
+    assert list(row) == COLUMNS
+    assert [f"{step}_s" for step in STEP_TIMINGS] == STEP_COLUMNS
+    assert (row["tls_setup_s"], row["compression_choice_s"], row["pre_copy_s"]) == (
+        0.31,
+        0.92,
+        None,
+    )
+    assert (row["transport"], row["landing"]) == ("direct TLS (socat, to 10.0.0.12)", "tmpfs")
+
+
+def test_a_csv_row_with_step_timings_is_written(tmp_path: Path) -> None:
+    # `migrate --report x.csv` with --compress auto (the default) or --tls: these timings
+    # once had no column, and the CSV writer refused the whole row
+    path = tmp_path / "runs.csv"
+    assert append_report(path, report_with_steps()) == []
+    (row,) = list(csv.DictReader(path.open()))
+    assert (row["tls_setup_s"], row["landing"]) == ("0.31", "tmpfs")
+
+
+def test_a_csv_file_of_an_older_version_keeps_its_columns(tmp_path: Path) -> None:
+    path = tmp_path / "runs.csv"
+    older = [name for name in COLUMNS if name not in ("transport", "landing", *STEP_COLUMNS)]
+    path.write_text(",".join(older) + "\r\n")
+    left_out = append_report(path, report_with_steps())
+    assert left_out == [
+        "transport",
+        "landing",
+        "direct_check_s",
+        "tls_setup_s",
+        "compression_choice_s",
+    ]
+    rows = list(csv.reader(path.open()))
+    assert rows[0] == older
+    assert len(rows[1]) == len(older)
+    assert dict(zip(older, rows[1], strict=True))["downtime_s"] == "3.9"
+
+
+def succeeding_migration(report: MigrationReport) -> type:
+    class SucceedingMigration:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def run(self) -> MigrationReport:
+            return report
+
+    return SucceedingMigration
+
+
+def test_cli_warns_about_columns_an_older_file_cannot_take(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_main, "Migration", succeeding_migration(report_with_steps()))
+    path = tmp_path / "runs.csv"
+    path.write_text(",".join(name for name in COLUMNS if name != "landing") + "\r\n")
+    result = CliRunner().invoke(
+        cli_main.cli, ["migrate", "-q", "--report", str(path), "lab-a", "lab-b", "web"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"warning: {path} has the columns of an older version" in result.stderr
+    assert "left out: landing (a new file gets every column)" in result.stderr
+
+
+def test_a_report_file_that_cannot_be_written_is_a_warning_not_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_main, "Migration", succeeding_migration(finished_report()))
+    path = tmp_path / "no-such-directory" / "runs.csv"
+    result = CliRunner().invoke(
+        cli_main.cli, ["migrate", "--json", "--report", str(path), "lab-a", "lab-b", "web"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["outcome"] == "migrated"
+    assert f"warning: could not append to {path}" in result.stderr
+
+
+def test_the_engine_times_only_steps_reports_have_columns_for() -> None:
+    from celestial_ssh.migration import Migration
+
+    engine = Migration("lab-a", "lab-b", "web")
+    engine._time_step("tls_setup", 0.0)
+    assert "tls_setup" in engine.report.timings
+    with pytest.raises(ValueError, match="not one of the report's step timings"):
+        engine._time_step("coffee_break", 0.0)
