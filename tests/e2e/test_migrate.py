@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 
@@ -101,14 +102,27 @@ def test_256_megabytes_of_memory_survive(lab, workloads):
     )
 
 
-def test_migrating_back_and_forth(lab, workloads):
+def test_migrating_back_and_forth_with_a_research_report(lab, workloads, tmp_path):
     source, target = lab["lab-a"], lab["lab-b"]
     workload = workloads.start(memory_mb=8)
     before = source.ticks(workload.name)
+    report = tmp_path / "runs.csv"
     for origin, destination in (("lab-a", "lab-b"), ("lab-b", "lab-a")):
-        result = run_cli("migrate", "-F", str(SSH_CONFIG), "-q", origin, destination, workload.name)
+        result = run_cli(
+            "migrate", "-F", str(SSH_CONFIG), "-q", "--report", str(report),
+            origin, destination, workload.name,
+        )  # fmt: skip
         assert result.returncode == ExitCode.OK, result.stderr
+        assert "warning" not in result.stderr
     assert target.state(workload.name) is None
+    # --compress auto (the default) times its choice: a step with its own column
+    rows = list(csv.DictReader(report.open()))
+    assert [(row["source"], row["outcome"]) for row in rows] == [
+        ("lab-a", "migrated"),
+        ("lab-b", "migrated"),
+    ]
+    assert all(float(row["compression_choice_s"]) > 0 for row in rows)
+    assert {row["landing"] for row in rows} == {"tmpfs"}
     time.sleep(0.3)
     assert_state_survived(before, source.ticks(workload.name))
 
