@@ -208,8 +208,6 @@ def main(argv: list[str] | None = None) -> int:
         "--delay", default="0", help="one-way delay each way, e.g. 25ms (default 0)"
     )
     args = parser.parse_args(argv)
-    if args.rate is None and args.delay == "0":
-        parser.error("give --rate, --delay or both")
     try:
         listen = parse_address(args.listen)
         upstream = parse_address(args.connect)
@@ -217,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         delay = parse_delay(args.delay)
     except ValueError as error:
         parser.error(str(error))
+    if rate is None and delay == 0:
+        parser.error("give --rate, --delay or both")
     try:
         asyncio.run(serve(listen, upstream, rate, delay))
     except OSError as error:

@@ -510,15 +510,22 @@ class Migration:
                 self._check_socat(source, source_answers["socat"])
                 self._check_socat(target, target_answers["socat"])
             info = self._inspect_source(source_answers["inspect"])
-            # the image check is staging's first question; it goes while the lock is taken
-            _, self._target_image = run_together(
-                partial(self._take_lock, source, info),
+            self._take_lock(source, info)
+            # another coordinator may have moved the container between the first look and
+            # the lock: look again, holding it (with staging's first question, at once)
+            relooked, self._target_image = run_together(
+                partial(
+                    source.run,
+                    commands.container_inspect(info.id),
+                    timeout=self.options.command_timeout_s,
+                ),
                 partial(
                     target.run,
                     commands.image_inspect(info.image_name or info.image_id),
                     timeout=self.options.command_timeout_s,
                 ),
             )
+            info = self._inspect_source(relooked)
             self._check_target_is_free(target_answers["containers"], info)
             self._memory_in_use = source_answers["memory"]
             self._progress.source_info = info
@@ -634,11 +641,12 @@ class Migration:
                     "types a sudo password).",
                 )
             session.privileged_prefix = SUDO_PREFIX
+        # the host's own checks first: their failure is the one to report
         questions = {
-            **asks,
             _PODMAN_INFO: commands.podman_info(),
             _CRIU_VERSION: commands.criu_version(),
             _CRIU_CHECK: commands.criu_check(),
+            **asks,
         }
         answers = dict(
             zip(
@@ -800,6 +808,11 @@ class Migration:
         timeout = self.options.command_timeout_s
         info = self._progress.source_info
         target = self._sessions()[1]
+        if self.report.image_staged and info is not None:
+            # staging may have taken minutes: preflight's reading is stale by now
+            self._memory_in_use = self._sessions()[0].run(
+                commands.container_stats(info.id), timeout=timeout
+            )
         # the target's work directory is where the archive lands: on tmpfs if it fits
         landing = None
         if info is not None and (estimate := self._archive_estimate(info)):

@@ -29,6 +29,9 @@ def run_together(*calls: Callable[[], Any]) -> list[Any]:
             try:
                 results.append(future.result())
             except BaseException as error:
+                if not future.done():
+                    raise  # an interrupt while waiting (Ctrl-C): the pool still lets the
+                    # calls end, then it goes up as it came
                 results.append(None)
                 first_error = first_error or error
     if first_error is not None:

@@ -42,6 +42,8 @@ def parse_setting(key: str, value: object, *, at: str) -> Any:
             raise InvalidInput(f"{at}: transport {value!r} is not one of {', '.join(TRANSPORTS)}")
         return value
     if key == "bwlimit":
+        if value is None or value == "none":
+            return None  # no limit (even if the command line gave one)
         # a bare number is bytes per second, as on the command line
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise InvalidInput(f"{at}: 'bwlimit' must be a rate such as 50Mbit, not {value!r}")

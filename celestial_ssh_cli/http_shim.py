@@ -5,7 +5,7 @@ A front end like the CLI (the library never imports aiohttp). Endpoints:
 - ``GET /health``: podman and CRIU versions of this host and ``criu check``; no token.
 - ``POST /start_migration``: JSON ``source``, ``target``, ``container`` (or the old names
   ``server_ip`` for the target and ``container_name``), and optionally the settings a batch
-  plan takes (``tls``, ``direct``, ``transport``, ``compression``, ``bwlimit``, ...); runs
+  plan takes but ``direct`` (``tls``, ``transport``, ``compression``, ``bwlimit``, ...); runs
   :func:`celestial_ssh.migrate` over SSH with the server's ssh_config. ``?wait=false``
   answers 202 at once; poll ``GET /migrations/<id>``.
 - ``GET /container/<id>`` (also ``/containers/<id>``, the old pull path): checkpoint the
@@ -166,8 +166,13 @@ def _migration_arguments(
     HostSpec.parse(target)
     validate_container_name(container)
     settings = {
-        key: parse_setting(key, body[key], at="the request") for key in SETTINGS if key in body
+        key: parse_setting(key, body[key], at="the request")
+        for key in SETTINGS
+        if body.get(key) is not None  # null: not given, as the older server ignored it
     }
+    if settings.get("direct"):
+        # it would lend this server's ssh-agent to the source host, on a request's say-so
+        raise InvalidInput("'direct' is not taken over HTTP; ask for 'tls' instead")
     options = MigrationOptions(ssh_config=ssh_config, **option_fields(settings))
     check_options(options)
     return source, target, container, options

@@ -858,14 +858,18 @@ def test_the_plan_wins_over_the_command_line_for_its_entries(
         tmp_path,
         "container: c0, from: lab-a, to: lab-b",
         "container: c1, from: lab-a, to: lab-b, tls: false, transport: paramiko",
-        "container: c2, from: lab-a, to: lab-b, direct: true",
+        "container: c2, from: lab-a, to: lab-b, direct: true, bwlimit: null",
+        "container: c3, from: lab-a, to: lab-b, tls: true, bwlimit: none",
     )
-    result = CliRunner().invoke(cli, ["batch", plan, "--tls", "-q"])
+    result = CliRunner().invoke(cli, ["batch", plan, "--bwlimit", "10M", "-q"])
     assert result.exit_code == 0, result.output
-    assert sorted((o.transport, o.tls, o.direct, o.bwlimit_bytes_per_s) for o in fleet.options) == [
-        ("auto", True, False, None),  # from the command line
-        ("auto", True, True, None),  # the command line's --tls, the plan's direct
-        ("paramiko", False, False, None),  # the plan's word
+    assert sorted(
+        (o.transport, o.tls, o.direct, o.bwlimit_bytes_per_s or 0) for o in fleet.options
+    ) == [
+        ("auto", False, False, 10e6),  # from the command line
+        ("auto", False, True, 0),  # the plan's direct, and no limit (it cannot apply)
+        ("auto", True, False, 0),  # the same for its TLS stream
+        ("paramiko", False, False, 10e6),  # the plan's word, the command line's limit
     ]
 
 

@@ -16,6 +16,7 @@ import pytest
 from .conftest import BENCH_DIR, load_bench_script
 
 THROTTLE = BENCH_DIR / "throttle.py"
+THROTTLE_ARGV = [sys.executable, str(THROTTLE)]
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +37,10 @@ def test_a_delay_that_is_no_duration_is_refused(throttle: ModuleType, text: str)
         throttle.parse_delay(text)
 
 
-def test_neither_rate_nor_delay_is_refused() -> None:
+@pytest.mark.parametrize("extra", [[], ["--delay", "0ms"]])
+def test_neither_rate_nor_delay_is_refused(extra: list[str]) -> None:
     done = subprocess.run(
-        [sys.executable, str(THROTTLE), "--listen", "127.0.0.1:0", "--connect", "127.0.0.1:1"],
+        [*THROTTLE_ARGV, "--listen", "127.0.0.1:0", "--connect", "127.0.0.1:1", *extra],
         capture_output=True,
         text=True,
         timeout=30,
@@ -80,7 +82,7 @@ def test_a_delayed_link_delivers_every_byte_in_order_and_the_end(
     upstream: socket.socket, extra: list[str]
 ) -> None:
     port = upstream.getsockname()[1]
-    argv = [sys.executable, str(THROTTLE), "--listen", "127.0.0.1:0"]
+    argv = [*THROTTLE_ARGV, "--listen", "127.0.0.1:0"]
     process = subprocess.Popen(
         [*argv, "--connect", f"127.0.0.1:{port}", *extra],
         stdout=subprocess.PIPE,

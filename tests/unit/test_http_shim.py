@@ -220,6 +220,7 @@ def test_start_migration_takes_the_settings_a_plan_takes(
         "compression": "none",
         "keep_source": True,
         "colour": "red",  # unknown keys are ignored, as the older server did
+        "bwlimit": None,  # null: not given
     }
 
     async def scenario(client: TestClient[Any, Any]) -> Any:
@@ -287,6 +288,7 @@ def test_errors_map_to_status_codes(
         {"source": "lab-a", "target": "lab-b", "container": "web", "compression": "lz4"},
         {"source": "lab-a", "target": "lab-b", "container": "web", "bwlimit": "fast"},
         {"source": "lab-a", "target": "lab-b", "container": "web", "tls": True, "bwlimit": "1M"},
+        {"source": "lab-a", "target": "lab-b", "container": "web", "direct": True},
     ],
 )
 def test_bad_migration_input_is_400(

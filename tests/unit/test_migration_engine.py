@@ -482,9 +482,13 @@ def fail(
     return engine, caught.value
 
 
+# what preflight sees of a running source container: its first look and the one under the lock
+LOOKS_RUNNING = [inspect("running"), inspect("running")]
+
+
 def restorable_source(lab: FakeLab) -> None:
     """The source stopped by the checkpoint, then running again once restored."""
-    lab.answer(SRC, "podman container inspect", [inspect("running"), inspect("exited"), inspect()])
+    lab.answer(SRC, "podman container inspect", [*LOOKS_RUNNING, inspect("exited"), inspect()])
     lab.answer(SRC, "container restore --print-stats", result())
 
 
@@ -862,6 +866,35 @@ def test_preflight_failures_stop_before_the_freeze(
     assert lab.phases()[-1] == ("failed", Phase.PREFLIGHT)
 
 
+def test_a_container_moved_by_another_coordinator_before_the_lock_is_left_alone(
+    lab: FakeLab,
+) -> None:
+    # running at the first look; by the time this run holds the lock, another run has moved
+    # it (its stopped copy stays, --keep-source): restoring that copy would start a second
+    lab.answer(SRC, "podman container inspect", [inspect("running"), inspect("exited")])
+    engine, error = fail(lab, PreflightFailed)
+    assert error.message == "lab-a: container 'web' is exited, not running"
+    assert lab.position(SRC, LOCK) < lab.position(
+        SRC, f"podman container inspect --format json -- {CID}"
+    )
+    assert [holder.killed for holder in lab.lock_holders()] == [True]
+    assert engine.report.outcome is Outcome.NOT_STARTED
+    assert lab.streams() == []
+    assert not any("checkpoint" in command or "restore" in command for _, command in lab.log)
+
+
+def test_after_staging_the_memory_in_use_is_read_again(lab: FakeLab) -> None:
+    lab.answer(TGT, "podman image inspect", result(status=125, stderr="image not known"))
+    run(lab)
+    sampled = [
+        index
+        for index, (host, command) in enumerate(lab.log)
+        if host == SRC and "podman stats" in command
+    ]
+    assert len(sampled) == 2
+    assert sampled[1] > lab.position(SRC, "podman image save")
+
+
 @pytest.mark.parametrize("host", [SRC, TGT])
 def test_tls_without_socat_on_a_host_stops_in_preflight(lab: FakeLab, host: str) -> None:
     for each in (SRC, TGT):
@@ -919,7 +952,7 @@ def test_failed_restore_rolls_back_to_the_source(lab: FakeLab, status: int, what
     lab.answer(TGT, "restore --import", result(status=status, stderr="Error: restore failed"))
     # the target lists nothing before the restore, then the copy the restore left behind
     lab.answer(TGT, "podman container ls", [listing(), listing((CID, "web", "created"))])
-    lab.answer(SRC, "podman container inspect", [inspect("running"), inspect("exited"), inspect()])
+    lab.answer(SRC, "podman container inspect", [*LOOKS_RUNNING, inspect("exited"), inspect()])
     lab.answer(SRC, "container restore --print-stats", stats(restore_time=1))
 
     engine, error = fail(lab, MigrationFailed)
@@ -1216,7 +1249,7 @@ def test_broken_stream_rolls_back_from_the_checkpoint(lab: FakeLab) -> None:
 
 def test_failed_source_restore_needs_recovery(lab: FakeLab) -> None:
     lab.relay_error = RelayBroken("lab-a: the stream broke", host=SRC, side="source")
-    lab.answer(SRC, "podman container inspect", [inspect("running"), inspect("exited")])
+    lab.answer(SRC, "podman container inspect", [*LOOKS_RUNNING, inspect("exited")])
     lab.answer(
         SRC, "container restore --print-stats", result(status=125, stderr="Error: no checkpoint")
     )
@@ -1588,7 +1621,8 @@ def test_rollback_waits_for_the_checkpoint_before_restoring_the_source(lab: Fake
         for index, (host, command) in enumerate(lab.log)
         if host == SRC and "podman container inspect" in command
     ]
-    assert inspects[0] < lab.position(SRC, CHECKPOINT_WAIT) < inspects[1]
+    # (preflight looks twice: first, and under the lock)
+    assert inspects[1] < lab.position(SRC, CHECKPOINT_WAIT) < inspects[2]
     assert lab.position(SRC, CHECKPOINT_WAIT) < lab.position(SRC, "container restore")
     assert not lab.ran(TGT, RESTORE_WAIT), "no restore was sent: nothing to wait for there"
 
@@ -1600,9 +1634,10 @@ def test_a_checkpoint_that_does_not_end_needs_recovery(lab: FakeLab) -> None:
     assert engine.report.outcome is Outcome.NEEDS_RECOVERY
     assert exit_code_for(error) is ExitCode.NEEDS_RECOVERY
     assert not lab.ran(SRC, "container restore")
-    # its state was not even read again: only preflight's inspect ran
+    # its state was not even read again: only preflight's two looks ran
     assert [c for c in lab.commands_on(SRC) if "podman container inspect" in c] == [
-        join(commands.container_inspect("web"))
+        join(commands.container_inspect("web")),
+        join(commands.container_inspect(CID)),
     ]
     assert any(
         "lab-a: the checkpoint is still running after 900 s" in warning

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import threading
+import time
 
 import pytest
 
@@ -42,3 +44,29 @@ def test_the_first_failure_in_order_is_raised_after_every_call_ended() -> None:
 
 def test_one_call_runs_in_the_callers_thread() -> None:
     assert run_together(threading.current_thread) == [threading.current_thread()]
+
+
+def test_an_interrupt_while_waiting_goes_up_as_it_came() -> None:
+    # an earlier call failed; the Ctrl-C that comes while the next is awaited must not be
+    # taken for that call's error, nor hidden behind the first one
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    ended = threading.Event()
+
+    def slow() -> None:
+        time.sleep(0.5)
+        ended.set()
+
+    def fails() -> None:
+        raise ValueError("first")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(KeyboardInterrupt):
+            run_together(fails, slow)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert ended.is_set(), "the slow call still ran to its end"
