@@ -47,6 +47,8 @@ CLI = REPO / ".venv" / "bin" / "celestial-ssh"
 MEMTICK_SOURCE = REPO / "lab" / "workload" / "memtick.c"
 SOURCE, TARGET = "lab-a", "lab-b"
 SLOW_TARGET = "lab-b-slow"
+# a distant coordinator: both hosts behind a delaying proxy each
+FAR_SOURCE, FAR_TARGET = "lab-a-far", "lab-b-far"
 SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
 # memtick arguments: a tick every 10 ms (the downtime's resolution); the checksum only at
@@ -103,6 +105,13 @@ PROBES: tuple[Mode, ...] = (
 )
 
 SLOW_COMPRESSIONS: tuple[str, ...] = ("none", "zstd", "auto")
+# the distant-coordinator section: what a round trip more or less costs
+DISTANT_MODES: tuple[Mode, ...] = (
+    Mode("far-relayed", "tool", ("--compress", "none"), note="relayed through here"),
+    Mode("far-tls", "tool", ("--tls", "--compress", "none"), note="source -> target, TLS"),
+)
+# the timings the distant table shows (medians), besides total and downtime
+DISTANT_STEPS: tuple[str, ...] = ("connect", "preflight", "tls_setup", "cleanup")
 SLOW_FILLS: tuple[str, ...] = ("random", "compressible")
 
 
@@ -683,9 +692,14 @@ def move_by_hand(lab: Lab, name: str, config: Path) -> Move:
 
 
 def move_with_tool(
-    lab: Lab, name: str, args: Sequence[str], config: Path, target: str = TARGET
+    lab: Lab,
+    name: str,
+    args: Sequence[str],
+    config: Path,
+    target: str = TARGET,
+    source: str = SOURCE,
 ) -> Move:
-    argv = [str(CLI), "migrate", "-F", str(config), "--json", *args, SOURCE, target, name]
+    argv = [str(CLI), "migrate", "-F", str(config), "--json", *args, source, target, name]
     result = measured(argv, timeout=1800, env=lab.tool_env)
     move = Move(ok=True, exit_code=result.returncode)
     move.add("celestial-ssh migrate", result)
@@ -715,6 +729,7 @@ def run_once(
     run: int,
     config: Path = LAB_CONFIG,
     target: str = TARGET,
+    source: str = SOURCE,
     fill: str = "random",
     extra_args: Sequence[str] = (),
 ) -> dict[str, Any]:
@@ -742,7 +757,7 @@ def run_once(
         elif mode.kind == "hand-made":
             move = move_by_hand(lab, name, config)
         else:
-            move = move_with_tool(lab, name, [*mode.args, *extra_args], config, target)
+            move = move_with_tool(lab, name, [*mode.args, *extra_args], config, target, source)
         total = time.monotonic() - clock
         move_ended_ms = int(time.time() * 1000)
         record.update(
@@ -956,43 +971,43 @@ def known_host_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
-def write_slow_config(directory: Path, listen: tuple[str, int]) -> Path:
-    """An ssh_config with `lab-b-slow` (lab-b's user, key and host key, through the throttle).
+def write_proxied_config(directory: Path, proxied: dict[str, tuple[str, tuple[str, int]]]) -> Path:
+    """An ssh_config with an alias per proxy: ``alias -> (lab host, proxy address)``, each
+    with its lab host's user, key and host key but the proxy's address.
 
-    lab-b's known_hosts line is copied under the throttle's address, so strict host-key
+    The host's known_hosts line is copied under the proxy's address, so strict host-key
     checking holds without HostKeyAlias (which the tool may not honour).
     """
-    options = ssh_options_of(TARGET, LAB_CONFIG)
-    real = known_host_name(options["hostname"][0], int(options["port"][0]))
-    alias = known_host_name(*listen)
-    lines = []
-    for path in " ".join(options.get("userknownhostsfile", [])).split():
-        with contextlib.suppress(FileNotFoundError):
-            for line in Path(os.path.expanduser(path)).read_text().splitlines():
-                names, _, rest = line.partition(" ")
-                if real in names.split(","):
-                    lines.append(f"{alias} {rest}")
-    if not lines:
-        raise RuntimeError(f"no known_hosts line for {real} to copy for {SLOW_TARGET}")
-    known_hosts = directory / "known_hosts"
-    known_hosts.write_text("\n".join(lines) + "\n")
-    body = [
-        f"Host {SLOW_TARGET}",
-        f"    HostName {listen[0]}",
-        f"    Port {listen[1]}",
-        f"    User {options['user'][0]}",
-        *(f"    IdentityFile {path}" for path in options.get("identityfile", [])),
-        f"    IdentitiesOnly {options.get('identitiesonly', ['no'])[0]}",
-        f"    UserKnownHostsFile {known_hosts}",
-        "    StrictHostKeyChecking yes",
-        "    BatchMode yes",
-        "",
-        "Host *",
-        f"    Include {LAB_CONFIG}",
-        "",
-    ]
+    lines: list[str] = []
+    body: list[str] = []
+    for alias, (host, listen) in proxied.items():
+        options = ssh_options_of(host, LAB_CONFIG)
+        real = known_host_name(options["hostname"][0], int(options["port"][0]))
+        copied = []
+        for path in " ".join(options.get("userknownhostsfile", [])).split():
+            with contextlib.suppress(FileNotFoundError):
+                for line in Path(os.path.expanduser(path)).read_text().splitlines():
+                    names, _, rest = line.partition(" ")
+                    if real in names.split(","):
+                        copied.append(f"{known_host_name(*listen)} {rest}")
+        if not copied:
+            raise RuntimeError(f"no known_hosts line for {real} to copy for {alias}")
+        lines += copied
+        body += [
+            f"Host {alias}",
+            f"    HostName {listen[0]}",
+            f"    Port {listen[1]}",
+            f"    User {options['user'][0]}",
+            *(f"    IdentityFile {path}" for path in options.get("identityfile", [])),
+            f"    IdentitiesOnly {options.get('identitiesonly', ['no'])[0]}",
+            f"    UserKnownHostsFile {directory / 'known_hosts'}",
+            "    StrictHostKeyChecking yes",
+            "    BatchMode yes",
+            "",
+        ]
+    (directory / "known_hosts").write_text("\n".join(lines) + "\n")
     config = directory / "ssh_config"
-    config.write_text("\n".join(body))
+    config.write_text("\n".join([*body, "Host *", f"    Include {LAB_CONFIG}", ""]))
     return config
 
 
@@ -1009,10 +1024,17 @@ def free_loopback(port: int) -> tuple[str, int]:
 
 
 @contextlib.contextmanager
-def throttled(listen: tuple[str, int], upstream: tuple[str, int], rate: str) -> Iterator[None]:
+def throttled(
+    listen: tuple[str, int],
+    upstream: tuple[str, int],
+    rate: str | None = None,
+    delay: str | None = None,
+) -> Iterator[None]:
     """Run bench/throttle.py as a child; stop it by its PID."""
     argv = [sys.executable, str(BENCH / "throttle.py"), "--listen", f"{listen[0]}:{listen[1]}"]
-    argv += ["--connect", f"{upstream[0]}:{upstream[1]}", "--rate", rate]
+    argv += ["--connect", f"{upstream[0]}:{upstream[1]}"]
+    argv += ["--rate", rate] if rate else []
+    argv += ["--delay", delay] if delay else []
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -1045,7 +1067,7 @@ def slow_links(
     upstream = (upstream_options["hostname"][0], int(upstream_options["port"][0]))
     with tempfile.TemporaryDirectory(prefix="bench-slow-", dir="/var/tmp") as scratch:
         listen = free_loopback(upstream[1])
-        config = write_slow_config(Path(scratch), listen)
+        config = write_proxied_config(Path(scratch), {SLOW_TARGET: (TARGET, listen)})
         section["proxy"] = f"{listen[0]}:{listen[1]} -> {upstream[0]}:{upstream[1]}"
         for rate in rates:
             with throttled(listen, upstream, rate):
@@ -1073,6 +1095,91 @@ def slow_links(
                         section["runs"].append(record)
                         log(describe(record))
     return section
+
+
+def distant_coordinator(
+    lab: Lab, image: str, delay: str, runs: int, size_mb: int, migrate_help: str
+) -> dict[str, Any]:
+    """Both hosts behind bench/throttle.py --delay (the coordinator far from them, the hosts
+    near each other): what the remote commands' round trips add to a migration."""
+    section: dict[str, Any] = {"delay": delay, "size_mb": size_mb, "runs": [], "notes": []}
+    modes = []
+    for mode in DISTANT_MODES:
+        why = unsupported(mode.args, migrate_help)
+        if why:
+            section["notes"].append(f"{mode.label} skipped: {why}")
+        else:
+            modes.append(mode)
+    upstreams = {}
+    for host in (SOURCE, TARGET):
+        options = ssh_options_of(host, LAB_CONFIG)
+        upstreams[host] = (options["hostname"][0], int(options["port"][0]))
+    with (
+        contextlib.ExitStack() as proxies,
+        tempfile.TemporaryDirectory(prefix="bench-far-", dir="/var/tmp") as scratch,
+    ):
+        proxied = {}
+        for alias, host in ((FAR_SOURCE, SOURCE), (FAR_TARGET, TARGET)):
+            listen = free_loopback(upstreams[host][1])  # free: the proxies before are bound
+            proxies.enter_context(throttled(listen, upstreams[host], delay=delay))
+            proxied[alias] = (host, listen)
+        section["proxies"] = {
+            alias: f"{listen[0]}:{listen[1]} -> {host}" for alias, (host, listen) in proxied.items()
+        }
+        config = write_proxied_config(Path(scratch), proxied)
+        for run in range(runs):
+            for mode in modes[run % len(modes) :] + modes[: run % len(modes)]:
+                log(f"distant coordinator ({delay} each way): {size_mb} MiB, {mode.text}")
+                record = run_once(
+                    lab,
+                    mode,
+                    image=image,
+                    size_mb=size_mb,
+                    run=run,
+                    config=config,
+                    source=FAR_SOURCE,
+                    target=FAR_TARGET,
+                )
+                record["delay"] = delay
+                section["runs"].append(record)
+                log(describe(record))
+    section["summary"] = distant_summary(section["runs"], modes)
+    return section
+
+
+def distant_summary(runs: Sequence[dict[str, Any]], modes: Sequence[Mode]) -> list[dict[str, Any]]:
+    """Per mode, the medians of the runs that succeeded."""
+    rows = []
+    for mode in modes:
+        mine = [r for r in runs if r["mode"] == mode.label]
+        good = [r for r in mine if r.get("ok")]
+        row: dict[str, Any] = {
+            "mode": mode.label,
+            "command": mode.text,
+            "runs": len(mine),
+            "failures": len(mine) - len(good),
+            "total_s": median([r.get("total_s") for r in good]),
+            "downtime_s": median([r.get("downtime_s") for r in good]),
+        }
+        for step in DISTANT_STEPS:
+            row[f"{step}_s"] = median([(r.get("timings") or {}).get(step) for r in good])
+        rows.append(row)
+    return rows
+
+
+def distant_table(section: dict[str, Any], markdown: bool) -> str:
+    rows = [
+        [
+            row["command"],
+            f"{row['runs'] - row['failures']}/{row['runs']}",
+            fmt(row["total_s"]),
+            *(fmt(row[f"{step}_s"]) for step in DISTANT_STEPS),
+            fmt(row["downtime_s"]),
+        ]
+        for row in section["summary"]
+    ]
+    headers = ["mode", "ok", "total s", *(f"{step} s" for step in DISTANT_STEPS), "downtime s"]
+    return render(headers, rows, markdown, left=1)
 
 
 # -- summaries and output ---------------------------------------------------------------------
@@ -1394,6 +1501,16 @@ def markdown_report(document: dict[str, Any]) -> str:
         ]
         parts.append(slow_table(section, markdown=True))
         parts += [f"\n- {note}" for note in section["notes"] + failure_notes(section["runs"])]
+    if document.get("distant"):
+        section = document["distant"]
+        parts += [
+            "",
+            f"## Distant coordinator ({section['delay']} each way to each host, "
+            f"{section['size_mb']} MiB workload, medians)",
+            "",
+        ]
+        parts.append(distant_table(section, markdown=True))
+        parts += [f"\n- {note}" for note in section["notes"] + failure_notes(section["runs"])]
     return "\n".join(parts) + "\n"
 
 
@@ -1479,6 +1596,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--throughput-runs", type=int, default=3, help="data-plane runs per path (default 3)"
     )
+    parser.add_argument(
+        "--skip-distant", action="store_true", help="skip the distant-coordinator scenario"
+    )
+    parser.add_argument(
+        "--distant-delay",
+        default="25ms",
+        help="one-way delay between this machine and each host (default 25ms)",
+    )
+    parser.add_argument(
+        "--distant-runs", type=int, default=3, help="distant-coordinator runs per mode (default 3)"
+    )
+    parser.add_argument(
+        "--distant-size", type=int, default=16, help="distant workload in MiB (default 16)"
+    )
     parser.add_argument("--results", type=Path, default=BENCH / "results", help="output directory")
     parser.add_argument(
         "--check-rusage", action="store_true", help="show what wait4's rusage counts, then exit"
@@ -1522,6 +1653,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "modes": [m.label for m in modes],
             "slow_links": [] if args.skip_slow else args.slow_links,
             "slow_size_mb": args.slow_size,
+            "distant": None
+            if args.skip_distant
+            else {
+                "delay": args.distant_delay,
+                "runs": args.distant_runs,
+                "size_mb": args.distant_size,
+            },
             "runs_throughput": args.throughput_runs,
             "interval_ms": INTERVAL_MS,
             "check_every": CHECK_EVERY,
@@ -1543,6 +1681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "size_wall_s": {},
         "throughput": None,
         "slow_links": None,
+        "distant": None,
         "interrupted": False,
     }
     lab = Lab()
@@ -1591,6 +1730,10 @@ def measure_all(
         document["slow_links"] = slow_links(
             lab, image, args.slow_links, args.slow_size, migrate_help
         )
+    if not args.skip_distant:
+        document["distant"] = distant_coordinator(
+            lab, image, args.distant_delay, args.distant_runs, args.distant_size, migrate_help
+        )
 
 
 def print_report(document: dict[str, Any], paths: Sequence[Path]) -> None:
@@ -1608,6 +1751,12 @@ def print_report(document: dict[str, Any], paths: Sequence[Path]) -> None:
         print(f"\nSlow links, {opts['slow_size_mb']} MiB:")
         print(slow_table(document["slow_links"], markdown=False))
         section = document["slow_links"]
+        for note in section["notes"] + failure_notes(section["runs"]):
+            print(f"  {note}")
+    if document.get("distant"):
+        section = document["distant"]
+        print(f"\nDistant coordinator, {section['delay']} each way, {section['size_mb']} MiB:")
+        print(distant_table(section, markdown=False))
         for note in section["notes"] + failure_notes(section["runs"]):
             print(f"  {note}")
     print(

@@ -122,3 +122,36 @@ def test_an_interrupted_run_passes_the_interrupt_on_and_waits_for_the_child(
             os.kill(int((tmp_path / "marks.pid").read_text()), signal.SIGKILL)
     # the child got the interrupt, and had stopped before the bench went on
     assert marks.read_text().split() == ["started", "interrupted", "stopped"]
+
+
+def test_the_distant_summary_takes_medians_of_the_runs_that_worked(bench: ModuleType) -> None:
+    relayed, tls = bench.DISTANT_MODES
+
+    def record(mode: object, total: float, preflight: float, ok: bool = True) -> dict[str, object]:
+        return {
+            "mode": mode.label,  # type: ignore[attr-defined]
+            "ok": ok,
+            "total_s": total,
+            "downtime_s": 0.8,
+            "timings": {"connect": 0.24, "preflight": preflight, "cleanup": 0.6},
+        }
+
+    runs = [
+        record(relayed, 5.6, 1.5),
+        record(tls, 5.7, 1.8),
+        record(relayed, 5.4, 1.6),
+        record(tls, 9.9, 9.9, ok=False),
+        record(relayed, 5.8, 1.4),
+    ]
+    summary = bench.distant_summary(runs, bench.DISTANT_MODES)
+    assert [(row["mode"], row["runs"], row["failures"]) for row in summary] == [
+        ("far-relayed", 3, 0),
+        ("far-tls", 2, 1),
+    ]
+    assert (summary[0]["total_s"], summary[0]["preflight_s"]) == (5.6, 1.5)
+    assert (summary[1]["total_s"], summary[1]["tls_setup_s"]) == (5.7, None)
+    table = bench.distant_table({"summary": summary}, markdown=True)
+    assert table.splitlines()[0] == (
+        "| mode | ok | total s | connect s | preflight s | tls_setup s | cleanup s | downtime s |"
+    )
+    assert "| celestial-ssh migrate --tls --compress none | 1/2 | 5.70 |" in table
