@@ -512,21 +512,22 @@ class Migration:
             info = self._inspect_source(source_answers["inspect"])
             self._take_lock(source, info)
             # another coordinator may have moved the container between the first look and
-            # the lock: look again, holding it (with staging's first question, at once)
-            relooked, self._target_image = run_together(
-                partial(
-                    source.run,
-                    commands.container_inspect(info.id),
-                    timeout=self.options.command_timeout_s,
-                ),
+            # the lock: look again, holding it; at once, staging's first question and the
+            # work directories an earlier, interrupted run may have left
+            timeout = self.options.command_timeout_s
+            relooked, self._target_image, *leftovers = run_together(
+                partial(source.run, commands.container_inspect(info.id), timeout=timeout),
                 partial(
                     target.run,
                     commands.image_inspect(info.image_name or info.image_id),
-                    timeout=self.options.command_timeout_s,
+                    timeout=timeout,
                 ),
+                partial(source.run, commands.list_workdirs(info.id), timeout=timeout),
+                partial(target.run, commands.list_workdirs(info.id), timeout=timeout),
             )
             info = self._inspect_source(relooked)
             self._check_target_is_free(target_answers["containers"], info)
+            self._warn_about_leftovers(info, dict(zip((source, target), leftovers, strict=True)))
             self._memory_in_use = source_answers["memory"]
             self._progress.source_info = info
             self.report.container_id = info.id
@@ -696,6 +697,25 @@ class Migration:
             )
         facts = HostFacts(name=name, is_root=is_root, podman=podman, criu_version=criu_version)
         return facts, answers
+
+    def _warn_about_leftovers(
+        self, info: ContainerInfo, listings: dict[SSHSession, CommandResult]
+    ) -> None:
+        """Work directories of this container from an earlier run that never cleaned up (a
+        killed coordinator): not in this run's way, but an archive on tmpfs holds memory
+        until it is removed, so say where they are and what removes them."""
+        for session, listing in listings.items():
+            found = listing.stdout.split() if listing.ok else []
+            if not found:
+                continue
+            self._notice(
+                f"{session.host.name}: {len(found)} work "
+                f"{'directory' if len(found) == 1 else 'directories'} of an earlier, "
+                f"unfinished migration of {info.name} ({', '.join(found)}); "
+                f"'celestial-ssh recover {self._source_text} {self._target_text} "
+                f"{self._container}' removes them once this one is done",
+                level="warning",
+            )
 
     def _check_socat(self, session: SSHSession, found: CommandResult) -> None:
         if not found.ok:

@@ -6,9 +6,10 @@ import csv
 import json
 import time
 
+from celestial_ssh import commands
 from celestial_ssh_cli.failures import ExitCode
 
-from .conftest import SSH_CONFIG, assert_state_survived, run_cli
+from .conftest import SSH_CONFIG, assert_one_running_copy, assert_state_survived, run_cli
 
 
 def test_migration_moves_a_running_process_with_its_memory(lab, workloads, fresh_image):
@@ -144,3 +145,26 @@ def test_an_archive_too_big_for_the_tmpfs_lands_on_disk(lab, workloads):
     assert target.workdirs() == []
     time.sleep(0.3)
     assert_state_survived(before, target.ticks(workload.name))
+
+
+def test_leftovers_of_an_earlier_run_are_pointed_out_and_recover_removes_them(lab, workloads):
+    source, target = lab["lab-a"], lab["lab-b"]
+    workload = workloads.start(memory_mb=8)
+    container_id = source.podman("container", "inspect", "--format", "{{.Id}}", workload.name)
+    # what a killed coordinator leaves: a work directory tagged with the container's ID
+    stale = target.run(*commands.make_workdir(container_id.stdout.strip())).stdout.strip()
+
+    result = run_cli("migrate", "-F", str(SSH_CONFIG), "--json", "lab-a", "lab-b", workload.name)
+
+    assert result.returncode == ExitCode.OK, result.stderr
+    warnings = json.loads(result.stdout)["warnings"]
+    assert [w for w in warnings if stale in w] == [
+        f"lab-b: 1 work directory of an earlier, unfinished migration of {workload.name} "
+        f"({stale}); 'celestial-ssh recover lab-a lab-b {workload.name}' removes them once "
+        "this one is done"
+    ]
+    assert target.workdirs() == [stale], "the migration leaves what it did not make"
+    recovered = run_cli("recover", "-F", str(SSH_CONFIG), "lab-a", "lab-b", workload.name)
+    assert recovered.returncode == ExitCode.OK, recovered.stderr
+    assert target.workdirs() == []
+    assert assert_one_running_copy(lab, workload.name) == "lab-b"

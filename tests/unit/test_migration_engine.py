@@ -136,6 +136,8 @@ def host_answers(host: str) -> dict[Predicate, Answer]:
         "criu check": result("Looks good.\n"),
         join(commands.make_workdir(CID)): result(WORKDIRS[host] + "\n"),
         "rm -rf --": result(),
+        # no work directories of an earlier run (list_workdirs prints nothing)
+        join(commands.list_workdirs(CID)): result(),
     }
     if host == SRC:
         answers |= {
@@ -1595,8 +1597,22 @@ def test_without_the_memory_in_use_the_archive_lands_on_disk(
     lab.answer(SRC, "podman stats", stats)
     engine = run(lab)
     assert engine.report.succeeded and engine.report.landing == "disk"
-    assert not lab.ran(TGT, "CELESTIAL_SSH_TMPFS")
+    assert not lab.ran(TGT, "stat -f -c %T"), "no look at the tmpfs"
     assert join(commands.make_workdir(CID)) in lab.commands_on(TGT)
+
+
+def test_work_directories_of_an_earlier_run_are_pointed_out(lab: FakeLab) -> None:
+    stale = f"/dev/shm/celestial-ssh.{CID[:12]}.OLD0000000"
+    lab.answer(TGT, join(commands.list_workdirs(CID)), result(stale + "\n"))
+    engine = run(lab)
+    assert engine.report.succeeded
+    assert engine.report.warnings == [
+        f"lab-b: 1 work directory of an earlier, unfinished migration of web ({stale}); "
+        "'celestial-ssh recover lab-a lab-b web' removes them once this one is done"
+    ]
+    # looked for under the lock, and left alone: this run does not know what they hold
+    assert lab.position(SRC, LOCK) < lab.position(TGT, "for d in")
+    assert join(commands.remove_workdir(stale)) not in lab.commands_on(TGT)
 
 
 def test_an_unreadable_landing_answer_stops_before_the_freeze(lab: FakeLab) -> None:
