@@ -209,22 +209,37 @@ def archive_size_estimate(memory_bytes: int) -> int:
     return memory_bytes + memory_bytes // 4 + (64 << 20)
 
 
-def list_workdirs(container_id: str) -> list[str]:
-    """The work directories left on this host by migrations of ``container_id`` (on disk,
-    or on tmpfs where the archive landed)."""
-    tag = validate_container_name(container_id)[:12]
-    pattern = WORKDIR_PREFIX + tag + ".*"
+def list_workdirs(container_id: str | None = None, *, sizes: bool = False) -> list[str]:
+    """The work directories on this host of migrations of ``container_id``, or of any
+    container (on disk, or on tmpfs where the archive landed), one per line; with
+    ``sizes``, as ``du -sk`` prints them (KiB, a tab, the path)."""
+    tag = validate_container_name(container_id)[:12] + "." if container_id is not None else ""
+    pattern = WORKDIR_PREFIX + tag + "*"
+    show = 'du -sk "$d"' if sizes else 'echo "$d"'
     return sh_script(
         "\n".join(
             [
                 f'disk="{DISK_DIR}"; tmpfs="{TMPFS_DIR}"',
-                f'for d in "$disk"/{pattern}; do [ -d "$d" ] && echo "$d"; done',
+                f'for d in "$disk"/{pattern}; do [ -d "$d" ] && {show}; done',
                 f'[ "$tmpfs" = "$disk" ] || for d in "$tmpfs"/{pattern}; do '
-                '[ -d "$d" ] && echo "$d"; done',
+                f'[ -d "$d" ] && {show}; done',
                 "true",
             ]
         )
     )
+
+
+def parse_workdir_sizes(output: str) -> list[tuple[str, int]]:
+    """(path, KiB) from :func:`list_workdirs` with ``sizes``; raises ValueError otherwise."""
+    found = []
+    for line in output.splitlines():
+        if not line.strip():
+            continue
+        kib, separator, path = line.partition("\t")
+        if not separator or not kib.isdigit() or not path.startswith("/"):
+            raise ValueError(f"not a size and a path: {line[:120]!r}")
+        found.append((path, int(kib)))
+    return found
 
 
 def container_stats(*containers: str) -> list[str]:

@@ -241,6 +241,7 @@ class _Checker:
             self.memory,
             self.disk,
             self.tmpfs,
+            self.leftovers,
         ]
         for step in steps:
             try:
@@ -521,6 +522,39 @@ class _Checker:
                 "memory to spare for the restore, lands there"
             )
         self.add(Check("tmpfs", True, detail, level="info"))
+        return True
+
+    def leftovers(self) -> bool:
+        """celestial-ssh work directories on the host: a migration's running now, or an
+        interrupted one's (an archive on tmpfs holds memory until it is removed)."""
+        result = self.run(commands.list_workdirs(sizes=True))
+        try:
+            found = commands.parse_workdir_sizes(result.stdout) if result.ok else None
+        except ValueError:
+            found = None
+        if found is None:
+            self.report.facts["workdirs"] = None
+            detail = "cannot list the celestial-ssh work directories here"
+            self.add(Check("leftovers", False, detail, level="info"))
+            return True
+        self.report.facts["workdirs"] = [{"path": path, "kib": kib} for path, kib in found]
+        if not found:
+            self.add(Check("leftovers", True, "no celestial-ssh work directories", level="info"))
+            return True
+        total = sum(kib for _, kib in found)
+        count = f"{len(found)} work {'directory' if len(found) == 1 else 'directories'}"
+        self.add(
+            Check(
+                "leftovers",
+                False,
+                f"{count} of celestial-ssh ({human_kib(total)}): "
+                f"{', '.join(path for path, _ in found)}; a migration running now has one, "
+                "else a migration was interrupted",
+                "'celestial-ssh recover SOURCE TARGET CONTAINER' removes a container's (the "
+                "name after 'celestial-ssh.' is the first 12 digits of its ID)",
+                level="warning",
+            )
+        )
         return True
 
     def disk(self) -> bool:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
+from celestial_ssh import commands
 from celestial_ssh_cli.main import cli
 
 from .conftest import REPO, SSH_CONFIG, LabHost, WorkloadFactory
@@ -69,6 +70,28 @@ def test_doctor_healthy_hosts(lab: dict[str, LabHost]) -> None:
         assert host["facts"]["tmpfs_available_kib"] > 0
         assert found["tmpfs"]["ok"] and found["tmpfs"]["level"] == "info"
         assert host["facts"]["mem_available_kib"] > 0
+        # no test leaves work directories behind
+        assert found["leftovers"]["ok"] and host["facts"]["workdirs"] == []
+
+
+def test_doctor_points_out_work_directories_with_their_size(lab: dict[str, LabHost]) -> None:
+    # what a killed coordinator leaves on a target: an archive on the host's tmpfs
+    target = lab["lab-b"]
+    tmpfs = target.run("sh", "-c", 'echo "$CELESTIAL_SSH_TMPFS"').stdout.strip()
+    stale = f"{tmpfs}/celestial-ssh.0123456789ab.DoCtOr0000"
+    target.run("sh", "-c", 'mkdir -m 700 "$1" && head -c 2097152 /dev/zero > "$1/checkpoint.tar"',
+               "sh", stale)  # fmt: skip
+    try:
+        code, document = doctor_cli("lab-b")
+    finally:
+        target.run(*commands.remove_workdir(stale))
+    assert code == 0, document  # a warning: the host can still migrate
+    [host] = document["hosts"]
+    leftovers = checks(host)["leftovers"]
+    assert (leftovers["ok"], leftovers["level"]) == (False, "warning")
+    assert stale in leftovers["detail"] and "recover" in leftovers["fix"]
+    [found] = host["facts"]["workdirs"]
+    assert found["path"] == stale and found["kib"] >= 2048
 
 
 def test_doctor_host_without_criu_exits_4(lab: dict[str, LabHost]) -> None:

@@ -133,6 +133,18 @@ SHA = hashlib.sha256(b"checkpoint").hexdigest()
             id="list_workdirs",
         ),
         pytest.param(
+            commands.list_workdirs(sizes=True),
+            [
+                "sh",
+                "-c",
+                'disk="${TMPDIR:-/var/tmp}"; tmpfs="${CELESTIAL_SSH_TMPFS:-/dev/shm}"\n'
+                'for d in "$disk"/celestial-ssh.*; do [ -d "$d" ] && du -sk "$d"; done\n'
+                '[ "$tmpfs" = "$disk" ] || for d in "$tmpfs"/celestial-ssh.*; do '
+                '[ -d "$d" ] && du -sk "$d"; done\ntrue',
+            ],
+            id="list_workdirs-all-sizes",
+        ),
+        pytest.param(
             commands.container_stats(CID),
             ["podman", "stats", "--no-stream", "--format", "json", "--", CID],
             id="container_stats-one",
@@ -628,6 +640,29 @@ def test_list_workdirs_lists_only_that_containers_directories(host: FakeHost) ->
     assert host.run(commands.list_workdirs(CID)).stdout == b""
     left = {str(path) for path in host.root.glob("celestial-ssh.*") if path.is_dir()}
     assert left == {*others, str(host.workdir), f"{host.root}/celestial-ssh.{CID[:12]}x"}
+
+
+def test_list_workdirs_of_every_container_with_sizes(tmp_path: Path) -> None:
+    host = make_host(tmp_path, openssl=False, extra=("du",))
+    tmpfs = tmp_path / "shm"
+    tmpfs.mkdir()
+    host.env |= {"TMPDIR": str(host.root), "CELESTIAL_SSH_TMPFS": str(tmpfs)}
+    on_disk = {made_workdir(host, CID), made_workdir(host, None)}
+    on_tmpfs = tmpfs / f"celestial-ssh.{CID[:12]}.TmPfS00000"
+    on_tmpfs.mkdir()
+    (on_tmpfs / "checkpoint.tar").write_bytes(b"x" * 300_000)
+    (host.root / "celestial-ssh.file").write_text("")  # not a directory
+    finished = host.run(commands.list_workdirs(sizes=True))
+    assert finished.status == 0, finished.stderr
+    found = dict(commands.parse_workdir_sizes(finished.stdout.decode()))
+    assert set(found) == {*on_disk, str(host.workdir), str(on_tmpfs)}
+    assert found[str(on_tmpfs)] >= 292  # KiB: the archive is in it
+
+
+@pytest.mark.parametrize("output", ["/no/size\n", "12 /spaces/not/a/tab\n", "12\trelative\n"])
+def test_workdir_sizes_that_are_no_du_output_are_refused(output: str) -> None:
+    with pytest.raises(ValueError, match="not a size and a path"):
+        commands.parse_workdir_sizes(output)
 
 
 @pytest.fixture

@@ -87,6 +87,7 @@ def healthy_responses() -> dict[tuple[str, ...], tuple[int, str, str]]:
         key(doctor_commands.memory_info()): (0, MEMINFO, ""),
         key(doctor_commands.landing_disk()): (0, DF, ""),
         key(doctor_commands.landing_tmpfs()): (0, TMPFS_DF, ""),
+        key(commands.list_workdirs(sizes=True)): (0, "", ""),  # no work directories
     }
 
 
@@ -245,7 +246,11 @@ def test_healthy_host(fleet: dict[str, FakeSession]) -> None:
         "memory",
         "disk",
         "tmpfs",
+        "leftovers",
     ]
+    leftovers = report.check("leftovers")
+    assert leftovers is not None and leftovers.ok and leftovers.level == "info"
+    assert report.facts["workdirs"] == []
     pre_copy = report.check("pre-copy")
     assert pre_copy is not None
     assert (pre_copy.ok, pre_copy.level, pre_copy.detail) == (
@@ -434,6 +439,47 @@ def test_no_tmpfs_says_archives_land_on_disk(
     assert check.detail == "/dev/shm is not a tmpfs here: archives land on disk"
     assert report.facts["tmpfs_available_kib"] is None
     assert report.ok
+
+
+def test_work_directories_on_a_host_are_a_warning_with_their_sizes(
+    fleet: dict[str, FakeSession],
+) -> None:
+    session = add(fleet, "alpha")
+    session.responses[key(commands.list_workdirs(sizes=True))] = (
+        0,
+        "12\t/var/tmp/celestial-ssh.3f1c2a9b8d7e.AbCdEfGhIj\n"
+        "1048580\t/dev/shm/celestial-ssh.3f1c2a9b8d7e.KlMnOpQrSt\n",
+        "",
+    )
+    report = check_host("alpha")
+    check = report.check("leftovers")
+    assert check is not None and not check.ok and check.level == "warning"
+    assert not check.failed and report.ok, "a warning: the host can still migrate"
+    assert check.detail == (
+        "2 work directories of celestial-ssh (1.0 GiB): "
+        "/var/tmp/celestial-ssh.3f1c2a9b8d7e.AbCdEfGhIj, "
+        "/dev/shm/celestial-ssh.3f1c2a9b8d7e.KlMnOpQrSt; a migration running now has one, "
+        "else a migration was interrupted"
+    )
+    assert "celestial-ssh recover SOURCE TARGET CONTAINER" in check.fix
+    assert report.facts["workdirs"] == [
+        {"path": "/var/tmp/celestial-ssh.3f1c2a9b8d7e.AbCdEfGhIj", "kib": 12},
+        {"path": "/dev/shm/celestial-ssh.3f1c2a9b8d7e.KlMnOpQrSt", "kib": 1048580},
+    ]
+
+
+@pytest.mark.parametrize(
+    "answer", [(1, "", "du: cannot read"), (0, "garbage\n", "")], ids=["fails", "unreadable"]
+)
+def test_work_directories_that_cannot_be_listed_are_information(
+    fleet: dict[str, FakeSession], answer: tuple[int, str, str]
+) -> None:
+    session = add(fleet, "alpha")
+    session.responses[key(commands.list_workdirs(sizes=True))] = answer
+    report = check_host("alpha")
+    check = report.check("leftovers")
+    assert check is not None and check.level == "info" and report.ok
+    assert report.facts["workdirs"] is None
 
 
 def test_landing_tmpfs_uses_the_tmpfs_of_migrations() -> None:
