@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from . import commands, tls_link
-from .errors import ConnectionFailed, InvalidInput, RemoteCommandFailed
+from .errors import ConnectionFailed, InvalidInput
 from .openssh import (
     OpenSSHProcess,
     SSHEndpoint,
@@ -433,13 +433,7 @@ def send_private_files(
     finally:
         receiver.kill()
     if not result.ok:
-        raise RemoteCommandFailed(
-            f"{session.host.name}: writing the TLS credentials failed",
-            host=session.host.name,
-            command=result.command,
-            exit_status=result.exit_status,
-            stderr=result.stderr,
-        )
+        raise result.failure(f"{session.host.name}: writing the TLS credentials failed")
 
 
 def await_line(

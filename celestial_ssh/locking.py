@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from . import commands
-from .errors import ConnectionFailed, LockHeld, RemoteCommandFailed
+from .errors import ConnectionFailed, LockHeld
 from .ssh import RemoteProcess, SSHSession
 
 
@@ -50,10 +50,4 @@ def take_migration_lock(
     if result.exit_status == 127:
         warn(f"{session.host.name} has no flock(1): two coordinators could race on {container!r}")
         return None
-    raise RemoteCommandFailed(
-        f"{session.host.name}: taking the migration lock failed",
-        host=session.host.name,
-        command=result.command,
-        exit_status=result.exit_status,
-        stderr=result.stderr,
-    )
+    raise result.failure(f"{session.host.name}: taking the migration lock failed")
