@@ -967,6 +967,12 @@ def ssh_options_of(host: str, config: Path) -> dict[str, list[str]]:
     return options
 
 
+def sshd_address(host: str) -> tuple[str, int]:
+    """Where ``host``'s sshd listens, as the lab's ssh_config says."""
+    options = ssh_options_of(host, LAB_CONFIG)
+    return options["hostname"][0], int(options["port"][0])
+
+
 def known_host_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
@@ -1063,8 +1069,7 @@ def slow_links(
             section["notes"].append(f"--compress {compression} skipped: {why}")
         else:
             compressions.append(compression)
-    upstream_options = ssh_options_of(TARGET, LAB_CONFIG)
-    upstream = (upstream_options["hostname"][0], int(upstream_options["port"][0]))
+    upstream = sshd_address(TARGET)
     with tempfile.TemporaryDirectory(prefix="bench-slow-", dir="/var/tmp") as scratch:
         listen = free_loopback(upstream[1])
         config = write_proxied_config(Path(scratch), {SLOW_TARGET: (TARGET, listen)})
@@ -1097,23 +1102,28 @@ def slow_links(
     return section
 
 
+def runnable_modes(modes: Sequence[Mode], migrate_help: str) -> tuple[list[Mode], dict[str, str]]:
+    """The modes the installed CLI takes, and why each other one is skipped (by label)."""
+    kept: list[Mode] = []
+    skipped: dict[str, str] = {}
+    for mode in modes:
+        why = unsupported(mode.args, migrate_help) if mode.kind == "tool" else None
+        if why:
+            skipped[mode.label] = why
+        else:
+            kept.append(mode)
+    return kept, skipped
+
+
 def distant_coordinator(
     lab: Lab, image: str, delay: str, runs: int, size_mb: int, migrate_help: str
 ) -> dict[str, Any]:
     """Both hosts behind bench/throttle.py --delay (the coordinator far from them, the hosts
     near each other): what the remote commands' round trips add to a migration."""
     section: dict[str, Any] = {"delay": delay, "size_mb": size_mb, "runs": [], "notes": []}
-    modes = []
-    for mode in DISTANT_MODES:
-        why = unsupported(mode.args, migrate_help)
-        if why:
-            section["notes"].append(f"{mode.label} skipped: {why}")
-        else:
-            modes.append(mode)
-    upstreams = {}
-    for host in (SOURCE, TARGET):
-        options = ssh_options_of(host, LAB_CONFIG)
-        upstreams[host] = (options["hostname"][0], int(options["port"][0]))
+    modes, skipped = runnable_modes(DISTANT_MODES, migrate_help)
+    section["notes"] += [f"{label} skipped: {why}" for label, why in skipped.items()]
+    upstreams = {host: sshd_address(host) for host in (SOURCE, TARGET)}
     with (
         contextlib.ExitStack() as proxies,
         tempfile.TemporaryDirectory(prefix="bench-far-", dir="/var/tmp") as scratch,
@@ -1151,13 +1161,9 @@ def distant_summary(runs: Sequence[dict[str, Any]], modes: Sequence[Mode]) -> li
     """Per mode, the medians of the runs that succeeded."""
     rows = []
     for mode in modes:
-        mine = [r for r in runs if r["mode"] == mode.label]
-        good = [r for r in mine if r.get("ok")]
+        head, good = mode_row(mode, [r for r in runs if r["mode"] == mode.label])
         row: dict[str, Any] = {
-            "mode": mode.label,
-            "command": mode.text,
-            "runs": len(mine),
-            "failures": len(mine) - len(good),
+            **head,
             "total_s": median([r.get("total_s") for r in good]),
             "downtime_s": median([r.get("downtime_s") for r in good]),
         }
@@ -1190,6 +1196,20 @@ def median(values: Sequence[float | int | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def mode_row(
+    mode: Mode, mine: Sequence[dict[str, Any]]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The columns every summary row of ``mode`` starts with, and its runs that succeeded."""
+    good = [r for r in mine if r.get("ok")]
+    head = {
+        "mode": mode.label,
+        "command": mode.text,
+        "runs": len(mine),
+        "failures": len(mine) - len(good),
+    }
+    return head, good
+
+
 def summarise(
     runs: list[dict[str, Any]], modes: Sequence[Mode], sizes: Sequence[int]
 ) -> list[dict[str, Any]]:
@@ -1201,13 +1221,10 @@ def summarise(
             mine = [r for r in runs if r["size_mb"] == size and r["mode"] == mode.label]
             if not mine:
                 continue
-            good = [r for r in mine if r.get("ok")]
+            head, good = mode_row(mode, mine)
             row: dict[str, Any] = {
                 "size_mb": size,
-                "mode": mode.label,
-                "command": mode.text,
-                "runs": len(mine),
-                "failures": len(mine) - len(good),
+                **head,
                 "downtime_s": median([r.get("downtime_s") for r in good]),
                 "tool_downtime_s": median([r.get("tool_downtime_s") for r in good]),
                 "total_s": median([r.get("total_s") for r in good]),
@@ -1634,16 +1651,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         log(f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(known)}")
         return 2
-    notes: dict[str, str] = {}
-    modes: list[Mode] = []
-    for label in wanted:
-        mode = known[label]
-        why = unsupported(mode.args, migrate_help) if mode.kind == "tool" else None
-        if why:
-            notes[label] = f"skipped: {why}"
-            log(f"mode {label} skipped: {why}")
-        else:
-            modes.append(mode)
+    modes, skipped = runnable_modes([known[label] for label in wanted], migrate_help)
+    notes = {label: f"skipped: {why}" for label, why in skipped.items()}
+    for label, why in skipped.items():
+        log(f"mode {label} skipped: {why}")
     started = time.monotonic()
     document: dict[str, Any] = {
         "schema": 1,
