@@ -17,7 +17,9 @@ class Outcome(enum.StrEnum):
 
 
 # timings the report holds besides its phases: steps inside a phase, by name
-STEP_TIMINGS = ("pre_copy", "direct_check", "tls_setup", "compression_choice")
+# (source_tidy_up: podman on the source after its archive was complete, which overlaps the
+# restore)
+STEP_TIMINGS = ("pre_copy", "direct_check", "tls_setup", "compression_choice", "source_tidy_up")
 
 
 @dataclass

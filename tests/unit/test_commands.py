@@ -7,6 +7,7 @@ first on PATH: it records its argv and behaves as each test asks (write bytes to
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -297,12 +298,14 @@ def test_checkpoint_stream_script_text() -> None:
         f"true > {WORKDIR}/checkpoint.started || exit 96",
         f"mkfifo -m 600 {fifo} || exit 96",
         # the archive to stdout through dd, which counts it; if stdout breaks, a second
-        # reader drains the FIFO so podman can finish
-        f"{{ dd if={fifo} bs=1M 2> {count} || cat {fifo} > /dev/null; }} &",
+        # reader drains the FIFO so podman can finish; dd.done says it has ended; neither
+        # the reader nor podman keeps the announcing descriptor (5)
+        f"{{ dd if={fifo} bs=1M 2> {count} || cat {fifo} > /dev/null; "
+        f": > {WORKDIR}/dd.done; }} 5>&- &",
         "reader=$!",
         # podman's own output goes to files, never to the SSH channel
         f"podman container checkpoint --export {fifo} --compress zstd --print-stats "
-        f"--tcp-established -- web > {WORKDIR}/checkpoint-stats.json 2> {errors}",
+        f"--tcp-established -- web > {WORKDIR}/checkpoint-stats.json 2> {errors} 5>&-",
         "status=$?",
         # a reader still waiting for a writer is released by opening the FIFO once more
         'while kill -0 "$reader" 2>/dev/null; do',
@@ -317,6 +320,72 @@ def test_checkpoint_stream_script_text() -> None:
         'exit "$status"',
     ]
     assert commands.SOURCE_BYTES_MARKER == "celestial-ssh-source-bytes"
+
+
+def test_announcing_checkpoint_stream_script_text() -> None:
+    script = commands.checkpoint_stream(
+        "web", WORKDIR, CheckpointOptions(compression="none"), announce=True
+    )[2].splitlines()
+    errors, stderr_fifo = f"{WORKDIR}/checkpoint.err", f"{WORKDIR}/podman-stderr.fifo"
+    # both FIFOs are made before the reader starts: a failure leaves no reader waiting
+    assert script[1:3] == [
+        f"mkfifo -m 600 {WORKDIR}/checkpoint.fifo || exit 96",
+        f"mkfifo -m 600 {stderr_fifo} || exit 96",
+    ]
+    # stdout (the archive's way out) is kept by the reader alone: whoever reads it sees
+    # its end with the last byte, not when podman has ended
+    assert script[3:7] == [
+        "exec 6>&1 > /dev/null",
+        f"{{ dd if={WORKDIR}/checkpoint.fifo bs=1M 2> {WORKDIR}/dd.count "
+        f"|| cat {WORKDIR}/checkpoint.fifo > /dev/null; : > {WORKDIR}/dd.done; }} "
+        ">&6 6>&- 5>&- &",
+        "reader=$!",
+        "exec 6>&-",
+    ]
+    start = script.index("{")
+    assert script[start : script.index("announcer=$!") + 1] == [
+        "{",
+        # never killed by a broken channel: it must read podman's stderr to the end
+        "  trap '' PIPE",
+        "  while IFS= read -r line; do",
+        '    case "$line" in',
+        "      *'level=debug msg=\"Checkpointed container '*)",
+        f"        while [ ! -e {WORKDIR}/dd.done ]; do sleep 0.005; done",
+        f'        echo "celestial-ssh-exported $(tail -n 1 {WORKDIR}/dd.count | cut -d " " -f 1)"'
+        " >&5",
+        "        ;;",
+        # podman's debug and info output is left out of checkpoint.err; the rest is kept
+        "      *level=debug*|*level=info*) ;;",
+        "      *) printf '%s\\n' \"$line\" ;;",
+        "    esac",
+        f"  done < {stderr_fifo} > {errors}",
+        "} &",
+        "announcer=$!",
+    ]
+    assert (
+        f"podman --log-level=debug container checkpoint --export {WORKDIR}/checkpoint.fifo "
+        f"--compress none --print-stats -- web > {WORKDIR}/checkpoint-stats.json "
+        f"2> {stderr_fifo} 5>&-"
+    ) in script
+    # checkpoint.err is complete before it is shown
+    assert script.index('wait "$announcer"') < script.index(f"cat {errors} >&2")
+    assert f"rm -f {stderr_fifo}" in script
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("celestial-ssh-exported 1234", 1234),
+        ("celestial-ssh-exported 0", 0),
+        ("celestial-ssh-exported ", None),
+        ("celestial-ssh-exported 12x", None),
+        ("celestial-ssh-exported 1 2", None),
+        ("x celestial-ssh-exported 1", None),
+        ("", None),
+    ],
+)
+def test_parse_exported(line: str, expected: int | None) -> None:
+    assert commands.parse_exported(line) == expected
 
 
 def test_checkpoint_stream_uses_the_podman_prefix() -> None:
@@ -458,11 +527,24 @@ for arg in "$@"; do
   if [ "$previous" = --export ]; then export_path=$arg; fi
   previous=$arg
 done
+case " $* " in
+  *" --log-level=debug "*)
+    echo 'time="t" level=info msg="podman filtering at log level debug"' >&2
+    echo 'time="t" level=debug msg="Called checkpoint"' >&2;;
+esac
 if [ -n "$FAKE_PODMAN_PAYLOAD" ]; then
   # like the real one, FAKE_PODMAN_RDWR opens the export read-write: no SIGPIPE, ever
   if [ -n "$FAKE_PODMAN_RDWR" ]; then cat "$FAKE_PODMAN_PAYLOAD" 1<> "$export_path"
   else cat "$FAKE_PODMAN_PAYLOAD" > "$export_path"; fi
 fi
+# at debug level the real one says so once its export has succeeded, then tidies up
+case " $* " in
+  *" --log-level=debug "*)
+    if [ -z "$FAKE_PODMAN_SILENT" ]; then
+      echo 'time="t" level=debug msg="Checkpointed container 0123456789ab"' >&2
+    fi
+    echo 'time="t" level=warning msg="a warning is kept"' >&2;;
+esac
 if [ -n "$FAKE_PODMAN_SLEEP" ]; then sleep "$FAKE_PODMAN_SLEEP"; fi
 if [ -n "$FAKE_PODMAN_STDOUT" ]; then printf '%s\n' "$FAKE_PODMAN_STDOUT"; fi
 if [ -n "$FAKE_PODMAN_STDERR" ]; then printf '%s\n' "$FAKE_PODMAN_STDERR" >&2; fi
@@ -923,6 +1005,114 @@ def test_checkpoint_stream_reports_the_size_of_what_it_streamed(host: FakeHost) 
     assert finished.stdout == payload
     assert finished.stderr.splitlines() == ["note", f"celestial-ssh-source-bytes {len(payload)}"]
     assert commands.parse_source_bytes(finished.stderr) == len(payload)
+
+
+# dash takes descriptors 0-9 only in a redirection; the pipe's may be higher
+BASH = shutil.which("bash") or "bash"
+
+
+def start_announcing(host: FakeHost, argv: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``argv`` with descriptor 5 open for writing; return it and the read end."""
+    refuse_the_real_lock_dir(argv)
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(
+        [BASH, "-c", f'exec "$@" 5>&{write_end} {write_end}>&-', "announcing", *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=host.env,
+        pass_fds=(write_end,),
+        start_new_session=True,
+    )
+    os.close(write_end)
+    return process, read_end
+
+
+def read_line(fd: int, timeout: float) -> str:
+    """One line from ``fd`` within ``timeout`` seconds ('' at its end or on a timeout)."""
+    line = b""
+    deadline = time.monotonic() + timeout
+    while not line.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            return ""
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        line += byte
+    return line.decode()
+
+
+def test_announcing_checkpoint_stream_says_the_size_before_podman_has_ended(
+    host: FakeHost,
+) -> None:
+    payload = os.urandom(40_000)  # less than a pipe buffer: stdout is read at the end
+    (host.root / "payload").write_bytes(payload)
+    # podman's tidying up after the export takes its time
+    host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_SLEEP="3")
+    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), announce=True)
+    process, announced = start_announcing(host, argv)
+    try:
+        line = read_line(announced, timeout=2.5)
+        assert commands.parse_exported(line) == len(payload), line
+        # the whole archive, and the end of stdout, come before podman has ended
+        assert process.stdout is not None
+        assert process.stdout.read() == payload
+        assert not (host.root / "podman-argv.done").exists(), "podman had not ended yet"
+        out, err = process.communicate(timeout=10)
+    finally:
+        os.close(announced)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, err
+    assert out == b""
+    assert host.podman_argv is not None and host.podman_argv[0] == "--log-level=debug"
+    # podman's debug output stays out of what the engine is shown; the rest is kept
+    assert (host.workdir / "checkpoint.err").read_text() == (
+        'time="t" level=warning msg="a warning is kept"\n'
+    )
+    assert err.decode().splitlines()[-1] == f"celestial-ssh-source-bytes {len(payload)}"
+    assert sorted(p.name for p in host.workdir.iterdir() if p.name.endswith(".fifo")) == []
+
+
+@pytest.mark.parametrize("why", ["podman never says it", "podman fails"])
+def test_announcing_checkpoint_stream_says_nothing_without_a_finished_export(
+    host: FakeHost, why: str
+) -> None:
+    (host.root / "payload").write_bytes(b"an archive")
+    host.env["FAKE_PODMAN_PAYLOAD"] = str(host.root / "payload")
+    if why == "podman never says it":
+        host.env["FAKE_PODMAN_SILENT"] = "1"
+    else:
+        host.env.update(FAKE_PODMAN_STATUS="125", FAKE_PODMAN_SILENT="1")
+    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), announce=True)
+    process, announced = start_announcing(host, argv)
+    try:
+        _, err = process.communicate(timeout=10)
+        # the script has ended: its end of the pipe is closed, and nothing was said
+        assert read_line(announced, timeout=1) == ""
+    finally:
+        os.close(announced)
+    assert process.returncode == (0 if why == "podman never says it" else 125), err
+    assert commands.parse_source_bytes(err.decode()) is not None
+
+
+def test_announcing_checkpoint_stream_lets_podman_finish_when_nobody_listens(
+    host: FakeHost,
+) -> None:
+    # the coordinator's connection is gone before the announcement: the loop that reads
+    # podman's stderr must go on reading, or podman would die of SIGPIPE with its lock
+    (host.root / "payload").write_bytes(b"an archive")
+    host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_SLEEP="0.3")
+    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), announce=True)
+    process, announced = start_announcing(host, argv)
+    os.close(announced)
+    out, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err
+    assert out == b"an archive"
+    assert (host.root / "podman-argv.done").exists()
+    assert (host.workdir / "checkpoint.status").read_text() == "0\n"
+    assert "level=warning" in (host.workdir / "checkpoint.err").read_text()
 
 
 @pytest.mark.parametrize(

@@ -213,6 +213,9 @@ class FakeProcess:
     def write(self, data: bytes) -> None:
         self.written.append(bytes(data))
 
+    def close_stdin(self) -> None:
+        self.stdin_closed = True
+
     def is_running(self) -> bool:
         return False
 
@@ -907,6 +910,124 @@ def test_tls_without_socat_on_a_host_stops_in_preflight(lab: FakeLab, host: str)
     assert engine.report.outcome is Outcome.NOT_STARTED
     assert lab.streams() == []
     assert not any("checkpoint" in command or "mktemp" in command for _, command in lab.log)
+
+
+class TLSExporter(FakeProcess):
+    """The ``--tls`` source script: it runs until the engine waits for its end, and says
+    the archive is complete (if ``announces``) while podman still tidies up."""
+
+    def __init__(self, session: FakeSession, command: str, outcome: CommandResult, announces: bool):
+        super().__init__(session, command, outcome)
+        if announces:
+            self.stdout += f"{commands.EXPORTED_MARKER} {ARCHIVE_BYTES}\n".encode()
+        self.announces = announces
+        self.polls = 0
+        self.timeouts = 3  # its first reads time out, as a quiet channel's do
+        self.ended = False
+        self.ended_before_go: bool | None = None
+
+    def read(self, size: int) -> bytes:
+        # once its ready line has been read
+        if self.timeouts and not self.stdout.startswith(commands.READY_LINE):
+            self.timeouts -= 1
+            raise TimeoutError("timed out")
+        return super().read(size)
+
+    def is_running(self) -> bool:
+        self.polls += 1
+        # it ends by itself after a while: soon when it never announces, and in any case
+        # long after the engine should have heard it
+        return not self.ended and self.polls < (200_000 if self.announces else 50)
+
+    def wait(self, timeout: float) -> CommandResult:
+        if self.ended_before_go is None:
+            went = any(
+                isinstance(p, DeferredFakeProcess) and p.went for p in self.session.lab.processes
+            )
+            self.ended_before_go = not went
+        self.ended = True
+        return self.outcome
+
+
+def tls_lab(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch, *, announces: bool = True
+) -> list[TLSExporter]:
+    """Answers for a ``--tls`` migration; returns the list its exporter will be put in."""
+    for host in (SRC, TGT):
+        lab.answer(host, "command -v socat", result())
+        lab.answer(host, "tar -x --no-same-owner", result())  # the TLS credentials
+    lab.answer(TGT, "SSH_CONNECTION", result("10.0.0.2\n"))
+    lab.answer(TGT, "OPENSSL-LISTEN", result("celestial-ssh-listening 4433\n"))
+    lab.answer(TGT, "stat -c %s", result(f"0\n{ARCHIVE_BYTES}\n"))  # the landing watch
+    lab.answer(SRC, "container checkpoint", source_bytes(ARCHIVE_BYTES, digest=""))
+    exporters: list[TLSExporter] = []
+    start = FakeSession.start
+
+    def starting(session: FakeSession, argv: list[str], *, privileged: bool = True) -> Any:
+        process = start(session, argv, privileged=privileged)
+        if "container checkpoint" not in process.command:
+            return process
+        exporter = TLSExporter(session, process.command, process.outcome, announces)
+        lab.processes[lab.processes.index(process)] = exporter
+        exporters.append(exporter)
+        return exporter
+
+    monkeypatch.setattr(FakeSession, "start", starting)
+    return exporters
+
+
+def test_tls_restores_once_the_archive_is_complete(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporters = tls_lab(lab, monkeypatch)
+    engine = run(lab, MigrationOptions(tls=True, compression="none"))
+    [exporter] = exporters
+    # podman on the source runs at debug level, which is how it says its export succeeded
+    assert "podman --log-level=debug container checkpoint" in exporter.command
+    # the restore was sent while podman still tidied up the source, then its end collected
+    assert exporter.ended_before_go is False
+    assert exporter.ended
+    assert engine.report.outcome is Outcome.MIGRATED
+    assert engine.report.archive_bytes == ARCHIVE_BYTES
+    assert f"go {ARCHIVE_BYTES} -\n".encode() in lab_restorer(lab).written
+    assert engine.report.warnings == []
+    # how long podman tidied up after the archive was complete, beside the restore
+    assert "source_tidy_up" in engine.report.timings
+
+
+def test_tls_without_the_announcement_waits_for_the_checkpoint(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a podman that never says its export succeeded: its end is waited for, as before
+    exporters = tls_lab(lab, monkeypatch, announces=False)
+    engine = run(lab, MigrationOptions(tls=True, compression="none"))
+    assert exporters[0].ended_before_go is True
+    assert engine.report.outcome is Outcome.MIGRATED
+    assert engine.report.archive_bytes == ARCHIVE_BYTES
+    assert "source_tidy_up" not in engine.report.timings
+
+
+def test_a_checkpoint_failing_after_its_archive_was_complete_is_reported_not_rolled_back(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tls_lab(lab, monkeypatch)
+    failed = source_bytes(ARCHIVE_BYTES, digest="", status=125, stderr="Error: tearing down\n")
+    lab.answer(SRC, "container checkpoint", failed)
+    engine = run(lab, MigrationOptions(tls=True, compression="none"))
+    # the restore had been sent: rolling back could make two running copies
+    assert engine.report.outcome is Outcome.MIGRATED
+    assert not lab.ran(SRC, "container restore")
+    [warning] = engine.report.warnings
+    assert warning == (
+        "lab-a: podman reported a failure after its checkpoint archive was complete "
+        "(Error: tearing down); the restore went ahead; check the stopped copy on lab-a "
+        "with 'podman ps -a'"
+    )
+
+
+def lab_restorer(lab: FakeLab) -> DeferredFakeProcess:
+    [restorer] = [p for p in lab.processes if isinstance(p, DeferredFakeProcess)]
+    return restorer
 
 
 def test_without_tls_nobody_asks_for_socat(lab: FakeLab) -> None:

@@ -415,6 +415,53 @@ def test_a_tls_link_says_ready_after_the_handshake_and_carries_the_archive(
 
 
 @needs_socat
+def test_the_archive_lands_while_an_announcing_checkpoint_still_runs(tmp_path: Path) -> None:
+    # podman tidies up the source for a while after its export: the link must see the end
+    # of the archive when the checkpoint lets go of its stdout, not when it has ended
+    source_dir, target_dir = _both_ends(tmp_path)
+    payload = tmp_path / "payload"
+    payload.write_bytes(os.urandom(1 << 20))
+    landed = Path(target_dir) / "checkpoint.tar"
+    listener = Listener(target_dir, str(landed), "127.0.0.1")
+    announce = f"{commands.EXPORTED_MARKER} {1 << 20}"
+    checkpoint = [
+        "sh",
+        "-c",
+        f'cat {payload}; exec > /dev/null; echo "{announce}" >&5; sleep 5',
+    ]
+    link = DataPlane.tls_link(
+        source_dir,
+        "127.0.0.1",
+        listener.port,
+        commands.direct_link_fifo(source_dir),
+        stall_timeout_s=10,
+    )
+    source = subprocess.Popen(
+        commands.direct_checkpoint_stream(checkpoint, source_dir, link),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert source.stdout is not None and source.stdin is not None
+        assert source.stdout.readline() == commands.READY_LINE
+        source.stdin.write(commands.GO_LINE)
+        source.stdin.flush()
+        # the announcement comes out on the script's stdout, to the coordinator
+        assert source.stdout.readline().decode().strip() == announce
+        started = time.monotonic()
+        status, listener_err = listener.finish()
+        assert status == 0, listener_err
+        assert landed.read_bytes() == payload.read_bytes()
+        assert time.monotonic() - started < 4
+        assert source.poll() is None, "the checkpoint still runs"
+    finally:
+        listener.stop()
+        _kill_group(source)
+
+
+@needs_socat
 def test_a_link_to_a_target_with_another_certificate_fails_before_ready(
     tmp_path: Path,
 ) -> None:
