@@ -27,9 +27,12 @@ from .conftest import (
 )
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["relayed", "tls"])
 def test_restore_failure_after_the_freeze_rolls_back_to_the_source(
-    lab, workloads, workload_image_on_target
+    lab, workloads, workload_image_on_target, tls
 ):
+    # with --tls the restore starts while podman still tidies up the source: the rollback
+    # must wait for that checkpoint's end before it restores there
     source, target = lab["lab-a"], lab["lab-b"]
     workload = workloads.start(memory_mb=16)
     before = source.ticks(workload.name)
@@ -44,13 +47,18 @@ def test_restore_failure_after_the_freeze_rolls_back_to_the_source(
             "lab-a",
             "lab-b",
             workload.name,
-            MigrationOptions(ssh_config=str(SSH_CONFIG)),
+            MigrationOptions(ssh_config=str(SSH_CONFIG), tls=tls),
             on_event=conflicting_container_appears,
         )
 
-    LEDGER.faults.append("a conflicting container appears on the target after preflight")
+    LEDGER.faults.append(
+        "a conflicting container appears on the target after preflight"
+        + (" (--tls)" if tls else "")
+    )
     report = failure.value.report
     assert report.outcome is Outcome.ROLLED_BACK
+    # (--tls: the restore had been sent before podman on the source had ended)
+    assert ("source_tidy_up" in report.timings) is tls
     assert "runs again on lab-a" in str(failure.value)
     assert assert_one_running_copy(lab, workload.name) == "lab-a"
     # the stranger on the target is not ours: it must still be there, untouched
