@@ -307,6 +307,21 @@ def parse_source_sum(stderr: str) -> str | None:
     return fields[1] if all(c in "0123456789abcdef" for c in fields[1]) else None
 
 
+def _end_announcer(podman_stderr: str) -> list[str]:
+    """sh lines after podman has ended: let the loop reading its stderr finish (it ends
+    with podman's stderr), but within 2 s: a process podman left holding that stderr must
+    not keep the script, and the status a rollback waits for, from ending."""
+    return [
+        "i=0",
+        'while kill -0 "$announcer" 2>/dev/null && [ "$i" -lt 200 ]; do',
+        "  sleep 0.01; i=$((i + 1))",
+        "done",
+        'kill "$announcer" 2>/dev/null',
+        'wait "$announcer"',
+        f"rm -f {podman_stderr}",
+    ]
+
+
 def _release_readers(pid_variable: str, fifo: str, sleep_s: float) -> list[str]:
     """sh lines: while ``$pid_variable`` runs, open ``fifo`` (quoted) once more, so a reader
     still blocked in open() for a writer that never came gets its end of file."""
@@ -437,9 +452,11 @@ def checkpoint_stream(
     :data:`ANNOUNCE_FD` once podman says its export succeeded and the reader has copied
     the last byte. podman runs at debug level with its stderr read by a loop that keeps
     only its warnings and errors for ``checkpoint.err``; that loop ignores SIGPIPE and
-    reads to the end, so podman never writes into a broken pipe. Only the loop holds the
-    descriptor: podman and its children never see it. The reader alone holds stdout, so
-    whoever reads it sees its end with the last byte, while podman still tidies up.
+    reads on while it waits for the reader, so podman neither writes into a broken pipe
+    nor blocks on a full one. Nothing is announced if dd did not copy the whole archive.
+    Only the loop holds the descriptor: podman and its children never see it. The reader
+    alone holds stdout, so whoever reads it sees its end with the last byte, while podman
+    still tidies up.
     """
     validate_container_name(container)
     validate_remote_path(workdir)
@@ -451,7 +468,8 @@ def checkpoint_stream(
     count = f"{workdir}/dd.count"
     hash_fifo = f"{workdir}/hash.fifo"
     source_sum = f"{workdir}/source.sha256"
-    copied = f"{workdir}/dd.done"
+    copied = f"{workdir}/dd.done"  # the reader has ended
+    copied_whole = f"{workdir}/dd.ok"  # ... and dd copied everything
     podman_stderr = f"{workdir}/podman-stderr.fifo"
     checkpoint = [
         *podman,
@@ -476,11 +494,18 @@ def checkpoint_stream(
     announcer = [
         "{",
         "  trap '' PIPE",
-        "  while IFS= read -r line; do",
+        '  while IFS= read -r line || [ -n "$line" ]; do',
         '    case "$line" in',
         f"      *{quote(_PODMAN_EXPORTED)}*)",
-        f"        while [ ! -e {quote(copied)} ]; do sleep 0.005; done",
-        f'        echo "{EXPORTED_MARKER} $(tail -n 1 {quote(count)} | cut -d " " -f 1)" >&{fd}',
+        # in the background: this loop goes on reading podman's stderr meanwhile
+        f'        {{ while [ ! -e {quote(copied)} ] && kill -0 "$reader" 2>/dev/null; do',
+        "            sleep 0.005",
+        "          done",
+        f"          if [ -e {quote(copied_whole)} ]; then",
+        f'            echo "{EXPORTED_MARKER} $(tail -n 1 {quote(count)} | cut -d " " -f 1)"'
+        f" >&{fd}",
+        "          fi",
+        "        } &",
         "        ;;",
         # what podman says at its (raised) debug and info levels is left out
         "      *level=debug*|*level=info*) ;;",
@@ -506,9 +531,14 @@ def checkpoint_stream(
             # rest is drained so podman can finish
             # (announcing: stdout moves to descriptor 6, which only the reader keeps)
             *(["exec 6>&1 > /dev/null"] if announce else []),
-            f"{{ dd if={quote(fifo)} bs=1M 2> {quote(count)}{tee} "
-            f"|| cat {quote(fifo)} > /dev/null; : > {quote(copied)}; }} "
-            + (f">&6 6>&- {fd}>&- &" if announce else f"{fd}>&- &"),
+            (
+                f"{{ dd if={quote(fifo)} bs=1M 2> {quote(count)}{tee} "
+                f"&& : > {quote(copied_whole)} "
+                f"|| cat {quote(fifo)} > /dev/null; : > {quote(copied)}; }} >&6 6>&- {fd}>&- &"
+                if announce
+                else f"{{ dd if={quote(fifo)} bs=1M 2> {quote(count)}{tee} "
+                f"|| cat {quote(fifo)} > /dev/null; }} {fd}>&- &"
+            ),
             "reader=$!",
             *(["exec 6>&-"] if announce else []),
             *(announcer if announce else []),
@@ -519,7 +549,7 @@ def checkpoint_stream(
             # and every moment here is downtime)
             *_release_readers("reader", quote(fifo), 0.02),
             'wait "$reader"',
-            *(['wait "$announcer"', f"rm -f {quote(podman_stderr)}"] if announce else []),
+            *(_end_announcer(quote(podman_stderr)) if announce else []),
             f"rm -f {quote(fifo)}",
             *(["wait", f"rm -f {quote(hash_fifo)}"] if hashed else []),
             f'echo "$status" > {quote(status_file)}',

@@ -273,7 +273,10 @@ class Migration:
         self._landing_watch: StreamProcess | None = None
         # a checkpoint whose archive is complete while podman still tidies up the source
         self._checkpoint_ending: StreamProcess | None = None
-        self._archive_completed_at = 0.0
+        self._archive_completed_at = self._checkpoint_ended_at = 0.0
+        self._checkpoint_end: (
+            tuple[threading.Thread, list[CommandResult | CelestialError]] | None
+        ) = None
         # `podman stats` of the container, read during preflight (for the archive estimate)
         self._memory_in_use: CommandResult | None = None
         # `podman image inspect` of the container's image on the target, read then too
@@ -1431,6 +1434,7 @@ class Migration:
             self._progress.state = State.RESTORING
             result = self._run_restore()
             if not result.ok:
+                self._collect_checkpoint_end()  # before any rollback looks at the source
                 what = {
                     commands.EXIT_ARCHIVE_CHECKSUM_MISMATCH: "the archive arrived damaged "
                     "(SHA-256 mismatch); it was not restored",
@@ -1449,6 +1453,7 @@ class Migration:
                 time.monotonic() - (self._progress.freeze_started or time.monotonic()), 4
             )
             outcome["detail"] = f"downtime {self.report.downtime_s:.2f} s"
+        self._collect_checkpoint_end()
 
     def _run_restore(self) -> CommandResult:
         """Start the restore that has waited on the target since before the freeze."""
@@ -1460,7 +1465,7 @@ class Migration:
             restorer.write(
                 commands.restore_go_line(self.report.archive_bytes, self.report.archive_sha256)
             )
-            self._collect_checkpoint_end()
+            self._watch_checkpoint_end()
             restorer.set_read_timeout(timeout)
             while chunk := restorer.read(1 << 16):
                 output += chunk
@@ -1478,40 +1483,73 @@ class Migration:
             )
         return dataclasses.replace(result, stdout=output.decode(errors="replace"))
 
+    def _watch_checkpoint_end(self) -> None:
+        """Once the restore was sent: wait, in a thread, for a checkpoint whose archive was
+        complete before podman had ended, so that neither the restore's answer nor the
+        downtime waits for the source."""
+        exporter, self._checkpoint_ending = self._checkpoint_ending, None
+        if exporter is None:
+            return
+        ended: list[CommandResult | CelestialError] = []
+
+        def wait() -> None:
+            try:
+                ended.append(exporter.wait(self.options.command_timeout_s))
+            except CelestialError as error:
+                ended.append(error)
+            self._checkpoint_ended_at = time.monotonic()
+
+        watch = threading.Thread(target=wait, daemon=True)
+        watch.start()
+        self._checkpoint_end = (watch, ended)
+
     def _collect_checkpoint_end(self) -> None:
-        """The end of a checkpoint whose archive was complete before podman had ended.
+        """What that checkpoint said at its end.
 
         The restore has been sent: whatever podman says now, the archive it made is on the
         target, and its process on the source ended with the dump. A failure while it
         tidied up is reported, never rolled back (that could make two running copies).
         """
-        exporter, self._checkpoint_ending = self._checkpoint_ending, None
-        if exporter is None:
+        if self._checkpoint_end is None:
             return
+        (watch, ended), self._checkpoint_end = self._checkpoint_end, None
+        watch.join(self.options.command_timeout_s + 5.0)
         source = self._source_text
-        try:
-            ended = exporter.wait(self.options.command_timeout_s)
-            self._time_step("source_tidy_up", self._archive_completed_at)
-        except CelestialError as error:
+        said = ended[0] if ended else None
+        if said is not None:
+            self.report.timings["source_tidy_up"] = round(
+                self._checkpoint_ended_at - self._archive_completed_at, 4
+            )
+        if isinstance(said, CommandResult) and said.ok:
+            return
+        if said is None or isinstance(said, CelestialError) or said.exit_status == -1:
+            why = _one_line(said) if isinstance(said, CelestialError) else "no answer"
             self._notice(
-                f"{source}: the end of podman's checkpoint was not seen ({_one_line(error)}); "
-                "its archive was complete and the restore went ahead",
+                f"{source}: the end of podman's checkpoint was not seen ({why}); its archive "
+                f"was complete and the restore went ahead; check the stopped copy on {source} "
+                "with 'podman ps -a'",
                 level="warning",
             )
             return
-        if not ended.ok:
-            said = [
-                line
-                for line in ended.stderr.splitlines()
-                if line.strip() and not line.startswith(commands.SOURCE_BYTES_MARKER)
-            ]
-            detail = said[-1].strip() if said else f"exit {ended.exit_status}"
+        if said.exit_status == commands.EXIT_DIRECT_LINK_FAILED:
             self._notice(
-                f"{source}: podman reported a failure after its checkpoint archive was "
-                f"complete ({detail[-300:]}); the restore went ahead; check the stopped "
-                f"copy on {source} with 'podman ps -a'",
+                f"{source}: its end of the TLS link reported a failure after the whole "
+                "archive had landed; the restore went ahead",
                 level="warning",
             )
+            return
+        lines = [
+            line
+            for line in said.stderr.splitlines()
+            if line.strip() and not line.startswith(commands.SOURCE_BYTES_MARKER)
+        ]
+        detail = lines[-1].strip() if lines else f"exit {said.exit_status}"
+        self._notice(
+            f"{source}: podman reported a failure after its checkpoint archive was "
+            f"complete ({detail[-300:]}); the restore went ahead; check the stopped "
+            f"copy on {source} with 'podman ps -a'",
+            level="warning",
+        )
 
     def _verify(self) -> None:
         _, target = self._sessions()

@@ -298,10 +298,9 @@ def test_checkpoint_stream_script_text() -> None:
         f"true > {WORKDIR}/checkpoint.started || exit 96",
         f"mkfifo -m 600 {fifo} || exit 96",
         # the archive to stdout through dd, which counts it; if stdout breaks, a second
-        # reader drains the FIFO so podman can finish; dd.done says it has ended; neither
-        # the reader nor podman keeps the announcing descriptor (5)
-        f"{{ dd if={fifo} bs=1M 2> {count} || cat {fifo} > /dev/null; "
-        f": > {WORKDIR}/dd.done; }} 5>&- &",
+        # reader drains the FIFO so podman can finish; neither the reader nor podman keeps
+        # the descriptor an announcing stream would say it on (5)
+        f"{{ dd if={fifo} bs=1M 2> {count} || cat {fifo} > /dev/null; }} 5>&- &",
         "reader=$!",
         # podman's own output goes to files, never to the SSH channel
         f"podman container checkpoint --export {fifo} --compress zstd --print-stats "
@@ -336,7 +335,9 @@ def test_announcing_checkpoint_stream_script_text() -> None:
     # its end with the last byte, not when podman has ended
     assert script[3:7] == [
         "exec 6>&1 > /dev/null",
+        # dd.ok: dd copied it all; dd.done: the reader has ended
         f"{{ dd if={WORKDIR}/checkpoint.fifo bs=1M 2> {WORKDIR}/dd.count "
+        f"&& : > {WORKDIR}/dd.ok "
         f"|| cat {WORKDIR}/checkpoint.fifo > /dev/null; : > {WORKDIR}/dd.done; }} "
         ">&6 6>&- 5>&- &",
         "reader=$!",
@@ -347,12 +348,19 @@ def test_announcing_checkpoint_stream_script_text() -> None:
         "{",
         # never killed by a broken channel: it must read podman's stderr to the end
         "  trap '' PIPE",
-        "  while IFS= read -r line; do",
+        '  while IFS= read -r line || [ -n "$line" ]; do',
         '    case "$line" in',
         "      *'level=debug msg=\"Checkpointed container '*)",
-        f"        while [ ! -e {WORKDIR}/dd.done ]; do sleep 0.005; done",
-        f'        echo "celestial-ssh-exported $(tail -n 1 {WORKDIR}/dd.count | cut -d " " -f 1)"'
-        " >&5",
+        # it waits for the reader in the background, reading podman's stderr on, and
+        # says nothing unless dd copied the whole archive
+        f'        {{ while [ ! -e {WORKDIR}/dd.done ] && kill -0 "$reader" 2>/dev/null; do',
+        "            sleep 0.005",
+        "          done",
+        f"          if [ -e {WORKDIR}/dd.ok ]; then",
+        '            echo "celestial-ssh-exported '
+        f'$(tail -n 1 {WORKDIR}/dd.count | cut -d " " -f 1)" >&5',
+        "          fi",
+        "        } &",
         "        ;;",
         # podman's debug and info output is left out of checkpoint.err; the rest is kept
         "      *level=debug*|*level=info*) ;;",
@@ -367,9 +375,19 @@ def test_announcing_checkpoint_stream_script_text() -> None:
         f"--compress none --print-stats -- web > {WORKDIR}/checkpoint-stats.json "
         f"2> {stderr_fifo} 5>&-"
     ) in script
-    # checkpoint.err is complete before it is shown
-    assert script.index('wait "$announcer"') < script.index(f"cat {errors} >&2")
-    assert f"rm -f {stderr_fifo}" in script
+    # checkpoint.err is complete before it is shown, but the loop gets 2 s at most: a
+    # process podman left holding its stderr must not keep the script from ending
+    end = script.index('wait "$reader"') + 1
+    assert script[end : end + 7] == [
+        "i=0",
+        'while kill -0 "$announcer" 2>/dev/null && [ "$i" -lt 200 ]; do',
+        "  sleep 0.01; i=$((i + 1))",
+        "done",
+        'kill "$announcer" 2>/dev/null',
+        'wait "$announcer"',
+        f"rm -f {stderr_fifo}",
+    ]
+    assert script.index(f"rm -f {stderr_fifo}") < script.index(f"cat {errors} >&2")
 
 
 @pytest.mark.parametrize(
@@ -1075,16 +1093,18 @@ def test_announcing_checkpoint_stream_says_the_size_before_podman_has_ended(
     assert sorted(p.name for p in host.workdir.iterdir() if p.name.endswith(".fifo")) == []
 
 
-@pytest.mark.parametrize("why", ["podman never says it", "podman fails"])
-def test_announcing_checkpoint_stream_says_nothing_without_a_finished_export(
-    host: FakeHost, why: str
+@pytest.mark.parametrize("status", [0, 125], ids=["succeeds", "fails"])
+def test_announcing_checkpoint_stream_says_nothing_if_podman_never_says_it(
+    host: FakeHost, status: int
 ) -> None:
+    # an older or newer podman without the words, or one that failed before its export was
+    # complete: the coordinator waits for the script's end instead
     (host.root / "payload").write_bytes(b"an archive")
-    host.env["FAKE_PODMAN_PAYLOAD"] = str(host.root / "payload")
-    if why == "podman never says it":
-        host.env["FAKE_PODMAN_SILENT"] = "1"
-    else:
-        host.env.update(FAKE_PODMAN_STATUS="125", FAKE_PODMAN_SILENT="1")
+    host.env.update(
+        FAKE_PODMAN_PAYLOAD=str(host.root / "payload"),
+        FAKE_PODMAN_SILENT="1",
+        FAKE_PODMAN_STATUS=str(status),
+    )
     argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), announce=True)
     process, announced = start_announcing(host, argv)
     try:
@@ -1093,8 +1113,72 @@ def test_announcing_checkpoint_stream_says_nothing_without_a_finished_export(
         assert read_line(announced, timeout=1) == ""
     finally:
         os.close(announced)
-    assert process.returncode == (0 if why == "podman never says it" else 125), err
-    assert commands.parse_source_bytes(err.decode()) is not None
+    assert process.returncode == status, err
+    assert commands.parse_source_bytes(err.decode()) == len(b"an archive")
+
+
+def test_a_podman_failing_after_its_export_is_announced_and_its_status_passed_on(
+    host: FakeHost,
+) -> None:
+    # podman said its export succeeded, then failed tidying up: the archive is complete
+    # (announced), and the script still ends with podman's status for the engine to report
+    (host.root / "payload").write_bytes(b"an archive")
+    host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_STATUS="125")
+    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), announce=True)
+    process, announced = start_announcing(host, argv)
+    try:
+        line = read_line(announced, timeout=5)
+        _, err = process.communicate(timeout=10)
+    finally:
+        os.close(announced)
+    assert commands.parse_exported(line) == len(b"an archive")
+    assert process.returncode == 125, err
+
+
+def test_a_reader_that_could_not_copy_the_archive_announces_nothing(host: FakeHost) -> None:
+    # stdout broke (the link died): dd fails and the rest is drained, so podman's export
+    # succeeds, but what it said is not on its way to the target
+    (host.root / "payload").write_bytes(os.urandom(1 << 20))
+    host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_RDWR="1")
+    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), announce=True)
+    process, announced = start_announcing(host, argv)
+    try:
+        assert process.stdout is not None
+        process.stdout.close()
+        process.wait(timeout=10)
+        assert read_line(announced, timeout=1) == ""
+    finally:
+        os.close(announced)
+    assert (host.root / "podman-argv.done").exists(), "podman ran to its end"
+    assert (host.workdir / "checkpoint.status").read_text() == "0\n"
+    assert not (host.workdir / "dd.ok").exists()
+
+
+def test_a_process_holding_podmans_stderr_does_not_hold_the_script(host: FakeHost) -> None:
+    # something podman started outlives it with podman's stderr open: the loop reading it
+    # never sees its end, and is stopped 2 s after podman has ended
+    (host.root / "payload").write_bytes(b"an archive")
+    host.env.update(
+        FAKE_PODMAN_PAYLOAD=str(host.root / "payload"),
+        FAKE_PODMAN_STDERR="left behind",
+    )
+    fake_podman = Path(host.env["PATH"].split(":")[0]) / "podman"
+    fake_podman.write_text(
+        fake_podman.read_text().replace('exit "${FAKE_PODMAN_STATUS:-0}"', "sleep 30 &\nexit 0")
+    )
+    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), announce=True)
+    started = time.monotonic()
+    process, announced = start_announcing(host, argv)
+    try:
+        out, err = process.communicate(timeout=15)
+    finally:
+        os.close(announced)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, err
+    assert out == b"an archive"
+    assert time.monotonic() - started < 10
+    assert (host.workdir / "checkpoint.status").read_text() == "0\n"
 
 
 def test_announcing_checkpoint_stream_lets_podman_finish_when_nobody_listens(

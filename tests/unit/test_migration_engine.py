@@ -1025,6 +1025,53 @@ def test_a_checkpoint_failing_after_its_archive_was_complete_is_reported_not_rol
     )
 
 
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        pytest.param(
+            -1,
+            "lab-a: the end of podman's checkpoint was not seen (no answer); its archive was "
+            "complete and the restore went ahead; check the stopped copy on lab-a with "
+            "'podman ps -a'",
+            id="connection-lost",
+        ),
+        pytest.param(
+            commands.EXIT_DIRECT_LINK_FAILED,
+            "lab-a: its end of the TLS link reported a failure after the whole archive had "
+            "landed; the restore went ahead",
+            id="link-end-failed",
+        ),
+    ],
+)
+def test_what_the_source_says_after_the_archive_was_complete_is_a_warning(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch, status: int, said: str
+) -> None:
+    tls_lab(lab, monkeypatch)
+    lab.answer(SRC, "container checkpoint", source_bytes(ARCHIVE_BYTES, digest="", status=status))
+    engine = run(lab, MigrationOptions(tls=True, compression="none"))
+    assert engine.report.outcome is Outcome.MIGRATED
+    assert engine.report.warnings == [said]
+    assert not lab.ran(SRC, "container restore")
+
+
+def test_a_landing_failing_after_the_announcement_waits_for_the_checkpoint_then_rolls_back(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # podman said its archive was complete, but the target's socat failed: nothing was
+    # restored there, and podman may still tidy up the source, so the rollback waits for
+    # the checkpoint's end before it restores the source
+    exporters = tls_lab(lab, monkeypatch)
+    lab.answer(TGT, "OPENSSL-LISTEN", result("celestial-ssh-listening 4433\n", status=1))
+    restorable_source(lab)
+    engine, error = fail(lab, MigrationFailed, MigrationOptions(tls=True, compression="none"))
+    assert "receiving the checkpoint archive over TLS failed" in error.message
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    assert not lab_restorer(lab).went
+    assert not exporters[0].ended  # never waited for: the rollback asks the host instead
+    restored = join(commands.restore_local(CID))
+    assert lab.position(SRC, CHECKPOINT_WAIT) < lab.position(SRC, restored)
+
+
 def lab_restorer(lab: FakeLab) -> DeferredFakeProcess:
     [restorer] = [p for p in lab.processes if isinstance(p, DeferredFakeProcess)]
     return restorer
