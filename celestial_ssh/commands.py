@@ -278,12 +278,58 @@ ANNOUNCE_FD = 5
 _PODMAN_EXPORTED = 'level=debug msg="Checkpointed container '
 
 
-def parse_exported(line: str) -> int | None:
-    """The archive's size from an :data:`EXPORTED_MARKER` line, else None."""
+# what a direct checkpoint stream says once its link has ended, with the link's status
+LINK_ENDED_MARKER = "celestial-ssh-link-ended"
+
+
+def _marker_number(line: str, marker: str) -> int | None:
     fields = line.split()
-    if len(fields) == 2 and fields[0] == EXPORTED_MARKER and fields[1].isdigit():
+    if len(fields) == 2 and fields[0] == marker and fields[1].isdigit():
         return int(fields[1])
     return None
+
+
+def parse_exported(line: str) -> int | None:
+    """The archive's size from an :data:`EXPORTED_MARKER` line, else None."""
+    return _marker_number(line, EXPORTED_MARKER)
+
+
+def parse_link_ended(line: str) -> int | None:
+    """The link's exit status from a :data:`LINK_ENDED_MARKER` line, else None."""
+    return _marker_number(line, LINK_ENDED_MARKER)
+
+
+@dataclass
+class StreamAnnouncements:
+    """What a direct checkpoint stream says on its stdout during the freeze.
+
+    The restore may start once the archive is complete on the source (:data:`EXPORTED_MARKER`)
+    and has landed on the target: over TLS the target's listener tells the coordinator
+    that itself; over ``ssh`` (``link_must_end``) only the source sees its link end, and
+    says so (:data:`LINK_ENDED_MARKER`).
+    """
+
+    link_must_end: bool
+    exported: int | None = None
+    link_status: int | None = None
+
+    def add(self, line: str) -> None:
+        exported, ended = parse_exported(line), parse_link_ended(line)
+        if exported is not None:
+            self.exported = exported
+        if ended is not None:
+            self.link_status = ended
+
+    @property
+    def restorable_size(self) -> int | None:
+        """The archive's size once the restore may start, else None."""
+        if self.exported is None or (self.link_must_end and self.link_status != 0):
+            return None
+        return self.exported
+
+    @property
+    def link_failed(self) -> bool:
+        return self.link_status not in (None, 0)
 
 
 def _source_marker(stderr: str) -> list[str]:
@@ -593,9 +639,15 @@ def direct_checkpoint_stream(
             # an announcing checkpoint lets go of it with its last byte); it says here
             # when the archive is complete
             f"{join(checkpoint)} {ANNOUNCE_FD}>&1 > {fifo} &",
-            'wait "$!"',
-            f"echo $? > {checkpoint_exit}",
+            "checkpoint=$!",
+            # the link ends with the archive landed (or broken): say so at once, as an
+            # announcing checkpoint may still be tidying up; a broken channel must not end
+            # this script before it has kept the checkpoint's status
             'wait "$link"',
+            f"trap '' PIPE; echo \"{LINK_ENDED_MARKER} $(cat {link_status} 2>/dev/null "
+            '|| echo 1)"; trap - PIPE',
+            'wait "$checkpoint"',
+            f"echo $? > {checkpoint_exit}",
             f"rm -f {fifo}",
             f"status=$(cat {checkpoint_exit} 2>/dev/null || echo 1)",
             '[ "$status" = 0 ] || exit "$status"',

@@ -1157,9 +1157,9 @@ class Migration:
         self._progress.state = State.LANDED
 
     def _archive_complete(self, exporter: StreamProcess, exported: int, started: float) -> None:
-        """The source said the archive is complete while podman still tidies up there
-        (network, storage: 0.15-0.25 s on our lab): the restore need not wait for that.
-        The checkpoint's exit is collected once the restore has been sent."""
+        """The source said the archive is complete (and, over ``ssh``, landed) while podman
+        still tidies up there (network, storage: 0.15-0.5 s on our lab): the restore need
+        not wait for that. The checkpoint's exit is collected once the restore was sent."""
         checkpoint_s = time.monotonic() - started
         self.report.timings[Phase.CHECKPOINT.value] = round(checkpoint_s, 4)
         self._emit(PhaseFinished(Phase.CHECKPOINT, checkpoint_s, _megabytes(exported)))
@@ -1194,7 +1194,7 @@ class Migration:
             if self._direct:
                 land = commands.land_archive(target_workdir, hashed=False, announce=True)
                 checkpoint = commands.checkpoint_stream(
-                    info.id, source_workdir, self._checkpoint_options()
+                    info.id, source_workdir, self._checkpoint_options(), announce=True
                 )
                 exporter = plane.start(
                     source,
@@ -1348,20 +1348,22 @@ class Migration:
 
         Its end is noticed within ``DIRECT_END_POLL_S`` (that wait is downtime); the landed
         size comes from the landing watch started before the freeze, read in another thread.
-        An announcing (``--tls``) checkpoint ends the wait earlier, once the source says its
-        archive is complete. Returns the bytes landed by the last look and the size the
-        source announced (None: it did not); honours a cancel and the stall timeout.
+        The announcing checkpoint ends the wait earlier, once the source says its archive
+        is complete (and, over ``ssh``, that its link has ended: see
+        :class:`~celestial_ssh.commands.StreamAnnouncements`). Returns the bytes landed by
+        the last look and the size the restore may go with (None: wait for the script's
+        end); honours a cancel and the stall timeout.
         """
         watch = self._landing_watch
         assert watch is not None
         landed = [0, time.monotonic()]  # bytes, when they last changed
         done = threading.Event()
-        exported: list[int] = []
+        said = commands.StreamAnnouncements(link_must_end=self._tls_address is None)
         announced = threading.Event()
 
         def listen() -> None:
             lines = b""
-            while not (announced.is_set() or done.is_set()):
+            while not (announced.is_set() or done.is_set() or said.link_failed):
                 try:
                     chunk = exporter.read(4096)
                 except TimeoutError:
@@ -1372,10 +1374,9 @@ class Migration:
                     return
                 *complete, lines = (lines + chunk).split(b"\n")
                 for line in complete:
-                    size = commands.parse_exported(line.decode(errors="replace"))
-                    if size is not None:
-                        exported.append(size)
-                        announced.set()
+                    said.add(line.decode(errors="replace"))
+                if said.restorable_size is not None:
+                    announced.set()
 
         def look() -> None:
             watch.set_read_timeout(DIRECT_PROGRESS_INTERVAL_S * 4)
@@ -1396,9 +1397,8 @@ class Migration:
 
         watcher = threading.Thread(target=look, daemon=True)
         watcher.start()
-        if self._tls_address is not None:
-            exporter.set_read_timeout(DIRECT_PROGRESS_INTERVAL_S)  # read only by listen()
-            threading.Thread(target=listen, daemon=True).start()
+        exporter.set_read_timeout(DIRECT_PROGRESS_INTERVAL_S)  # read only by listen()
+        threading.Thread(target=listen, daemon=True).start()
         try:
             while exporter.is_running() and not announced.is_set():
                 if self._cancel.is_set():
@@ -1413,7 +1413,7 @@ class Migration:
         finally:
             done.set()
             watch.kill()
-        return int(landed[0]), exported[0] if exported else None
+        return int(landed[0]), said.restorable_size if announced.is_set() else None
 
     def _restore(self) -> None:
         assert self._progress.target_workdir and self.report.archive_bytes is not None

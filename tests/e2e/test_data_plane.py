@@ -89,6 +89,9 @@ def test_direct_streams_from_the_source_with_the_forwarded_agent(lab, workloads,
     # no coordinator saw the stream: the size the source counted is what the target checked
     assert report["archive_bytes"] > 48 * 1024 * 1024
     assert report["archive_sha256"] is None
+    # the source said its archive was complete and had landed, and the restore began while
+    # podman still tidied up there (the step is only timed on that path)
+    assert report["timings"]["source_tidy_up"] > 0
     assert target.state(workload.name) == "running"
     assert source.state(workload.name) is None
     assert source.workdirs() == [] and target.workdirs() == []

@@ -1280,9 +1280,88 @@ def test_direct_stream_lands_the_archive_through_the_link(host: FakeHost) -> Non
         commands.direct_checkpoint_stream(checkpoint, str(host.workdir), link), stdin=b"go\n"
     )
     assert finished.status == 0, finished.stderr
-    assert finished.stdout == b"ready\n", "the target's greeting comes back through the link"
+    # the target's greeting comes back through the link, then the link's end
+    assert finished.stdout == b"ready\ncelestial-ssh-link-ended 0\n"
     assert landed.read_bytes() == payload
     assert commands.parse_source_bytes(finished.stderr) == len(payload)
+
+
+def test_an_announcing_direct_stream_says_complete_and_landed_before_podman_has_ended(
+    host: FakeHost,
+) -> None:
+    payload = os.urandom(1024 * 1024 + 3)
+    (host.root / "payload").write_bytes(payload)
+    host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_SLEEP="3")
+    landed = host.workdir / "landed"
+    checkpoint = commands.checkpoint_stream(
+        "web", str(host.workdir), CheckpointOptions(), announce=True
+    )
+    link = ["sh", "-c", f"echo ready; cat > {landed}"]
+    argv = commands.direct_checkpoint_stream(checkpoint, str(host.workdir), link)
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=host.env,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        out = process.stdout.fileno()
+        assert read_line(out, timeout=5) == "ready\n"
+        process.stdin.write(b"go\n")
+        process.stdin.flush()
+        said = commands.StreamAnnouncements(link_must_end=True)
+        while said.restorable_size is None:
+            line = read_line(out, timeout=2.5)
+            assert line, "the stream said nothing more before podman ended"
+            said.add(line)
+        assert said.restorable_size == len(payload)
+        assert landed.read_bytes() == payload
+        assert not (host.root / "podman-argv.done").exists(), "podman had not ended yet"
+        _, err = process.communicate(timeout=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, err
+
+
+@pytest.mark.parametrize(
+    ("lines", "must_end", "size", "failed"),
+    [
+        pytest.param(["celestial-ssh-exported 9"], False, 9, False, id="tls-exported"),
+        pytest.param([], False, None, False, id="tls-nothing"),
+        pytest.param(["celestial-ssh-exported 9"], True, None, False, id="ssh-not-landed"),
+        pytest.param(
+            ["celestial-ssh-exported 9", "celestial-ssh-link-ended 0"], True, 9, False, id="ssh"
+        ),
+        pytest.param(
+            ["celestial-ssh-link-ended 0", "celestial-ssh-exported 9"],
+            True,
+            9,
+            False,
+            id="ssh-landed-first",
+        ),
+        pytest.param(
+            ["celestial-ssh-exported 9", "celestial-ssh-link-ended 255"],
+            True,
+            None,
+            True,
+            id="ssh-broken-link",
+        ),
+        pytest.param(
+            ["ready", "noise", "celestial-ssh-exported x"], False, None, False, id="noise"
+        ),
+    ],
+)
+def test_stream_announcements(
+    lines: list[str], must_end: bool, size: int | None, failed: bool
+) -> None:
+    said = commands.StreamAnnouncements(link_must_end=must_end)
+    for line in lines:
+        said.add(line)
+    assert (said.restorable_size, said.link_failed) == (size, failed)
 
 
 def test_direct_stream_reports_a_broken_link(host: FakeHost) -> None:
@@ -1296,6 +1375,7 @@ def test_direct_stream_reports_a_broken_link(host: FakeHost) -> None:
     assert finished.status == commands.EXIT_DIRECT_LINK_FAILED
     assert "refused" in finished.stderr
     assert "(ssh exit 255)" in finished.stderr
+    assert finished.stdout == b"celestial-ssh-link-ended 255\n"
     # podman still finished, so a rollback can restore the source from its checkpoint
     assert (host.workdir / "checkpoint.status").read_text() == "0\n"
 

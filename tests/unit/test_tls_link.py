@@ -455,6 +455,8 @@ def test_the_archive_lands_while_an_announcing_checkpoint_still_runs(tmp_path: P
         assert status == 0, listener_err
         assert landed.read_bytes() == payload.read_bytes()
         assert time.monotonic() - started < 4
+        # the source saw its link end too, and said so while the checkpoint runs on
+        assert source.stdout.readline() == f"{commands.LINK_ENDED_MARKER} 0\n".encode()
         assert source.poll() is None, "the checkpoint still runs"
     finally:
         listener.stop()
@@ -552,7 +554,7 @@ def test_logs_left_by_a_probe_do_not_fool_the_next_listener_and_link(tmp_path: P
     try:
         out, err = source.communicate(commands.GO_LINE, timeout=15)
         assert source.returncode == 0, err
-        assert out == commands.READY_LINE
+        assert out == commands.READY_LINE + f"{commands.LINK_ENDED_MARKER} 0\n".encode()
         assert "OLD" not in (Path(source_dir) / "tls-link.log").read_text()
         assert listener.finish()[0] == 0
         assert landed.read_bytes() == b"fresh"
