@@ -587,10 +587,10 @@ class FakeHost:
     argv_log: Path
     env: dict[str, str]
 
-    def run(self, argv: list[str], stdin: bytes = b"", timeout: float = 10) -> Finished:
-        """Run ``argv`` in its own process group; kill the group if it hangs."""
+    def start(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in its own process group, with pipes for stdin, stdout, stderr."""
         refuse_the_real_lock_dir(argv)
-        process = subprocess.Popen(
+        return subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -598,6 +598,10 @@ class FakeHost:
             env=self.env,
             start_new_session=True,
         )
+
+    def run(self, argv: list[str], stdin: bytes = b"", timeout: float = 10) -> Finished:
+        """Run ``argv`` in its own process group; kill the group if it hangs."""
+        process = self.start(argv)
         try:
             out, err = process.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -1297,15 +1301,7 @@ def test_an_announcing_direct_stream_says_complete_and_landed_before_podman_has_
         "web", str(host.workdir), CheckpointOptions(), announce=True
     )
     link = ["sh", "-c", f"echo ready; cat > {landed}"]
-    argv = commands.direct_checkpoint_stream(checkpoint, str(host.workdir), link)
-    process = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=host.env,
-        start_new_session=True,
-    )
+    process = host.start(commands.direct_checkpoint_stream(checkpoint, str(host.workdir), link))
     try:
         assert process.stdout is not None and process.stdin is not None
         out = process.stdout.fileno()
