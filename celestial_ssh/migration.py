@@ -39,6 +39,7 @@ import enum
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from typing import NoReturn, TypeVar, cast
@@ -271,12 +272,10 @@ class Migration:
         self._previous_archive: str | None = None
         self._restorer: StreamProcess | None = None
         self._landing_watch: StreamProcess | None = None
-        # a checkpoint whose archive is complete while podman still tidies up the source
-        self._checkpoint_ending: StreamProcess | None = None
-        self._archive_completed_at = self._checkpoint_ended_at = 0.0
-        self._checkpoint_end: (
-            tuple[threading.Thread, list[CommandResult | CelestialError]] | None
-        ) = None
+        # a checkpoint whose archive was complete (at that monotonic time) while podman still
+        # tidied up the source; once the restore was sent, its end and how long it tidied up
+        self._checkpoint_ending: tuple[StreamProcess, float] | None = None
+        self._checkpoint_end: Future[tuple[CommandResult | CelestialError, float]] | None = None
         # `podman stats` of the container, read during preflight (for the archive estimate)
         self._memory_in_use: CommandResult | None = None
         # `podman image inspect` of the container's image on the target, read then too
@@ -1165,8 +1164,7 @@ class Migration:
         self._emit(PhaseFinished(Phase.CHECKPOINT, checkpoint_s, _megabytes(exported)))
         # a rollback from here waits for the checkpoint's end by its status file
         self._wait_for_tls_landing(started)
-        self._checkpoint_ending = exporter
-        self._archive_completed_at = time.monotonic()
+        self._checkpoint_ending = (exporter, time.monotonic())
         self._landed(exported, None, started, checkpoint_s)
 
     def _kill_receivers(self, lander: StreamProcess | None) -> None:
@@ -1487,21 +1485,23 @@ class Migration:
         """Once the restore was sent: wait, in a thread, for a checkpoint whose archive was
         complete before podman had ended, so that neither the restore's answer nor the
         downtime waits for the source."""
-        exporter, self._checkpoint_ending = self._checkpoint_ending, None
-        if exporter is None:
+        ending, self._checkpoint_ending = self._checkpoint_ending, None
+        if ending is None:
             return
-        ended: list[CommandResult | CelestialError] = []
+        exporter, completed_at = ending
+
+        end: Future[tuple[CommandResult | CelestialError, float]] = Future()
 
         def wait() -> None:
             try:
-                ended.append(exporter.wait(self.options.command_timeout_s))
+                said: CommandResult | CelestialError = exporter.wait(self.options.command_timeout_s)
             except CelestialError as error:
-                ended.append(error)
-            self._checkpoint_ended_at = time.monotonic()
+                said = error
+            end.set_result((said, time.monotonic() - completed_at))
 
-        watch = threading.Thread(target=wait, daemon=True)
-        watch.start()
-        self._checkpoint_end = (watch, ended)
+        # a daemon thread (not a pool's): a source that never answers must not hold up exit
+        threading.Thread(target=wait, daemon=True).start()
+        self._checkpoint_end = end
 
     def _collect_checkpoint_end(self) -> None:
         """What that checkpoint said at its end.
@@ -1510,16 +1510,14 @@ class Migration:
         target, and its process on the source ended with the dump. A failure while it
         tidied up is reported, never rolled back (that could make two running copies).
         """
-        if self._checkpoint_end is None:
+        end, self._checkpoint_end = self._checkpoint_end, None
+        if end is None:
             return
-        (watch, ended), self._checkpoint_end = self._checkpoint_end, None
-        watch.join(self.options.command_timeout_s + 5.0)
         source = self._source_text
-        said = ended[0] if ended else None
-        if said is not None:
-            self.report.timings["source_tidy_up"] = round(
-                self._checkpoint_ended_at - self._archive_completed_at, 4
-            )
+        said: CommandResult | CelestialError | None = None
+        with contextlib.suppress(TimeoutError):
+            said, tidied_s = end.result(timeout=self.options.command_timeout_s + 5.0)
+            self.report.timings["source_tidy_up"] = round(tidied_s, 4)
         if isinstance(said, CommandResult) and said.ok:
             return
         if said is None or isinstance(said, CelestialError) or said.exit_status == -1:
