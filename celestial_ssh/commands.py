@@ -536,6 +536,8 @@ def checkpoint_stream(
         f"{{ $hasher || cat > /dev/null; }} < {quote(hash_fifo)} > {quote(source_sum)} &",
     ]
     tee = f" | tee {quote(hash_fifo)}" if hashed else ""
+    copy = f"dd if={quote(fifo)} bs=1M 2> {quote(count)}{tee}"
+    drain = f"cat {quote(fifo)} > /dev/null"
     fd = ANNOUNCE_FD
     announcer = [
         "{",
@@ -578,12 +580,10 @@ def checkpoint_stream(
             # (announcing: stdout moves to descriptor 6, which only the reader keeps)
             *(["exec 6>&1 > /dev/null"] if announce else []),
             (
-                f"{{ dd if={quote(fifo)} bs=1M 2> {quote(count)}{tee} "
-                f"&& : > {quote(copied_whole)} "
-                f"|| cat {quote(fifo)} > /dev/null; : > {quote(copied)}; }} >&6 6>&- {fd}>&- &"
+                f"{{ {copy} && : > {quote(copied_whole)} || {drain}; : > {quote(copied)}; }} "
+                f">&6 6>&- {fd}>&- &"
                 if announce
-                else f"{{ dd if={quote(fifo)} bs=1M 2> {quote(count)}{tee} "
-                f"|| cat {quote(fifo)} > /dev/null; }} {fd}>&- &"
+                else f"{{ {copy} || {drain}; }} {fd}>&- &"
             ),
             "reader=$!",
             *(["exec 6>&-"] if announce else []),
