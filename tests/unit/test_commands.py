@@ -1033,8 +1033,10 @@ def test_checkpoint_stream_reports_the_size_of_what_it_streamed(host: FakeHost) 
 BASH = shutil.which("bash") or "bash"
 
 
-def start_announcing(host: FakeHost, argv: list[str]) -> tuple[subprocess.Popen[bytes], int]:
-    """Start ``argv`` with descriptor 5 open for writing; return it and the read end."""
+def start_announcing(host: FakeHost) -> tuple[subprocess.Popen[bytes], int]:
+    """Start an announcing checkpoint stream of "web" with descriptor 5 open for writing;
+    return it and the read end."""
+    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), announce=True)
     refuse_the_real_lock_dir(argv)
     read_end, write_end = os.pipe()
     process = subprocess.Popen(
@@ -1072,8 +1074,7 @@ def test_announcing_checkpoint_stream_says_the_size_before_podman_has_ended(
     (host.root / "payload").write_bytes(payload)
     # podman's tidying up after the export takes its time
     host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_SLEEP="3")
-    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), announce=True)
-    process, announced = start_announcing(host, argv)
+    process, announced = start_announcing(host)
     try:
         line = read_line(announced, timeout=2.5)
         assert commands.parse_exported(line) == len(payload), line
@@ -1109,8 +1110,7 @@ def test_announcing_checkpoint_stream_says_nothing_if_podman_never_says_it(
         FAKE_PODMAN_SILENT="1",
         FAKE_PODMAN_STATUS=str(status),
     )
-    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), announce=True)
-    process, announced = start_announcing(host, argv)
+    process, announced = start_announcing(host)
     try:
         _, err = process.communicate(timeout=10)
         # the script has ended: its end of the pipe is closed, and nothing was said
@@ -1128,8 +1128,7 @@ def test_a_podman_failing_after_its_export_is_announced_and_its_status_passed_on
     # (announced), and the script still ends with podman's status for the engine to report
     (host.root / "payload").write_bytes(b"an archive")
     host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_STATUS="125")
-    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), announce=True)
-    process, announced = start_announcing(host, argv)
+    process, announced = start_announcing(host)
     try:
         line = read_line(announced, timeout=5)
         _, err = process.communicate(timeout=10)
@@ -1144,8 +1143,7 @@ def test_a_reader_that_could_not_copy_the_archive_announces_nothing(host: FakeHo
     # succeeds, but what it said is not on its way to the target
     (host.root / "payload").write_bytes(os.urandom(1 << 20))
     host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_RDWR="1")
-    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), announce=True)
-    process, announced = start_announcing(host, argv)
+    process, announced = start_announcing(host)
     try:
         assert process.stdout is not None
         process.stdout.close()
@@ -1170,9 +1168,8 @@ def test_a_process_holding_podmans_stderr_does_not_hold_the_script(host: FakeHos
     fake_podman.write_text(
         fake_podman.read_text().replace('exit "${FAKE_PODMAN_STATUS:-0}"', "sleep 30 &\nexit 0")
     )
-    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), announce=True)
     started = time.monotonic()
-    process, announced = start_announcing(host, argv)
+    process, announced = start_announcing(host)
     try:
         out, err = process.communicate(timeout=15)
     finally:
@@ -1192,8 +1189,7 @@ def test_announcing_checkpoint_stream_lets_podman_finish_when_nobody_listens(
     # podman's stderr must go on reading, or podman would die of SIGPIPE with its lock
     (host.root / "payload").write_bytes(b"an archive")
     host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_SLEEP="0.3")
-    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), announce=True)
-    process, announced = start_announcing(host, argv)
+    process, announced = start_announcing(host)
     os.close(announced)
     out, err = process.communicate(timeout=10)
     assert process.returncode == 0, err
