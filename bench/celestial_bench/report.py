@@ -58,33 +58,32 @@ def markdown_report(document: dict[str, Any]) -> str:
     parts += [f"\n- {note}" for note in all_notes(document)]
     if document.get("throughput"):
         section = document["throughput"]
-        parts += [
-            "",
-            f"## Data plane ({size_text(section['bytes'])}, median of {opts['runs_throughput']})",
-            "",
-        ]
-        parts.append(throughput_table(section, markdown=True))
-        parts += [f"\n- {note}" for note in section["notes"]]
+        parts += markdown_section(
+            f"Data plane ({size_text(section['bytes'])}, median of {opts['runs_throughput']})",
+            throughput_table(section, markdown=True),
+            section["notes"],
+        )
     if document.get("slow_links"):
         section = document["slow_links"]
-        parts += [
-            "",
-            f"## Slow links ({section['size_mb']} MiB workload, one run each, user-space throttle)",
-            "",
-        ]
-        parts.append(slow_table(section, markdown=True))
-        parts += [f"\n- {note}" for note in section["notes"] + failure_notes(section["runs"])]
+        parts += markdown_section(
+            f"Slow links ({section['size_mb']} MiB workload, one run each, user-space throttle)",
+            slow_table(section, markdown=True),
+            section["notes"] + failure_notes(section["runs"]),
+        )
     if document.get("distant"):
         section = document["distant"]
-        parts += [
-            "",
-            f"## Distant coordinator ({section['delay']} each way to each host, "
+        parts += markdown_section(
+            f"Distant coordinator ({section['delay']} each way to each host, "
             f"{section['size_mb']} MiB workload, medians)",
-            "",
-        ]
-        parts.append(distant_table(section, markdown=True))
-        parts += [f"\n- {note}" for note in section["notes"] + failure_notes(section["runs"])]
+            distant_table(section, markdown=True),
+            section["notes"] + failure_notes(section["runs"]),
+        )
     return "\n".join(parts) + "\n"
+
+
+def markdown_section(title: str, table: str, notes: Sequence[str]) -> list[str]:
+    """The lines of one section of latest.md: its heading, its table, its notes."""
+    return ["", f"## {title}", "", table, *(f"\n- {note}" for note in notes)]
 
 
 def write_results(document: dict[str, Any], directory: Path) -> list[Path]:
