@@ -11,6 +11,7 @@ links        slow links and a distant coordinator, through bench/throttle.py
 summary      medians and ratios
 tables       the tables, markdown or plain
 machine      what it ran on
-report       latest.md, latest.json, the history line, the printed report
+history      bench/results/history.md: a line per mode and size of every run
+report       latest.md, latest.json, the printed report
 main         the arguments and the whole run
 """
