@@ -1,11 +1,15 @@
-"""The benchmark's floor: checkpoint and restore in one shell, the restore as the target."""
+"""The benchmark (bench/celestial_bench): the floor in one shell, the restore as the target;
+interrupts; the distant summary; the results it writes."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,12 +17,19 @@ from types import ModuleType
 
 import pytest
 
-from .conftest import load_bench_script
+from .conftest import BENCH_DIR
+
+
+def bench_module(name: str) -> ModuleType:
+    """A module of bench/celestial_bench (bench/ is on the path when bench/run.py runs)."""
+    if str(BENCH_DIR) not in sys.path:
+        sys.path.insert(0, str(BENCH_DIR))
+    return importlib.import_module(f"celestial_bench.{name}")
 
 
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    return load_bench_script("run.py", "bench_run")
+def moves() -> ModuleType:
+    return bench_module("moves")
 
 
 FAKE_PODMAN = """#!/bin/sh
@@ -28,12 +39,12 @@ echo "podman output that the floor must not print"
 
 
 def test_the_floor_restores_as_the_target_right_after_the_checkpoint(
-    bench: ModuleType, tmp_path: Path
+    moves: ModuleType, tmp_path: Path
 ) -> None:
     (tmp_path / "podman").write_text(FAKE_PODMAN)
     (tmp_path / "podman").chmod(0o755)
     calls = tmp_path / "calls"
-    script = bench.floor_script(
+    script = moves.floor_script(
         "box", "/dev/shm/box.tar", ["CONTAINERS_STORAGE_CONF=/b/storage.conf"]
     )
     environment = {
@@ -50,15 +61,15 @@ def test_the_floor_restores_as_the_target_right_after_the_checkpoint(
         "/b/storage.conf|container restore --import /dev/shm/box.tar",
     ]
     [mark] = result.stdout.splitlines()
-    assert mark.startswith(bench.FLOOR_MARK)
-    float(mark.removeprefix(bench.FLOOR_MARK))
+    assert mark.startswith(moves.FLOOR_MARK)
+    float(mark.removeprefix(moves.FLOOR_MARK))
 
 
-def test_a_failed_checkpoint_skips_the_restore(bench: ModuleType, tmp_path: Path) -> None:
+def test_a_failed_checkpoint_skips_the_restore(moves: ModuleType, tmp_path: Path) -> None:
     (tmp_path / "podman").write_text('#!/bin/sh\necho "$*" >> "$CALLS"\nexit 125\n')
     (tmp_path / "podman").chmod(0o755)
     calls = tmp_path / "calls"
-    script = bench.floor_script("box", "/dev/shm/box.tar", [])
+    script = moves.floor_script("box", "/dev/shm/box.tar", [])
     environment = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "CALLS": str(calls)}
     result = subprocess.run(["sh", "-c", script], env=environment, capture_output=True, check=False)
     assert result.returncode == 125
@@ -66,7 +77,7 @@ def test_a_failed_checkpoint_skips_the_restore(bench: ModuleType, tmp_path: Path
 
 
 def test_the_target_environment_is_what_selects_its_podman(
-    bench: ModuleType, monkeypatch: pytest.MonkeyPatch
+    moves: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     printed = "HOME=/root\nTMPDIR=/var/lib/x/lab-b/tmp\nCONTAINERS_CONF=/b/containers.conf\n"
     printed += "CONTAINERS_STORAGE_CONF=/b/storage.conf\nPATH=/usr/bin\n"
@@ -76,8 +87,8 @@ def test_the_target_environment_is_what_selects_its_podman(
         asked.append((host, command))
         return subprocess.CompletedProcess(command, 0, printed.encode(), b"")
 
-    monkeypatch.setattr(bench, "on_host", on_host)
-    assert bench.podman_environment("lab-b", Path("/cfg")) == [
+    monkeypatch.setattr(moves, "on_host", on_host)
+    assert moves.podman_environment("lab-b", Path("/cfg")) == [
         "CONTAINERS_STORAGE_CONF=/b/storage.conf",
         "CONTAINERS_CONF=/b/containers.conf",
         "TMPDIR=/var/lib/x/lab-b/tmp",
@@ -93,9 +104,7 @@ while :; do sleep 0.05; done
 """
 
 
-def test_an_interrupted_run_passes_the_interrupt_on_and_waits_for_the_child(
-    bench: ModuleType, tmp_path: Path
-) -> None:
+def test_an_interrupted_run_passes_the_interrupt_on_and_waits_for_the_child(tmp_path: Path) -> None:
     # a SIGINT that reaches the bench alone (not its process group) must not leave the
     # child running while the bench cleans up after it
     marks = tmp_path / "marks"
@@ -114,7 +123,9 @@ def test_an_interrupted_run_passes_the_interrupt_on_and_waits_for_the_child(
     interrupter.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            bench.measured(["sh", str(script)], timeout=30, env={**os.environ, "MARKS": str(marks)})
+            bench_module("processes").measured(
+                ["sh", str(script)], timeout=30, env={**os.environ, "MARKS": str(marks)}
+            )
     finally:
         interrupter.join()
         # a child the bench left running (the failure this test is about) goes now
@@ -124,8 +135,9 @@ def test_an_interrupted_run_passes_the_interrupt_on_and_waits_for_the_child(
     assert marks.read_text().split() == ["started", "interrupted", "stopped"]
 
 
-def test_the_distant_summary_takes_medians_of_the_runs_that_worked(bench: ModuleType) -> None:
-    relayed, tls = bench.DISTANT_MODES
+def test_the_distant_summary_takes_medians_of_the_runs_that_worked() -> None:
+    modes = bench_module("settings").DISTANT_MODES
+    relayed, tls = modes
 
     def record(mode: object, total: float, preflight: float, ok: bool = True) -> dict[str, object]:
         return {
@@ -143,15 +155,69 @@ def test_the_distant_summary_takes_medians_of_the_runs_that_worked(bench: Module
         record(tls, 9.9, 9.9, ok=False),
         record(relayed, 5.8, 1.4),
     ]
-    summary = bench.distant_summary(runs, bench.DISTANT_MODES)
+    summary = bench_module("summary").distant_summary(runs, modes)
     assert [(row["mode"], row["runs"], row["failures"]) for row in summary] == [
         ("far-relayed", 3, 0),
         ("far-tls", 2, 1),
     ]
     assert (summary[0]["total_s"], summary[0]["preflight_s"]) == (5.6, 1.5)
     assert (summary[1]["total_s"], summary[1]["tls_setup_s"]) == (5.7, None)
-    table = bench.distant_table({"summary": summary}, markdown=True)
+    table = bench_module("tables").distant_table({"summary": summary}, markdown=True)
     assert table.splitlines()[0] == (
         "| mode | ok | total s | connect s | preflight s | tls_setup s | cleanup s | downtime s |"
     )
     assert "| celestial-ssh migrate --tls --compress none | 1/2 | 5.70 |" in table
+
+
+def test_the_results_are_the_latest_run_and_a_history_line_per_mode_and_size(
+    tmp_path: Path,
+) -> None:
+    report = bench_module("report")
+    summary_row = {
+        "size_mb": 64,
+        "mode": "floor",
+        "command": "floor",
+        "runs": 1,
+        "failures": 0,
+        "downtime_s": 0.74,
+        "tool_downtime_s": None,
+        "total_s": 1.41,
+        "vs_floor": 1.0,
+        "vs_hand_made": None,
+        "chosen": None,
+        "cpu_s": 0.1,
+        "peak_rss_mib": 26.0,
+        "archive_mb": 69.0,
+    }
+    document = {
+        "options": {"sizes": [64], "runs": 1},
+        "machine": {
+            "date": "2026-11-27T16:45:33+00:00",
+            "cpu_model": "AMD EPYC",
+            "cores": 2,
+            "memory_gib": 23.5,
+            "kernel": "6.18",
+            "openssh_client": "OpenSSH_9.2p1",
+            "celestial_ssh": "0.1.0",
+            "git_commit": "f720116",
+            "hosts": {"lab-a": {"podman": "podman version 4.3.1", "criu": "Version: 4.2.1"}},
+        },
+        "notes": {},
+        "runs": [],
+        "summary": [summary_row],
+        "throughput": None,
+        "slow_links": None,
+        "distant": None,
+    }
+    for _ in range(2):
+        paths = report.write_results(document, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.md", "latest.json", "latest.md"]
+    assert json.loads((tmp_path / "latest.json").read_text()) == document
+    assert "| 64 MB | floor | 0.74 |" in (tmp_path / "latest.md").read_text()
+    line = (
+        "| 2026-11-27 16:45 | AMD EPYC, 2 cores | floor | 64 MiB | 0.74 | 1.00x | 1.41 | f720116 |"
+    )
+    history = (tmp_path / "history.md").read_text().splitlines()
+    assert history.count(line) == 2
+    assert history[0] == "# Benchmark history"
+    assert paths == [tmp_path / "latest.json", tmp_path / "latest.md", tmp_path / "history.md"]
