@@ -39,9 +39,10 @@ demo: lab
 	bash lab/demo.sh
 
 lint: venv
-	$(BIN)/ruff check celestial_ssh celestial_ssh_cli tests examples
-	$(BIN)/ruff format --check celestial_ssh celestial_ssh_cli tests examples
+	$(BIN)/ruff check celestial_ssh celestial_ssh_cli tests examples bench
+	$(BIN)/ruff format --check celestial_ssh celestial_ssh_cli tests examples bench
 	$(BIN)/mypy celestial_ssh
+	$(BIN)/mypy --strict bench
 
 test: lab lint
 	$(BIN)/python -m pytest tests
