@@ -31,6 +31,7 @@ def validate_compression_setting(value: object, *, at: str = "") -> str:
     return str(value)
 
 
+# the files of a work directory (the scripts in celestial_ssh/scripts/ spell them too)
 WORKDIR_PREFIX = "celestial-ssh."
 ARCHIVE_NAME = "checkpoint.tar"
 FIFO_NAME = "checkpoint.fifo"
@@ -127,6 +128,7 @@ def restore_local(container_id: str) -> list[str]:
 # where the target lands an archive that fits in memory: a tmpfs the host may name (the
 # lab gives each of its hosts its own), else /dev/shm; podman then untars from RAM, and
 # the host does not write the archive back to disk while the container is frozen
+# (spelled in the same words by the workdir scripts, and used by doctor)
 TMPFS_DIR = "${CELESTIAL_SSH_TMPFS:-/dev/shm}"
 DISK_DIR = "${TMPDIR:-/var/tmp}"
 LANDING_TMPFS = "tmpfs"
