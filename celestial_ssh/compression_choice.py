@@ -11,20 +11,21 @@ faster. So the choice is made from two measurements taken before the freeze:
   memory read on the source (:func:`sample_memory_command`) and compressed here
   (:func:`compressibility`).
 
-:func:`choose_compression` turns them into a prediction per option. :func:`parse_rate`
-reads ``--bwlimit RATE``. Everything here is pure: builders return argument lists (``sh -c``
-scripts made only of quoted or validated values), nothing runs anything on a host.
+:func:`choose_compression` turns them into a prediction per option. (:func:`parse_rate`,
+for ``--bwlimit RATE``, lives in :mod:`celestial_ssh.bandwidth`.) Everything here is pure:
+the sampler is a script from ``celestial_ssh/scripts/`` with its parameters, and nothing
+runs anything on a host.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import zlib
 from dataclasses import dataclass, field
 
-from .commands import COMPRESSIONS
-from .shell import quote, sh_script, validate_remote_path
+from .bandwidth import parse_rate as parse_rate
+from .host_scripts import run_script, script_text
+from .shell import validate_remote_path
 
 # What compressing costs the freeze, as a rate of archive bytes, measured on our 2-core
 # machines (bench/README.md): podman exported 256 MB of compressible memory to tmpfs in
@@ -34,8 +35,6 @@ from .shell import quote, sh_script, validate_remote_path
 # the crossover for well-compressible memory near 540 Mbit/s.
 ZSTD_BYTES_PER_S = 80e6
 GZIP_BYTES_PER_S = 70e6
-
-COMPRESSION_OPTIONS = COMPRESSIONS  # what podman accepts, from the one list of it
 
 # the sampler reads whole 4 KiB blocks: every Linux page size is a multiple of it, so
 # mapping boundaries are always aligned to it
@@ -54,93 +53,6 @@ _MAX_RATIO = 1.1
 # budget is met, still finds resident memory when an eighth of a mapping is touched.
 _CANDIDATES_PER_SAMPLE = 8
 
-# Reads /proc/PID/smaps (or /proc/PID/maps where smaps is missing) and prints one line
-# "FIRST_BLOCK COUNT" per candidate chunk, FIRST_BLOCK being the address / 4096.
-#
-# - only private writable anonymous mappings (rw-p, inode 0, no file; [heap], [stack] and
-#   prctl-named [anon:...] ones count): that is what CRIU's image is mostly made of, while
-#   file-backed pages are largely shared libraries that compress differently;
-# - candidates are spread over the mappings in proportion to their resident (plus
-#   swapped) size from smaps, so a reserved-but-untouched mapping draws none; with plain
-#   maps the virtual size is used;
-# - positions are evenly spaced in that weighted space, never overlap within a mapping,
-#   and are printed in bit-reversed order, so that any first few of them are spread over
-#   all the memory (the reader stops once it has enough);
-# - hex is converted by hand and numbers printed with %.0f: mawk has no strtonum and its
-#   %d clamps at 2^31, while addresses / 4096 stay far below 2^53, exact in a double.
-_SELECT_CHUNKS_AWK = r"""
-function hex(s,    i, n) {
-  n = 0
-  for (i = 1; i <= length(s); i++) n = n * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1
-  return n
-}
-/^[0-9a-f]+-[0-9a-f]+ / {
-  sel = 0
-  if ($2 == "rw-p" && $5 == "0" && (NF == 5 || $6 ~ /^\[(heap|stack|anon:)/)) {
-    split($1, range, "-")
-    n++; first[n] = hex(range[1]) / 4096; blocks[n] = (hex(range[2]) - hex(range[1])) / 4096
-    weight[n] = blocks[n] * 4; sel = 1
-  }
-  next
-}
-sel && $1 == "Rss:" { weight[n] = $2 + 0; next }
-sel && $1 == "Swap:" { weight[n] += $2; next }
-END {
-  total = 0
-  for (j = 1; j <= n; j++) total += weight[j]
-  if (total <= 0) exit 0
-  j = 1; before = 0; m = 0
-  for (i = 0; i < candidates; i++) {
-    t = (i + 0.5) * total / candidates
-    while (j < n && before + weight[j] <= t) { before += weight[j]; j++ }
-    if (weight[j] <= 0) continue
-    frac = (t - before) / weight[j]
-    if (frac > 1) frac = 1
-    if (blocks[j] <= chunk) { b = first[j]; c = blocks[j] }
-    else { b = first[j] + int(frac * (blocks[j] - chunk)); c = chunk }
-    if ((j in next_free) && b < next_free[j]) b = next_free[j]
-    end_block = first[j] + blocks[j]
-    if (b >= end_block) continue
-    if (b + c > end_block) c = end_block - b
-    next_free[j] = b + c
-    cand_first[m] = b; cand_count[m] = c; m++
-  }
-  bits = 0; size = 1
-  while (size < m) { size *= 2; bits++ }
-  for (q = 0; q < size; q++) {
-    v = q; rev = 0
-    for (k = 0; k < bits; k++) { rev = rev * 2 + v % 2; v = int(v / 2) }
-    if (rev < m) printf "%.0f %.0f\n", cand_first[rev], cand_count[rev]
-  }
-}
-"""
-
-# Reads, per candidate, a line "@ FIRST_BLOCK COUNT" followed by its pagemap entries (od
-# -tx8 output, one 16-digit hex word per page) and prints the runs of pages present (bit
-# 63) or swapped (bit 62): the pages CRIU dumps. Untouched pages read as zeros from
-# /proc/PID/mem but are never dumped, so they would make memory look more compressible
-# than the archive is. A candidate without entries (no pagemap) is printed whole.
-_PRESENT_RUNS_AWK = r"""
-function flush_run() {
-  if (len > 0) { printf "%.0f %.0f\n", first + start, len; fflush() }
-  len = 0
-}
-function end_candidate() {
-  flush_run()
-  if (have && words == 0) { printf "%.0f %.0f\n", first, count; fflush() }
-}
-$1 == "@" { end_candidate(); first = $2; count = $3; have = 1; words = 0; k = 0; next }
-{
-  for (i = 1; i <= NF; i++) {
-    words++
-    if ($i ~ /^[4-9a-f]/) { if (len == 0) start = k; len++ }
-    else flush_run()
-    k++
-  }
-}
-END { end_candidate() }
-"""
-
 
 def sample_memory_command(
     pid: int, *, samples: int = 16, sample_bytes: int = 256 * 1024, proc: str = "/proc"
@@ -153,8 +65,9 @@ def sample_memory_command(
     cross the link (4 MiB by default), while the container keeps running.
 
     Candidate chunks come from the private writable anonymous mappings, weighted by
-    resident size (see the awk programs above); within a chunk only the pages present or
-    swapped per ``/proc/PID/pagemap`` are read, because CRIU dumps only those; reading
+    resident size (``scripts/select_chunks.awk``); within a chunk only the pages present
+    or swapped per ``/proc/PID/pagemap`` are read (``scripts/present_runs.awk``), because
+    CRIU dumps only those; reading
     stops at the byte budget. A vanished process, an unreadable file or page is skipped
     silently: the script then writes less, possibly nothing, and always exits 0, so a
     failed sample only means "no estimate".
@@ -175,36 +88,17 @@ def sample_memory_command(
     ):
         raise ValueError(f"sample_bytes must be a positive multiple of {_BLOCK}")
     validate_remote_path(proc)
-    base = f"{proc.rstrip('/')}/{pid}"
-    smaps, maps = quote(f"{base}/smaps"), quote(f"{base}/maps")
-    pagemap, mem = quote(f"{base}/pagemap"), quote(f"{base}/mem")
     chunk_blocks = sample_bytes // _BLOCK
-    budget_blocks = samples * chunk_blocks
-    candidates = samples * _CANDIDATES_PER_SAMPLE
-    script = "\n".join(
-        [
-            f'maps={smaps}; [ -r "$maps" ] || maps={maps}',
-            f"awk -v candidates={candidates} -v chunk={chunk_blocks}"
-            f' {quote(_SELECT_CHUNKS_AWK)} "$maps" 2>/dev/null |',
-            "while read -r first count; do",
-            '  echo "@ $first $count"',
-            f"  [ -r {pagemap} ] &&",
-            f'    dd if={pagemap} bs=8 skip="$first" count="$count" 2>/dev/null | od -An -v -tx8',
-            "done |",
-            f"awk {quote(_PRESENT_RUNS_AWK)} | {{",
-            "  got=0",
-            "  while read -r first count; do",
-            f"    left=$(({budget_blocks} - got))",
-            '    [ "$count" -gt "$left" ] && count=$left',
-            f'    dd if={mem} bs={_BLOCK} skip="$first" count="$count" 2>/dev/null',
-            "    got=$((got + count))",
-            f'    [ "$got" -ge {budget_blocks} ] && break',
-            "  done",
-            "}",
-            "exit 0",
-        ]
+    return run_script(
+        "sample_memory.sh",
+        f"{proc.rstrip('/')}/{pid}",
+        str(samples * _CANDIDATES_PER_SAMPLE),
+        str(chunk_blocks),
+        str(samples * chunk_blocks),
+        str(_BLOCK),
+        script_text("select_chunks.awk"),
+        script_text("present_runs.awk"),
     )
-    return sh_script(script)
 
 
 @dataclass(frozen=True)
@@ -348,66 +242,3 @@ def choose_compression(
     else:
         why = f"{best} would save less than {1 - margin:.0%} of the transfer time"
     return CompressionChoice("none", f"none: {why} ({numbers})", predicted)
-
-
-# -- measuring the link ----------------------------------------------------------------
-
-
-# -- --bwlimit RATE --------------------------------------------------------------------
-
-_RATE = re.compile(
-    r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?:(?P<prefix>[kmgt])(?P<binary>i)?)?(?P<unit>.*)",
-    re.IGNORECASE,
-)
-_PREFIX_POWER = {"k": 1, "m": 2, "g": 3, "t": 4}
-_BYTE_UNITS = ("", "/s", "B", "B/s", "Bps")
-_BIT_UNITS = ("bit", "bits", "bit/s", "bits/s", "bps")
-
-
-def parse_rate(text: str) -> float:
-    """Bytes per second from a ``--bwlimit`` value such as ``50M``, ``50Mbit`` or ``10MiB/s``.
-
-    The rule: a rate is a number, an optional prefix, an optional unit, an optional ``/s``.
-
-    - Without a unit, or with ``B`` (``B/s``, ``Bps``), it counts **bytes** per second, like
-      ``rsync --bwlimit`` and ``curl --limit-rate``: ``50M`` = ``50MB/s`` = 50,000,000 B/s.
-    - With ``bit`` (``bits``, ``bit/s``, ``bps``) it counts **bits**: ``400Mbit`` = 50 MB/s.
-    - Prefixes ``k``, ``M``, ``G``, ``T`` (any case) are powers of 1000; ``Ki``, ``Mi``,
-      ``Gi``, ``Ti`` powers of 1024. (rsync and curl read ``K`` as 1024 and rsync reads a
-      bare number as KiB; here a bare number is bytes and ``K`` is 1000, as written.)
-    - A lone lowercase ``b`` (``50Mb``, ``50mb/s``) is refused: people mean bits as often as
-      bytes by it, and a guess would be off eightfold.
-
-    Raises :class:`ValueError` with the accepted forms on anything else, zero or negative.
-    """
-    stripped = text.strip()
-    match = _RATE.fullmatch(stripped)
-    if match is None:
-        raise ValueError(
-            f"invalid rate {text!r}: expected a positive number with an optional unit, "
-            "e.g. 50M or 6.25MB/s (bytes per second), 50Mbit (bits), 10MiB/s"
-        )
-    number = float(match["number"])
-    unit = match["unit"]
-    multiplier = 1.0
-    if match["prefix"]:
-        base = 1024 if match["binary"] else 1000
-        multiplier = float(base ** _PREFIX_POWER[match["prefix"].lower()])
-    if unit in _BYTE_UNITS:
-        pass
-    elif unit.lower() in _BIT_UNITS:
-        multiplier /= 8
-    elif unit in ("b", "b/s"):
-        raise ValueError(
-            f"ambiguous rate {text!r}: write B for bytes (e.g. 50MB/s) or bit for bits "
-            "(e.g. 50Mbit)"
-        )
-    else:
-        raise ValueError(
-            f"invalid rate {text!r}: unknown unit {unit!r}; use no unit or B for bytes per "
-            "second (50M, 6.25MB/s, 10MiB/s) or bit for bits per second (50Mbit)"
-        )
-    rate = number * multiplier
-    if not math.isfinite(rate) or rate <= 0:
-        raise ValueError(f"invalid rate {text!r}: must be greater than zero")
-    return rate

@@ -22,7 +22,8 @@ fi
 
 need_apt=()
 for pair in podman:podman runc:runc sshd:openssh-server ssh:openssh-client ip:iproute2 \
-	gcc:gcc make:make mkfifo:coreutils zstd:zstd curl:curl socat:socat; do
+	gcc:gcc make:make mkfifo:coreutils zstd:zstd curl:curl socat:socat \
+	shellcheck:shellcheck; do
 	cmd=${pair%%:*}
 	pkg=${pair#*:}
 	if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ]; then

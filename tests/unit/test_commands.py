@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from celestial_ssh import commands
+from celestial_ssh import commands, host_scripts, podman_commands
 from celestial_ssh.commands import CheckpointOptions
 from celestial_ssh.errors import InvalidInput
+from celestial_ssh.shell import validate_remote_path
 
 WORKDIR = "/var/tmp/celestial-ssh.AbC123xYz0"
 CID = "3f1c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a"
@@ -120,30 +121,6 @@ SHA = hashlib.sha256(b"checkpoint").hexdigest()
                 'XXXXXXXXXX"',
             ],
             id="make_workdir-tagged",
-        ),
-        pytest.param(
-            commands.list_workdirs(CID),
-            [
-                "sh",
-                "-c",
-                'disk="${TMPDIR:-/var/tmp}"; tmpfs="${CELESTIAL_SSH_TMPFS:-/dev/shm}"\n'
-                'for d in "$disk"/celestial-ssh.3f1c2a9b8d7e.*; do [ -d "$d" ] && echo "$d"; done\n'
-                '[ "$tmpfs" = "$disk" ] || for d in "$tmpfs"/celestial-ssh.3f1c2a9b8d7e.*; do '
-                '[ -d "$d" ] && echo "$d"; done\ntrue',
-            ],
-            id="list_workdirs",
-        ),
-        pytest.param(
-            commands.list_workdirs(sizes=True),
-            [
-                "sh",
-                "-c",
-                'disk="${TMPDIR:-/var/tmp}"; tmpfs="${CELESTIAL_SSH_TMPFS:-/dev/shm}"\n'
-                'for d in "$disk"/celestial-ssh.*; do [ -d "$d" ] && du -sk "$d"; done\n'
-                '[ "$tmpfs" = "$disk" ] || for d in "$tmpfs"/celestial-ssh.*; do '
-                '[ -d "$d" ] && du -sk "$d"; done\ntrue',
-            ],
-            id="list_workdirs-all-sizes",
         ),
         pytest.param(
             commands.container_stats(CID),
@@ -281,113 +258,347 @@ def test_restore_import_refuses_non_integer_size() -> None:
         commands.restore_import(WORKDIR, expected_bytes="1; reboot", expected_sha256=SHA)  # type: ignore[arg-type]
 
 
-# -- the script texts ----------------------------------------------------------------------
-def test_checkpoint_stream_script_text() -> None:
-    argv = commands.checkpoint_stream(
-        "web", WORKDIR, CheckpointOptions(compression="zstd", tcp_established=True)
+# -- the scripts and their parameters ------------------------------------------------------
+SCRIPTS_DIR = Path(host_scripts.__file__).parent / host_scripts.SCRIPTS_DIR
+SCRIPT_FILES = sorted(p.name for p in SCRIPTS_DIR.iterdir() if p.suffix in (".sh", ".awk"))
+SH_SCRIPTS = [name for name in SCRIPT_FILES if name.endswith(".sh")]
+CHECKPOINT = ["container", "checkpoint", "--export", f"{WORKDIR}/checkpoint.fifo"]
+RESTORE = ["podman", "container", "restore", "--import", f"{WORKDIR}/checkpoint.tar"]
+ZEROS = ["timeout", "-s", "INT", "10", "dd", "if=/dev/zero", "bs=1M", "iflag=count_bytes"]
+TLS_LINK = commands.DirectLink(
+    ("socat", "-", "OPENSSL:t:1"),
+    ready_log=f"{WORKDIR}/link.log",
+    ready_pattern="done",
+    program="socat",
+)
+
+
+@pytest.mark.parametrize(
+    ("argv", "script", "parameters"),
+    [
+        pytest.param(
+            commands.make_landing_workdir(CID, 1000 * 1024 + 1),
+            "make_landing_workdir.sh",
+            # KiB on the tmpfs, rounded up; twice that in memory, and a reserve
+            [f"celestial-ssh.{CID[:12]}.XXXXXXXXXX", "1001", str(2 * 1001 + (256 << 10))],
+            id="make_landing_workdir",
+        ),
+        pytest.param(
+            commands.list_workdirs(CID),
+            "list_workdirs.sh",
+            [f"celestial-ssh.{CID[:12]}.*", "names"],
+            id="list_workdirs",
+        ),
+        pytest.param(
+            commands.list_workdirs(sizes=True),
+            "list_workdirs.sh",
+            ["celestial-ssh.*", "sizes"],
+            id="list_workdirs-all-sizes",
+        ),
+        pytest.param(
+            commands.checkpoint_stream(
+                "web", WORKDIR, CheckpointOptions(compression="zstd", tcp_established=True)
+            ),
+            "checkpoint_stream.sh",
+            [
+                WORKDIR,
+                "no-gated",
+                "no-hashed",
+                "no-announce",
+                "podman",
+                *CHECKPOINT,
+                "--compress",
+                "zstd",
+                "--print-stats",
+                "--tcp-established",
+                "--",
+                "web",
+            ],
+            id="checkpoint_stream",
+        ),
+        pytest.param(
+            commands.checkpoint_stream("web", WORKDIR, CheckpointOptions(), announce=True),
+            "checkpoint_stream.sh",
+            [
+                WORKDIR,
+                "no-gated",
+                "no-hashed",
+                "announce",
+                "podman",
+                "--log-level=debug",
+                *CHECKPOINT,
+                "--compress",
+                "none",
+                "--print-stats",
+                "--",
+                "web",
+            ],
+            id="checkpoint_stream-announce",
+        ),
+        pytest.param(
+            commands.checkpoint_stream(
+                CID,
+                WORKDIR,
+                CheckpointOptions(),
+                podman=("sudo", "-n", "--", "podman"),
+                gated=True,
+                hashed=True,
+            ),
+            "checkpoint_stream.sh",
+            [
+                WORKDIR,
+                "gated",
+                "hashed",
+                "no-announce",
+                "sudo",
+                "-n",
+                "--",
+                "podman",
+                *CHECKPOINT,
+                "--compress",
+                "none",
+                "--print-stats",
+                "--",
+                CID,
+            ],
+            id="checkpoint_stream-gated-hashed-sudo",
+        ),
+        pytest.param(
+            commands.direct_checkpoint_stream(["cat", "x"], WORKDIR, ["ssh", "lab-b", "land"]),
+            "direct_stream.sh",
+            ["checkpoint", WORKDIR, "ssh", "", "", "ssh lab-b land", "cat", "x"],
+            id="direct_checkpoint_stream-ssh",
+        ),
+        pytest.param(
+            commands.direct_checkpoint_stream(["cat", "x"], WORKDIR, TLS_LINK),
+            "direct_stream.sh",
+            [
+                "checkpoint",
+                WORKDIR,
+                "socat",
+                f"{WORKDIR}/link.log",
+                "done",
+                "socat - OPENSSL:t:1",
+                "cat",
+                "x",
+            ],
+            id="direct_checkpoint_stream-tls",
+        ),
+        pytest.param(
+            commands.direct_probe(3 << 20, 10, WORKDIR, ["ssh", "lab-b"]),
+            "direct_stream.sh",
+            [
+                "probe",
+                WORKDIR,
+                "ssh",
+                "",
+                "",
+                "ssh lab-b",
+                *ZEROS,
+                "count=3145728",
+                f"of={WORKDIR}/probe.fifo",
+            ],
+            id="direct_probe",
+        ),
+        pytest.param(
+            commands.probe_sender(3 << 20, 10),
+            "probe_sender.sh",
+            [*ZEROS, "count=3145728"],
+            id="probe_sender",
+        ),
+        pytest.param(
+            commands.land_archive(WORKDIR), "land_archive.sh", [WORKDIR, "hashed", "no-announce"]
+        ),
+        pytest.param(
+            commands.land_archive(WORKDIR, hashed=False, announce=True),
+            "land_archive.sh",
+            [WORKDIR, "no-hashed", "announce"],
+            id="land_archive-direct",
+        ),
+        pytest.param(
+            commands.restore_import(WORKDIR, expected_bytes=4096, expected_sha256=SHA),
+            "restore_import.sh",
+            [WORKDIR, "now", "4096", SHA, *RESTORE, "--print-stats"],
+            id="restore_import",
+        ),
+        pytest.param(
+            commands.restore_import(WORKDIR, expected_bytes=4096, expected_sha256=None),
+            "restore_import.sh",
+            [WORKDIR, "now", "4096", "-", *RESTORE, "--print-stats"],
+            id="restore_import-no-digest",
+        ),
+        pytest.param(
+            commands.restore_import(
+                WORKDIR,
+                expected_bytes=4096,
+                expected_sha256=SHA,
+                name="web2",
+                options=CheckpointOptions(tcp_established=True, file_locks=True),
+            ),
+            "restore_import.sh",
+            [
+                WORKDIR,
+                "now",
+                "4096",
+                SHA,
+                *RESTORE,
+                "--print-stats",
+                "--name",
+                "web2",
+                "--tcp-established",
+                "--file-locks",
+            ],
+            id="restore_import-name-tcp-locks",
+        ),
+        pytest.param(
+            commands.gated_restore_import(
+                WORKDIR, import_previous=f"{WORKDIR}/pre.tar", podman=("sudo", "podman")
+            ),
+            "restore_import.sh",
+            [
+                WORKDIR,
+                "gated",
+                "-",
+                "-",
+                "sudo",
+                *RESTORE,
+                "--import-previous",
+                f"{WORKDIR}/pre.tar",
+                "--print-stats",
+            ],
+            id="gated_restore_import",
+        ),
+        pytest.param(
+            commands.landed_bytes_watch(WORKDIR, 0.25, 600),
+            "landed_bytes_watch.sh",
+            [f"{WORKDIR}/checkpoint.tar", "0.25", "600"],
+            id="landed_bytes_watch",
+        ),
+        pytest.param(
+            commands.wait_for_checkpoint_end(WORKDIR, timeout_s=900),
+            "wait_for_checkpoint_end.sh",
+            [WORKDIR, "900", "5"],
+            id="wait_for_checkpoint_end",
+        ),
+        pytest.param(
+            commands.wait_for_restore_end(WORKDIR, timeout_s=60),
+            "wait_for_restore_end.sh",
+            [WORKDIR, "60"],
+            id="wait_for_restore_end",
+        ),
+        pytest.param(
+            # a root-only directory, never the host's (world-writable) TMPDIR
+            commands.hold_migration_lock(CID),
+            "hold_migration_lock.sh",
+            ["/run/celestial-ssh", f"/run/celestial-ssh/lock.{CID}"],
+            id="hold_migration_lock",
+        ),
+    ],
+)
+def test_script_argv(argv: list[str], script: str, parameters: list[str]) -> None:
+    """Each script runs as ``sh -c TEXT NAME PARAMETER...``: the text is the file's."""
+    name = script.removesuffix(".sh").replace("_", "-")
+    assert argv == ["sh", "-c", host_scripts.script_text(script), name, *parameters]
+
+
+@pytest.mark.parametrize(
+    ("script", "spelled"),
+    [
+        pytest.param(
+            "checkpoint_stream.sh",
+            [
+                f'"{commands.SOURCE_BYTES_MARKER} ',
+                f'"{commands.EXPORTED_MARKER} ',
+                f">&{commands.ANNOUNCE_FD}\n",
+                f"exit {commands.EXIT_NOT_STARTED}\n",
+                f"exit {commands.EXIT_FIFO_FAILED}\n",
+                f"/{commands.FIFO_NAME}\n",
+                f"/{commands.CHECKPOINT_STATS_NAME}\n",
+                f"/{commands.CHECKPOINT_STARTED_NAME}\n",
+                f"/{commands.CHECKPOINT_STATUS_NAME}\n",
+            ],
+        ),
+        pytest.param(
+            "direct_stream.sh",
+            [
+                f'"{commands.LINK_ENDED_MARKER} ',
+                f'"{commands.PROBE_RESULT_MARKER} ',
+                f'"$@" {commands.ANNOUNCE_FD}>&1 ',
+                f"exit {commands.EXIT_NOT_STARTED}\n",
+                f"exit {commands.EXIT_FIFO_FAILED}\n",
+                f"exit {commands.EXIT_DIRECT_LINK_FAILED}\n",
+                commands.direct_link_fifo("/w").replace("/w", "$workdir") + "\n",
+                commands.direct_probe_fifo("/w").replace("/w", "$workdir") + "\n",
+            ],
+        ),
+        pytest.param(
+            "restore_import.sh",
+            [
+                f"exit {commands.EXIT_NOT_STARTED}",
+                f"exit {commands.EXIT_ARCHIVE_SIZE_MISMATCH}\n",
+                f"exit {commands.EXIT_ARCHIVE_CHECKSUM_MISMATCH}\n",
+                f"/{commands.ARCHIVE_NAME}\n",
+                f"/{commands.SUM_NAME}\n",
+                f'/{commands.RESTORE_PID_NAME}"',
+            ],
+        ),
+        pytest.param("land_archive.sh", [f"/{commands.ARCHIVE_NAME}\n", f"/{commands.SUM_NAME}\n"]),
+        pytest.param(
+            "wait_for_checkpoint_end.sh",
+            [f"/{commands.CHECKPOINT_STARTED_NAME} ", f"/{commands.CHECKPOINT_STATUS_NAME} "],
+        ),
+        pytest.param("wait_for_restore_end.sh", [f"/{commands.RESTORE_PID_NAME} "]),
+        pytest.param("probe_sender.sh", [f"exit {commands.EXIT_NOT_STARTED}\n"]),
+        pytest.param("hold_migration_lock.sh", [f"-E {commands.LOCK_HELD_EXIT} "]),
+        pytest.param(
+            "make_landing_workdir.sh",
+            [
+                f'"{commands.TMPFS_DIR}"',
+                f'"{commands.DISK_DIR}/',
+                f"echo {commands.LANDING_TMPFS}\n",
+                f"echo {commands.LANDING_DISK}\n",
+            ],
+        ),
+        pytest.param("list_workdirs.sh", [f'"{commands.TMPFS_DIR}"', f'"{commands.DISK_DIR}"']),
+    ],
+)
+def test_scripts_spell_what_the_coordinator_expects(script: str, spelled: list[str]) -> None:
+    """Markers, exit statuses and file names are spelled in the scripts and in Python."""
+    text = host_scripts.script_text(script)
+    for words in spelled:
+        assert words in text, words
+
+
+@pytest.mark.parametrize("script", SH_SCRIPTS)
+def test_every_script_is_valid_sh(script: str) -> None:
+    """``sh -n`` reads each file, and the text sent without its comments, without error."""
+    on_disk = subprocess.run(["sh", "-n", str(SCRIPTS_DIR / script)], capture_output=True)
+    assert on_disk.returncode == 0, on_disk.stderr
+    sent = subprocess.run(["sh", "-n", "-c", host_scripts.script_text(script)], capture_output=True)
+    assert sent.returncode == 0, sent.stderr
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="needs shellcheck")
+def test_every_script_is_shellcheck_clean() -> None:
+    checked = subprocess.run(
+        ["shellcheck", "-s", "sh", *(str(SCRIPTS_DIR / name) for name in SH_SCRIPTS)],
+        capture_output=True,
+        text=True,
     )
-    assert argv[:2] == ["sh", "-c"]
-    assert len(argv) == 3
-    script = argv[2].splitlines()
-    fifo, count = f"{WORKDIR}/checkpoint.fifo", f"{WORKDIR}/dd.count"
-    errors = f"{WORKDIR}/checkpoint.err"
-    assert script == [
-        # a start marker first and podman's status last, for a rollback that lost the stream
-        # (with 'true', not ':': a failed redirection of a special builtin ends the shell
-        # with its own status before '|| exit 96' could run)
-        f"true > {WORKDIR}/checkpoint.started || exit 96",
-        f"mkfifo -m 600 {fifo} || exit 96",
-        # the archive to stdout through dd, which counts it; if stdout breaks, a second
-        # reader drains the FIFO so podman can finish; neither the reader nor podman keeps
-        # the descriptor an announcing stream would say it on (5)
-        f"{{ dd if={fifo} bs=1M 2> {count} || cat {fifo} > /dev/null; }} 5>&- &",
-        "reader=$!",
-        # podman's own output goes to files, never to the SSH channel
-        f"podman container checkpoint --export {fifo} --compress zstd --print-stats "
-        f"--tcp-established -- web > {WORKDIR}/checkpoint-stats.json 2> {errors} 5>&-",
-        "status=$?",
-        # a reader still waiting for a writer is released by opening the FIFO once more
-        'while kill -0 "$reader" 2>/dev/null; do',
-        f"  exec 3<> {fifo}; exec 3>&-; sleep 0.02",
-        "done",
-        'wait "$reader"',
-        f"rm -f {fifo}",
-        f'echo "$status" > {WORKDIR}/checkpoint.status',
-        f"cat {errors} >&2",
-        # the last stderr line: the archive's size as the source streamed it
-        f'echo "celestial-ssh-source-bytes $(tail -n 1 {count} | cut -d " " -f 1)" >&2',
-        'exit "$status"',
-    ]
-    assert commands.SOURCE_BYTES_MARKER == "celestial-ssh-source-bytes"
+    assert checked.returncode == 0, checked.stdout
 
 
-def test_announcing_checkpoint_stream_script_text() -> None:
-    script = commands.checkpoint_stream(
-        "web", WORKDIR, CheckpointOptions(compression="none"), announce=True
-    )[2].splitlines()
-    errors, stderr_fifo = f"{WORKDIR}/checkpoint.err", f"{WORKDIR}/podman-stderr.fifo"
-    # both FIFOs are made before the reader starts: a failure leaves no reader waiting
-    assert script[1:3] == [
-        f"mkfifo -m 600 {WORKDIR}/checkpoint.fifo || exit 96",
-        f"mkfifo -m 600 {stderr_fifo} || exit 96",
-    ]
-    # stdout (the archive's way out) is kept by the reader alone: whoever reads it sees
-    # its end with the last byte, not when podman has ended
-    assert script[3:7] == [
-        "exec 6>&1 > /dev/null",
-        # dd.ok: dd copied it all; dd.done: the reader has ended
-        f"{{ dd if={WORKDIR}/checkpoint.fifo bs=1M 2> {WORKDIR}/dd.count "
-        f"&& : > {WORKDIR}/dd.ok "
-        f"|| cat {WORKDIR}/checkpoint.fifo > /dev/null; : > {WORKDIR}/dd.done; }} "
-        ">&6 6>&- 5>&- &",
-        "reader=$!",
-        "exec 6>&-",
-    ]
-    start = script.index("{")
-    assert script[start : script.index("announcer=$!") + 1] == [
-        "{",
-        # never killed by a broken channel: it must read podman's stderr to the end
-        "  trap '' PIPE",
-        '  while IFS= read -r line || [ -n "$line" ]; do',
-        '    case "$line" in',
-        "      *'level=debug msg=\"Checkpointed container '*)",
-        # it waits for the reader in the background, reading podman's stderr on, and
-        # says nothing unless dd copied the whole archive
-        f'        {{ while [ ! -e {WORKDIR}/dd.done ] && kill -0 "$reader" 2>/dev/null; do',
-        "            sleep 0.005",
-        "          done",
-        f"          if [ -e {WORKDIR}/dd.ok ]; then",
-        '            echo "celestial-ssh-exported '
-        f'$(tail -n 1 {WORKDIR}/dd.count | cut -d " " -f 1)" >&5',
-        "          fi",
-        "        } &",
-        "        ;;",
-        # podman's debug and info output is left out of checkpoint.err; the rest is kept
-        "      *level=debug*|*level=info*) ;;",
-        "      *) printf '%s\\n' \"$line\" ;;",
-        "    esac",
-        f"  done < {stderr_fifo} > {errors}",
-        "} &",
-        "announcer=$!",
-    ]
-    assert (
-        f"podman --log-level=debug container checkpoint --export {WORKDIR}/checkpoint.fifo "
-        f"--compress none --print-stats -- web > {WORKDIR}/checkpoint-stats.json "
-        f"2> {stderr_fifo} 5>&-"
-    ) in script
-    # checkpoint.err is complete before it is shown, but the loop gets 2 s at most: a
-    # process podman left holding its stderr must not keep the script from ending
-    end = script.index('wait "$reader"') + 1
-    assert script[end : end + 7] == [
-        "i=0",
-        'while kill -0 "$announcer" 2>/dev/null && [ "$i" -lt 200 ]; do',
-        "  sleep 0.01; i=$((i + 1))",
-        "done",
-        'kill "$announcer" 2>/dev/null',
-        'wait "$announcer"',
-        f"rm -f {stderr_fifo}",
-    ]
-    assert script.index(f"rm -f {stderr_fifo}") < script.index(f"cat {errors} >&2")
+def test_the_text_sent_leaves_out_comments_only() -> None:
+    for script in SCRIPT_FILES:
+        lines = (SCRIPTS_DIR / script).read_text().splitlines()
+        code = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        assert host_scripts.script_text(script).splitlines() == code, script
+    assert host_scripts.script_text("checkpoint_stream.sh").startswith("workdir=$1 ")
+
+
+def test_a_missing_script_is_an_error() -> None:
+    with pytest.raises(FileNotFoundError):
+        host_scripts.script_text("no_such_script.sh")
 
 
 @pytest.mark.parametrize(
@@ -406,131 +617,21 @@ def test_parse_exported(line: str, expected: int | None) -> None:
     assert commands.parse_exported(line) == expected
 
 
-def test_checkpoint_stream_uses_the_podman_prefix() -> None:
-    script = commands.checkpoint_stream(
-        CID, WORKDIR, CheckpointOptions(), podman=("sudo", "-n", "--", "podman")
-    )[2]
-    assert f"sudo -n -- podman container checkpoint --export {WORKDIR}/checkpoint.fifo" in script
-    assert f"-- {CID} >" in script
-
-
-def test_land_archive_script_text() -> None:
-    argv = commands.land_archive(WORKDIR)
-    assert argv[:2] == ["sh", "-c"]
-    script = argv[2]
-    archive, digest = f"{WORKDIR}/checkpoint.tar", f"{WORKDIR}/checkpoint.sha256"
-    assert script.startswith("umask 077\n")
-    # openssl when the host has it, coreutils otherwise; tee's own status kept in a file
-    assert "then hasher='openssl dgst -sha256 -r'; else hasher=sha256sum; fi" in script
-    status = f"{WORKDIR}/tee.status"
-    assert f"{{ tee {archive}; echo $? > {status}; }} | $hasher > {digest}" in script
-    assert script.endswith(f'[ "$(cat {status})" = 0 ]')
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "podman_tail"),
-    [
-        pytest.param({}, "--print-stats", id="plain"),
-        pytest.param({"name": "web2"}, "--print-stats --name web2", id="name"),
-        pytest.param(
-            {"options": CheckpointOptions(tcp_established=True)},
-            "--print-stats --tcp-established",
-            id="tcp",
-        ),
-        pytest.param(
-            {"name": "web2", "options": CheckpointOptions(tcp_established=True, file_locks=True)},
-            "--print-stats --name web2 --tcp-established --file-locks",
-            id="name-tcp-locks",
-        ),
-    ],
-)
-def test_restore_import_script_text(kwargs: dict, podman_tail: str) -> None:
-    argv = commands.restore_import(WORKDIR, expected_bytes=4096, expected_sha256=SHA, **kwargs)
-    assert argv[:2] == ["sh", "-c"]
-    script = argv[2]
-    assert script.splitlines()[:3] == [
-        "want_size=4096",
-        f"want_sum={SHA}",
-        f"size=$(wc -c < {WORKDIR}/checkpoint.tar) || exit 98",
-    ]
-    assert 'if [ "$size" -ne "$want_size" ]; then' in script
-    assert f"  sum=$(cut -d ' ' -f 1 < {WORKDIR}/checkpoint.sha256)" in script
-    assert '  if [ "$sum" != "$want_sum" ]; then' in script
-    # podman in the background, its output in files (a broken connection must not kill it
-    # mid-restore), and its PID where a rollback can wait for it
-    assert script.splitlines()[-7:] == [
-        f"podman container restore --import {WORKDIR}/checkpoint.tar {podman_tail} "
-        f"> {WORKDIR}/restore.out 2> {WORKDIR}/restore.err &",
-        f"echo $! > {WORKDIR}/restore.pid",
-        'wait "$!"',
-        "status=$?",
-        f"cat {WORKDIR}/restore.out",
-        f"cat {WORKDIR}/restore.err >&2",
-        'exit "$status"',
-    ]
-
-
-def test_scripts_quote_paths_they_did_not_make() -> None:
-    # validate_remote_path allows '+', which is harmless, but the value is still passed
-    # through quote(): the script must hold exactly the path, as one word
+def test_values_reach_the_scripts_as_single_words() -> None:
+    # validate_remote_path allows '+', which is harmless; the value is one argument, as is
+    # a TLS link's command line, which the script hands to eval whole
     workdir = "/var/tmp/celestial-ssh.a+b"
-    script = commands.land_archive(workdir)[2]
-    assert f"tee {workdir}/checkpoint.tar" in script
-
-
-def test_wait_for_checkpoint_end_script_text() -> None:
-    started, status = f"{WORKDIR}/checkpoint.started", f"{WORKDIR}/checkpoint.status"
-    assert commands.wait_for_checkpoint_end(WORKDIR, timeout_s=900) == [
-        "sh",
-        "-c",
-        f"i=0; while [ ! -e {started} ] && [ $i -lt 25 ]; do\n"
-        "  sleep 0.2; i=$((i + 1))\n"
-        "done\n"
-        f"[ -e {started} ] || {{ echo never-started; exit 0; }}\n"
-        f"i=0; while [ ! -e {status} ] && [ $i -lt 4500 ]; do\n"
-        "  sleep 0.2; i=$((i + 1))\n"
-        "done\n"
-        f"[ -e {status} ] || exit 1\n"
-        f"cat {status}",
-    ]
-
-
-def test_wait_for_restore_end_script_text() -> None:
-    pid_file = f"{WORKDIR}/restore.pid"
-    assert commands.wait_for_restore_end(WORKDIR, timeout_s=60) == [
-        "sh",
-        "-c",
-        f"[ -e {pid_file} ] || exit 0\n"
-        f"pid=$(cat {pid_file})\n"
-        'i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do\n'
-        "  sleep 0.2; i=$((i + 1))\n"
-        "done\n"
-        '! kill -0 "$pid" 2>/dev/null',
-    ]
-
-
-def test_hold_migration_lock_script_text() -> None:
-    assert commands.LOCK_HELD_EXIT == 75
-    # a root-only directory, never the host's (world-writable) TMPDIR
-    assert commands.LOCK_DIR == "/run/celestial-ssh"
-    assert commands.hold_migration_lock(CID) == [
-        "sh",
-        "-c",
-        "mkdir -p -m 0700 /run/celestial-ssh && "
-        f"exec flock -n -E 75 /run/celestial-ssh/lock.{CID} "
-        "sh -c 'echo locked && exec cat > /dev/null'",
-    ]
-    assert "TMPDIR" not in commands.hold_migration_lock("web")[2]
+    assert commands.land_archive(workdir)[4] == workdir
+    argv = commands.direct_checkpoint_stream(["cat"], workdir, TLS_LINK)
+    assert argv[9] == "socat - OPENSSL:t:1"
 
 
 def test_hold_migration_lock_reads_the_lock_directory_when_called(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(commands, "LOCK_DIR", "/srv/locks")
-    assert commands.hold_migration_lock("web")[2] == (
-        "mkdir -p -m 0700 /srv/locks && exec flock -n -E 75 /srv/locks/lock.web "
-        "sh -c 'echo locked && exec cat > /dev/null'"
-    )
+    monkeypatch.setattr(podman_commands, "LOCK_DIR", "/srv/locks")
+    assert commands.hold_migration_lock("web")[4:] == ["/srv/locks", "/srv/locks/lock.web"]
+    assert commands.LOCK_HELD_EXIT == 75
 
 
 # -- executing the scripts against a fake podman ---------------------------------------------
@@ -667,7 +768,7 @@ def make_host(
     podman.chmod(0o755)
     workdir = tmp_path / "celestial-ssh.work"
     workdir.mkdir(mode=0o700)
-    commands.validate_remote_path(str(workdir))  # tmp_path must be a path the builders take
+    validate_remote_path(str(workdir))  # tmp_path must be a path the builders take
     env = {"PATH": str(bin_dir), "FAKE_PODMAN_ARGV": str(tmp_path / "podman-argv"), "LC_ALL": "C"}
     # never this machine's /dev/shm: a test that wants a tmpfs makes one there itself
     env["CELESTIAL_SSH_TMPFS"] = str(tmp_path / "no-tmpfs")
@@ -882,9 +983,7 @@ def test_landing_sizes() -> None:
     )
     # a quarter more than the memory in use, and 64 MiB for metadata and file changes
     assert commands.archive_size_estimate(256 << 20) == (320 << 20) + (64 << 20)
-    script = commands.make_landing_workdir(CID, 1000 * 1024 + 1)[2]
-    assert "-ge 1001 ]" in script  # KiB on the tmpfs, rounded up
-    assert f"-ge {2 * 1001 + (256 << 10)} ]" in script  # MemAvailable: twice, and a reserve
+    # (the sizes make_landing_workdir passes are pinned by test_script_argv)
     with pytest.raises(ValueError):
         commands.make_landing_workdir(CID, 0)
     with pytest.raises(InvalidInput):
@@ -1806,8 +1905,8 @@ def test_wait_for_restore_end_fails_on_timeout(waiting_host: FakeHost) -> None:
 def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """LOCK_DIR moved under tmp_path: /run/celestial-ssh is a real, shared system path."""
     moved = tmp_path / "run-here" / "celestial-ssh"
-    monkeypatch.setattr(commands, "LOCK_DIR", str(moved))
-    assert commands.hold_migration_lock(CID)[2].startswith(f"mkdir -p -m 0700 {moved} && ")
+    monkeypatch.setattr(podman_commands, "LOCK_DIR", str(moved))
+    assert commands.hold_migration_lock(CID)[4] == str(moved)
     return moved
 
 

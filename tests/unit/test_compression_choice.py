@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from celestial_ssh import bandwidth
 from celestial_ssh import compression_choice as cc
 from celestial_ssh.compression_choice import (
     GZIP_BYTES_PER_S,
@@ -30,6 +31,7 @@ from celestial_ssh.compression_choice import (
     sample_memory_command,
 )
 from celestial_ssh.errors import InvalidInput
+from celestial_ssh.host_scripts import script_text
 
 PID = 4242
 BLOCK = 4096
@@ -101,11 +103,28 @@ def blocks_read(output: bytes) -> list[int]:
 
 # -- sample_memory_command ---------------------------------------------------------------
 def test_sampler_is_one_sh_script_with_the_pid_paths() -> None:
-    argv = sample_memory_command(123)
-    assert argv[:2] == ["sh", "-c"] and len(argv) == 3
-    for name in ("smaps", "maps", "pagemap", "mem"):
-        assert f"/proc/123/{name}" in argv[2]
-    assert "exit 0" in argv[2].splitlines()[-1]
+    # 16 samples of 64 blocks, 8 candidates each; the awk programs travel as parameters
+    assert sample_memory_command(123) == [
+        "sh",
+        "-c",
+        script_text("sample_memory.sh"),
+        "sample-memory",
+        "/proc/123",
+        "128",
+        "64",
+        "1024",
+        "4096",
+        script_text("select_chunks.awk"),
+        script_text("present_runs.awk"),
+    ]
+    assert sample_memory_command(7, samples=2, sample_bytes=8192, proc="/fake/")[4:9] == [
+        "/fake/7",
+        "16",
+        "2",
+        "4",
+        "4096",
+    ]
+    assert "exit 0" in script_text("sample_memory.sh").splitlines()[-1]
 
 
 @pytest.mark.parametrize("pid", [0, -1, True, 1.5, "12", "1; rm -rf /"])
@@ -294,15 +313,31 @@ def test_compressibility_ratios_are_zlib_levels_1_and_6() -> None:
         estimate.ratio = 0.1  # type: ignore[misc]
 
 
-def test_compressibility_feeds_choose_compression() -> None:
-    for sample in (b"", os.urandom(1 << 16), bytes(1 << 16)):
-        estimate = compressibility(sample)
-        choose_compression(
-            link_bytes_per_s=1e6,
-            ratio=estimate.ratio,
-            gzip_ratio=estimate.gzip_ratio,
-            archive_bytes_estimate=1 << 30,
-        )
+@pytest.mark.parametrize(
+    ("sample", "chosen"),
+    [
+        pytest.param(b"", "none", id="no-sample"),
+        pytest.param(os.urandom(1 << 16), "none", id="incompressible"),
+        pytest.param(bytes(1 << 16), "zstd", id="compressible"),
+    ],
+)
+def test_compressibility_feeds_choose_compression(sample: bytes, chosen: str) -> None:
+    # on a slow link (1 MB/s) only the estimate's ratios decide whether compression pays
+    estimate = compressibility(sample)
+    archive, link = 1 << 30, 1e6
+    choice = choose_compression(
+        link_bytes_per_s=link,
+        ratio=estimate.ratio,
+        gzip_ratio=estimate.gzip_ratio,
+        archive_bytes_estimate=archive,
+    )
+    assert choice.compression == chosen
+    assert choice.predicted_s["zstd"] == max(
+        archive / ZSTD_BYTES_PER_S, archive * estimate.ratio / link
+    )
+    assert choice.predicted_s["gzip"] == max(
+        archive / GZIP_BYTES_PER_S, archive * estimate.gzip_ratio / link
+    )
 
 
 # -- choose_compression ----------------------------------------------------------------------
@@ -512,5 +547,6 @@ def test_parse_rate_refuses(text: str, match: str) -> None:
 
 
 def test_module_exports_what_the_cli_needs() -> None:
-    assert cc.COMPRESSION_OPTIONS == ("none", "zstd", "gzip")
+    assert cc.parse_rate is bandwidth.parse_rate
+    assert not hasattr(cc, "COMPRESSION_OPTIONS")  # used by nothing but its test
     assert isinstance(compressibility(b""), CompressibilityEstimate)

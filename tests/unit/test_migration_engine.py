@@ -1735,7 +1735,7 @@ def test_work_directories_are_tagged_with_the_container_id(lab: FakeLab) -> None
     # the target's may land on tmpfs: sized from the 17.33 MB podman stats says is in use
     land = join(commands.make_landing_workdir(CID, commands.archive_size_estimate(17_330_000)))
     for host, made in ((SRC, make), (TGT, land)):
-        assert f"/celestial-ssh.{CID[:12]}.XXXXXXXXXX" in made
+        assert f"celestial-ssh.{CID[:12]}.XXXXXXXXXX" in made
         assert [c for c in lab.commands_on(host) if "mktemp" in c] == [made]
     # so that `recover` finds them with list_workdirs(CID)
     assert f"celestial-ssh.{CID[:12]}.*" in join(commands.list_workdirs(CID))

@@ -1,0 +1,130 @@
+"""What the host scripts say: greeting and go lines, marker lines, exit statuses.
+
+The scripts under ``celestial_ssh/scripts/`` spell these words and numbers themselves
+(their text is constant); the tests check that both sides agree. The parsers here read
+what the scripts printed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# exit codes of our own scripts, distinct from podman's (125-127) and signals (128+)
+EXIT_ARCHIVE_SIZE_MISMATCH = 98
+EXIT_ARCHIVE_CHECKSUM_MISMATCH = 97
+EXIT_FIFO_FAILED = 96
+EXIT_DIRECT_LINK_FAILED = 95
+# a gated stream that was never told to go (the coordinator gave up before the freeze)
+EXIT_NOT_STARTED = 94
+
+# A gated stream connects before the freeze and says READY_LINE on stdout; the freeze begins
+# when the coordinator answers GO_LINE on its stdin. Measured here: an SSH handshake takes
+# 0.5 s, and a pre-connected stream cut 0.6 s off the checkpoint of 256 MB.
+READY_LINE = b"ready\n"
+GO_LINE = b"go\n"
+
+# the last stderr line of the checkpoint script: how many bytes of archive it wrote
+SOURCE_BYTES_MARKER = "celestial-ssh-source-bytes"
+# An announcing checkpoint script says this, with the archive's size, as soon as podman has
+# written the whole archive: podman then still tears down the container's network and
+# storage (0.15-0.25 s measured on our lab), which the restore need not wait for.
+EXPORTED_MARKER = "celestial-ssh-exported"
+# the file descriptor the announcement goes to (the script's caller opens it)
+ANNOUNCE_FD = 5
+# what a direct checkpoint stream says once its link has ended, with the link's status
+LINK_ENDED_MARKER = "celestial-ssh-link-ended"
+# a direct probe's last line: bytes sent and microseconds taken
+PROBE_RESULT_MARKER = "celestial-ssh-probe"
+
+
+def _marker_number(line: str, marker: str) -> int | None:
+    fields = line.split()
+    if len(fields) == 2 and fields[0] == marker and fields[1].isdigit():
+        return int(fields[1])
+    return None
+
+
+def parse_exported(line: str) -> int | None:
+    """The archive's size from an :data:`EXPORTED_MARKER` line, else None."""
+    return _marker_number(line, EXPORTED_MARKER)
+
+
+def parse_link_ended(line: str) -> int | None:
+    """The link's exit status from a :data:`LINK_ENDED_MARKER` line, else None."""
+    return _marker_number(line, LINK_ENDED_MARKER)
+
+
+@dataclass
+class StreamAnnouncements:
+    """What a direct checkpoint stream says on its stdout during the freeze.
+
+    The restore may start once the archive is complete on the source (:data:`EXPORTED_MARKER`)
+    and has landed on the target: over TLS the target's listener tells the coordinator
+    that itself; over ``ssh`` (``link_must_end``) only the source sees its link end, and
+    says so (:data:`LINK_ENDED_MARKER`).
+    """
+
+    link_must_end: bool
+    exported: int | None = None
+    link_status: int | None = None
+
+    def add(self, line: str) -> None:
+        exported, ended = parse_exported(line), parse_link_ended(line)
+        if exported is not None:
+            self.exported = exported
+        if ended is not None:
+            self.link_status = ended
+
+    @property
+    def restorable_size(self) -> int | None:
+        """The archive's size once the restore may start, else None."""
+        if self.exported is None or (self.link_must_end and self.link_status != 0):
+            return None
+        return self.exported
+
+    @property
+    def link_failed(self) -> bool:
+        return self.link_status not in (None, 0)
+
+
+def _source_marker(stderr: str) -> list[str]:
+    for line in reversed(stderr.splitlines()):
+        if line.startswith(SOURCE_BYTES_MARKER + " "):
+            return line.split()[1:]
+    return []
+
+
+def parse_source_bytes(stderr: str) -> int | None:
+    """The archive's size in bytes as the source streamed it (its last marker line)."""
+    fields = _source_marker(stderr)
+    return int(fields[0]) if 1 <= len(fields) <= 2 and fields[0].isdigit() else None
+
+
+def parse_source_sum(stderr: str) -> str | None:
+    """The archive's SHA-256 as the source streamed it (a hashed stream's marker line)."""
+    fields = _source_marker(stderr)
+    if len(fields) != 2 or len(fields[1]) != 64:
+        return None
+    return fields[1] if all(c in "0123456789abcdef" for c in fields[1]) else None
+
+
+def parse_probe_result(stdout: str) -> tuple[int, float] | None:
+    """(bytes, seconds) from a direct probe's last line."""
+    for line in reversed(stdout.splitlines()):
+        fields = line.split()
+        if (
+            len(fields) == 3
+            and fields[0] == PROBE_RESULT_MARKER
+            and fields[1].isdigit()
+            and fields[2].isdigit()
+            and int(fields[2]) > 0
+        ):
+            return int(fields[1]), int(fields[2]) / 1e6
+    return None
+
+
+def parse_landed_sizes(output: bytes) -> tuple[int | None, bytes]:
+    """The last size in a landing watch's ``output``, and its unfinished line."""
+    *lines, rest = output.split(b"\n")
+    sizes = [int(line) for line in lines if line.strip().isdigit()]
+    return (sizes[-1] if sizes else None), rest
