@@ -7,12 +7,11 @@ OpenSSH; ``--compress auto`` takes the same measurement (smaller) before each fr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 
 from . import commands, tls_link
+from .connection import ConnectionSettings, HostResolver, connection_settings
 from .data_plane import DataPlane, LinkMeasurement
 from .errors import CelestialError, InvalidInput
-from .hosts import ResolvedHost, resolve_host
 from .ssh import SSHSession
 
 
@@ -25,9 +24,10 @@ def probe_link(
     direct: bool = False,
     tls: bool = False,
     tls_address: str | None = None,
-    ssh_config: str | None = None,
-    host_resolver: Callable[[str], ResolvedHost] | None = None,
+    connection: ConnectionSettings | None = None,
     timeout: float = 300.0,
+    ssh_config: str | None = None,
+    host_resolver: HostResolver | None = None,
 ) -> LinkMeasurement:
     """Stream ``nbytes`` from ``source`` to ``target`` and time it; changes nothing there.
 
@@ -35,12 +35,17 @@ def probe_link(
     does); a source that cannot log in there raises :class:`InvalidInput`. With ``tls`` it
     streams there over TLS (as ``migrate --tls``; socat on both hosts), to ``tls_address``
     if given (else the address the SSH session to the target arrived on).
+
+    ``connection`` says how the hosts are reached (``ssh_config`` and ``host_resolver`` are
+    its older spelling and, given, replace its fields). Commands run as the login user, as
+    they always did here: the probe asks nothing about sudo.
     """
     if nbytes <= 0:
         raise InvalidInput("the probe needs a positive number of bytes")
     tls_link.check_address_option(tls_address, tls=tls)
-    resolve = host_resolver or (lambda text: resolve_host(text, ssh_config))
-    sessions = (SSHSession(resolve(source)), SSHSession(resolve(target)))
+    settings = connection_settings(connection, ssh_config=ssh_config, host_resolver=host_resolver)
+    hosts = (settings.resolve(source), settings.resolve(target))
+    opened: list[SSHSession] = []
     plane: DataPlane | None = None
     workdirs: dict[SSHSession, str] = {}
 
@@ -50,8 +55,9 @@ def probe_link(
         return workdirs[session]
 
     try:
-        for session in sessions:
-            session.connect()
+        for host in hosts:
+            opened.append(settings.open(host))
+        sessions = (opened[0], opened[1])
         plane = DataPlane.open(transport, sessions)
         if tls:
             source_dir, target_dir = (make_workdir(session) for session in sessions)
@@ -87,5 +93,5 @@ def probe_link(
                 session.run(commands.remove_workdir(workdir), timeout=30)
         if plane is not None:
             plane.close()
-        for session in sessions:
+        for session in opened:
             session.close()

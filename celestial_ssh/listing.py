@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import commands, doctor_commands
+from .connection import ConnectionSettings, connection_settings
 from .errors import PreflightFailed
-from .hosts import resolve_host
 from .podman_json import OutputError, parse_container_list, parse_size, parse_stats_list
-from .ssh import SUDO_PREFIX, SSHSession
+from .ssh import SSHSession
 
 
 @dataclass(frozen=True)
@@ -85,26 +85,10 @@ def checkpoint_blocker(
     return ""
 
 
-def _privileges(session: SSHSession, timeout: float) -> None:
-    uid = session.run(commands.whoami(), privileged=False, timeout=timeout)
-    if uid.ok and uid.stdout.strip() == "0":
-        return
-    sudo = session.run(commands.sudo_works(), privileged=False, timeout=timeout)
-    if not sudo.ok:
-        raise PreflightFailed(
-            f"{session.host.name}: user {session.host.user!r} is not root and 'sudo -n' "
-            "does not work",
-            host=session.host.name,
-            hint="Root's podman holds the containers celestial-ssh moves: log in as root, or "
-            "allow passwordless sudo (check with: celestial-ssh doctor HOST).",
-        )
-    session.privileged_prefix = SUDO_PREFIX
-
-
 def containers_on(session: SSHSession, *, timeout: float = 60.0) -> list[ContainerRow]:
-    """The rows for a connected session (privileges are set up here)."""
+    """The rows for a session connected by :meth:`ConnectionSettings.connect` (its
+    privileged commands work)."""
     name = session.host.name
-    _privileges(session, timeout)
     listing_result = session.run(
         commands.container_list_all(),
         timeout=timeout,
@@ -164,19 +148,21 @@ def list_containers(
     ssh_config: str | None = None,
     accept_new_host_keys: bool = False,
     *,
+    connection: ConnectionSettings | None = None,
     timeout: float = 60.0,
 ) -> list[ContainerRow]:
     """Every container on ``host`` (running or not) with its checkpointability.
 
+    ``connection`` says how the host is reached (``ssh_config`` and
+    ``accept_new_host_keys`` are its older spelling and, given, replace its fields).
     Raises :class:`~celestial_ssh.errors.ConnectionFailed` (and subclasses) when the host
     cannot be reached, :class:`~celestial_ssh.errors.PreflightFailed` without root access.
     """
-    resolved = resolve_host(host, ssh_config)
-    if accept_new_host_keys and resolved.strict_host_key_checking == "yes":
-        resolved = resolved.with_strict_host_key_checking("accept-new")
-    session = SSHSession(resolved)
+    settings = connection_settings(
+        connection, ssh_config=ssh_config, accept_new_host_keys=accept_new_host_keys
+    )
+    session = settings.connect(host, timeout=timeout)
     try:
-        session.connect()
         return containers_on(session, timeout=timeout)
     finally:
         session.close()

@@ -12,18 +12,26 @@ resources, and never make a host fail.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import commands, doctor_commands, tls_link
+from .connection import ConnectionSettings, connection_settings, find_privileges
 from .errors import CelestialError, ConnectionFailed
-from .hosts import resolve_host
 from .podman_json import parse_criu_version, version_tuple
-from .ssh import SUDO_PREFIX, CommandResult, SSHSession
+from .readiness_parsers import (
+    human_kib,
+    parse_cpuinfo_summary,
+    parse_df,
+    parse_kernel_version,
+    parse_meminfo,
+    parse_oci_runtime,
+    parse_podman_version,
+    tail_of,
+)
+from .ssh import CommandResult, SSHSession
 
 Level = Literal["error", "warning", "info"]
 
@@ -125,94 +133,6 @@ class HostReport:
         }
 
 
-# -- parsers ---------------------------------------------------------------------------
-def _tail(result: CommandResult, lines: int = 3) -> str:
-    text = (result.stderr + "\n" + result.stdout).strip()
-    return " | ".join(line.strip() for line in text.splitlines()[-lines:] if line.strip())
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError:
-        return {}
-    return document if isinstance(document, dict) else {}
-
-
-def parse_podman_version(text: str) -> str | None:
-    """The podman version from ``podman version --format json`` (the server's if remote)."""
-    document = _json_object(text)
-    for section in ("Server", "Client"):
-        part = document.get(section)
-        if isinstance(part, dict) and part.get("Version"):
-            return str(part["Version"])
-    return None
-
-
-def parse_oci_runtime(text: str) -> tuple[str, str] | None:
-    """(name, version) of the OCI runtime from ``podman info --format json``."""
-    host = _json_object(text).get("host")
-    if not isinstance(host, dict):
-        return None
-    runtime = host.get("ociRuntime")
-    if not isinstance(runtime, dict) or not runtime.get("name"):
-        return None
-    version_text = str(runtime.get("version") or "").strip()
-    first_line = version_text.splitlines()[0] if version_text else ""
-    match = re.search(r"\d+\.\d+(?:\.\d+)?[^\s]*", first_line)
-    return str(runtime["name"]), match.group(0) if match else first_line
-
-
-def parse_kernel_version(release: str) -> tuple[int, ...]:
-    return version_tuple(release.strip())
-
-
-def parse_cpuinfo_summary(text: str) -> dict[str, Any]:
-    """processors, model and flags from the output of :func:`doctor_commands.cpu_summary`."""
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            values.setdefault(key.strip(), value.strip())
-    model = next(
-        (values[key] for key in ("model name", "cpu model", "Hardware", "cpu") if values.get(key)),
-        "",
-    )
-    flags = (values.get("flags") or values.get("Features") or "").split()
-    processors = int(values["processors"]) if values.get("processors", "").isdigit() else 0
-    return {"model": model, "flags": flags, "processors": processors}
-
-
-def parse_meminfo(text: str) -> dict[str, int]:
-    """{"MemTotal": kib, "MemAvailable": kib}."""
-    values = {}
-    for line in text.splitlines():
-        match = re.match(r"^(\w+):\s+(\d+)", line)
-        if match:
-            values[match.group(1)] = int(match.group(2))
-    return values
-
-
-def parse_df(text: str) -> tuple[str, int, str] | None:
-    """(landing dir, available KiB, mount point) from :func:`doctor_commands.landing_disk`."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    if len(lines) < 3:
-        return None
-    fields = lines[-1].split()
-    if len(fields) < 6 or not fields[3].isdigit():
-        return None
-    return lines[0].strip(), int(fields[3]), fields[-1]
-
-
-def human_kib(kib: int) -> str:
-    value = float(kib)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "KiB" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"  # pragma: no cover
-
-
 # -- the checks ------------------------------------------------------------------------
 _STEP_CHECK_NAMES = {"runtime": "oci runtime"}
 
@@ -264,24 +184,21 @@ class _Checker:
 
     def privileges(self) -> bool:
         """Root, or ``sudo -n`` that works; the other checks need it (returns False if not)."""
-        uid = self.run(commands.whoami(), privileged=False)
-        if uid.ok and uid.stdout.strip() == "0":
-            self.report.facts["privileges"] = "root"
+        found = find_privileges(self.session, timeout=self.timeout)
+        self.report.facts["privileges"] = found.how
+        user = self.session.host.user
+        if found.how == "root":
             self.add(Check("privileges", True, "logged in as root"))
             return True
-        user = self.session.host.user
-        sudo = self.run(commands.sudo_works(), privileged=False)
-        if sudo.ok:
-            self.session.privileged_prefix = SUDO_PREFIX
-            self.report.facts["privileges"] = "sudo"
+        if found.how == "sudo":
             self.add(Check("privileges", True, f"{user} is not root; 'sudo -n' works"))
             return True
-        self.report.facts["privileges"] = None
+        said = tail_of(found.refusal, 1) if found.refusal else ""
         self.add(
             Check(
                 "privileges",
                 False,
-                f"{user} is not root and 'sudo -n' does not work ({_tail(sudo, 1) or 'no output'})"
+                f"{user} is not root and 'sudo -n' does not work ({said or 'no output'})"
                 "; the podman and CRIU checks were not run",
                 "podman checkpoint/restore needs root: log in as root, or allow passwordless "
                 f"sudo for {user!r} (celestial-ssh never types a sudo password).",
@@ -308,7 +225,7 @@ class _Checker:
                 Check(
                     "podman",
                     False,
-                    f"'podman version' failed: {_tail(result) or 'no output'}",
+                    f"'podman version' failed: {tail_of(result) or 'no output'}",
                     "Run 'podman info' on the host as root and fix what it reports.",
                 )
             )
@@ -328,7 +245,7 @@ class _Checker:
                 Check(
                     "oci runtime",
                     False,
-                    f"'podman info' names no OCI runtime: {_tail(result) or 'no output'}",
+                    f"'podman info' names no OCI runtime: {tail_of(result) or 'no output'}",
                     "Install runc or crun, and check 'podman info' on the host.",
                 )
             )
@@ -368,7 +285,7 @@ class _Checker:
                     False,
                     "CRIU is not installed (or not on root's PATH)"
                     if result.exit_status == 127 or not result.ok
-                    else f"cannot read the CRIU version from: {_tail(result) or 'no output'}",
+                    else f"cannot read the CRIU version from: {tail_of(result) or 'no output'}",
                     CRIU_FIX,
                 )
             )
@@ -400,7 +317,7 @@ class _Checker:
                 Check(
                     "criu check",
                     False,
-                    f"'criu check' fails with CRIU {version}: {_tail(check) or 'no output'}",
+                    f"'criu check' fails with CRIU {version}: {tail_of(check) or 'no output'}",
                     "This kernel needs a newer CRIU: " + CRIU_FIX,
                 )
             )
@@ -567,7 +484,7 @@ class _Checker:
                 Check(
                     "disk",
                     False,
-                    f"cannot read free space of the landing dir: {_tail(result) or 'no output'}",
+                    f"cannot read free space of the landing dir: {tail_of(result) or 'no output'}",
                     "Check that TMPDIR (or /var/tmp) exists on the host.",
                     level="warning",
                 )
@@ -609,21 +526,26 @@ def _unreachable(name: str, error: CelestialError) -> HostReport:
 def check_host(
     session_or_host: SSHSession | str,
     *,
+    connection: ConnectionSettings | None = None,
+    timeout: float = 30.0,
     ssh_config: str | None = None,
     accept_new_host_keys: bool = False,
-    timeout: float = 30.0,
 ) -> HostReport:
-    """Check one host. A host text is resolved and connected (and closed afterwards); a
-    session is used as it is (connected first if needed) and left open."""
+    """Check one host. A host text is resolved and connected through ``connection`` (and
+    closed afterwards); a session is used as it is (connected first if needed) and left
+    open. ``ssh_config`` and ``accept_new_host_keys`` are the older spelling of
+    ``connection`` (given, they replace its fields)."""
     if isinstance(session_or_host, str):
         name = session_or_host
+        settings = connection_settings(
+            connection, ssh_config=ssh_config, accept_new_host_keys=accept_new_host_keys
+        )
         try:
-            host = resolve_host(name, ssh_config)
-            if accept_new_host_keys and host.strict_host_key_checking == "yes":
-                host = host.with_strict_host_key_checking("accept-new")
-            session = SSHSession(host)
+            session = settings.open(name)
         except CelestialError as error:
             return _unreachable(name, error)
+        except OSError as error:  # pragma: no cover - paramiko wraps most of these
+            return _unreachable(name, ConnectionFailed(f"{name}: {error}", host=name))
         owned = True
     else:
         session = session_or_host
@@ -654,21 +576,22 @@ def doctor(
     ssh_config: str | None = None,
     accept_new_host_keys: bool = False,
     *,
+    connection: ConnectionSettings | None = None,
     timeout: float = 30.0,
     max_workers: int = 16,
 ) -> list[HostReport]:
-    """Check every host concurrently; the reports come back in the order of ``hosts``."""
+    """Check every host concurrently; the reports come back in the order of ``hosts``.
+
+    ``connection`` says how the hosts are reached (``ssh_config`` and
+    ``accept_new_host_keys`` are its older spelling and, given, replace its fields).
+    """
     if not hosts:
         return []
+    settings = connection_settings(
+        connection, ssh_config=ssh_config, accept_new_host_keys=accept_new_host_keys
+    )
     with ThreadPoolExecutor(max_workers=min(max_workers, len(hosts))) as pool:
         futures = [
-            pool.submit(
-                check_host,
-                host,
-                ssh_config=ssh_config,
-                accept_new_host_keys=accept_new_host_keys,
-                timeout=timeout,
-            )
-            for host in hosts
+            pool.submit(check_host, host, connection=settings, timeout=timeout) for host in hosts
         ]
         return [future.result() for future in futures]

@@ -25,13 +25,13 @@ import enum
 from dataclasses import dataclass, field
 
 from . import commands
+from .connection import ConnectionSettings, connection_settings
 from .errors import CelestialError, ConnectionFailed, PreflightFailed
 from .events import EventSink, Notice, discard_events
-from .hosts import resolve_host
 from .locking import take_migration_lock
 from .podman_json import ContainerInfo, parse_container_inspect
 from .shell import validate_container_name
-from .ssh import SUDO_PREFIX, RemoteProcess, SSHSession
+from .ssh import RemoteProcess, SSHSession
 
 WAIT_S = 900
 
@@ -73,11 +73,16 @@ def recover(
     target: str,
     container: str,
     *,
+    connection: ConnectionSettings | None = None,
+    on_event: EventSink | None = None,
     ssh_config: str | None = None,
     accept_new_host_keys: bool = False,
-    on_event: EventSink | None = None,
 ) -> RecoveryReport:
-    """Make ``container`` run on exactly one of ``source`` / ``target`` again."""
+    """Make ``container`` run on exactly one of ``source`` / ``target`` again.
+
+    ``connection`` says how the hosts are reached (``ssh_config`` and
+    ``accept_new_host_keys`` are its older spelling and, given, replace its fields).
+    """
     validate_container_name(container)
     emit = on_event or discard_events
     report = RecoveryReport(container=container, source=source, target=target)
@@ -86,20 +91,16 @@ def recover(
         report.actions.append(message)
         emit(Notice(level="info", message=message))
 
-    hosts = [resolve_host(text, ssh_config) for text in (source, target)]
-    if accept_new_host_keys:
-        hosts = [
-            host.with_strict_host_key_checking("accept-new")
-            if host.strict_host_key_checking == "yes"
-            else host
-            for host in hosts
-        ]
-    sessions = [SSHSession(host) for host in hosts]
+    settings = connection_settings(
+        connection, ssh_config=ssh_config, accept_new_host_keys=accept_new_host_keys
+    )
+    # both hosts resolved before either is connected: a typo fails before anything runs
+    hosts = [settings.resolve(text) for text in (source, target)]
+    sessions: list[SSHSession] = []
     sessions_locks: list[RemoteProcess] = []
     try:
-        for session in sessions:
-            session.connect()
-            _become_root_if_needed(session)
+        for host in hosts:
+            sessions.append(settings.connect(host, timeout=60))
         on_source, on_target = sessions
         found = {
             name: _inspect(s, container) for name, s in ((source, on_source), (target, on_target))
@@ -181,12 +182,6 @@ def recover(
             lock.kill()
         for session in sessions:
             session.close()
-
-
-def _become_root_if_needed(session: SSHSession) -> None:
-    uid = session.run(commands.whoami(), privileged=False, timeout=60)
-    if uid.ok and uid.stdout.strip() != "0":
-        session.privileged_prefix = SUDO_PREFIX
 
 
 def _inspect(session: SSHSession, container: str) -> ContainerInfo | None:

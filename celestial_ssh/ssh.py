@@ -1,4 +1,8 @@
-"""SSH sessions to one host over paramiko: strict host keys, commands with deadlines, streams.
+"""SSH sessions to one host: strict host keys, commands with deadlines, raw streams.
+
+The connection is fabric's :class:`~fabric.Connection` (gateways for ProxyJump, the
+connect arguments) under our own host-key policy; commands and streams run on its paramiko
+transport (see :mod:`celestial_ssh.connection` for why not through fabric's ``run``).
 
 A session runs every command through the host's login shell, so each command is a string
 built by :func:`celestial_ssh.shell.join` from quoted arguments. When the login user is not
@@ -19,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import fabric  # type: ignore[import-untyped]
 import paramiko
 
 from .errors import (
@@ -211,6 +216,52 @@ def _fast_transport(sock: object, **kwargs: object) -> paramiko.Transport:
     return transport
 
 
+def _fabric_config() -> fabric.Config:
+    """A fabric Config that reads nothing: hosts come resolved by ``ssh -G`` already, so
+    neither ~/.ssh/config nor fabric's own config files may change them."""
+    return fabric.Config(
+        ssh_config=paramiko.SSHConfig(), lazy=True, overrides={"load_ssh_configs": False}
+    )
+
+
+def fabric_connection(
+    host: ResolvedHost,
+    notice: NoticeSink,
+    key_files: Sequence[str] = (),
+    gateway: fabric.Connection | None = None,
+) -> fabric.Connection:
+    """An unopened fabric Connection to ``host`` that checks host keys as OpenSSH does.
+
+    fabric's constructor sets paramiko's AutoAddPolicy and loads no known_hosts: both are
+    replaced here, before anything opens. The timeouts go in ``connect_kwargs`` because
+    fabric turns ``connect_timeout`` into an int (a timeout under a second would vanish).
+    """
+    connect_kwargs: dict[str, object] = {
+        "look_for_keys": not host.identities_only and not key_files,
+        "allow_agent": not host.identities_only,
+        "timeout": host.connect_timeout,
+        "banner_timeout": host.connect_timeout,
+        "auth_timeout": host.connect_timeout,
+        "transport_factory": _fast_transport,
+    }
+    if key_files:
+        connect_kwargs["key_filename"] = list(key_files)
+    connection = fabric.Connection(
+        host.hostname,
+        user=host.user,
+        port=host.port,
+        config=_fabric_config(),
+        # False, not None: None would make fabric look for a ProxyJump of its own
+        gateway=gateway if gateway is not None else False,
+        connect_kwargs=connect_kwargs,
+    )
+    host_keys = connection.client.get_host_keys()
+    for path in (*host.known_hosts_files, "/etc/ssh/ssh_known_hosts"):
+        load_known_hosts(host_keys, os.path.expanduser(path))
+    connection.client.set_missing_host_key_policy(_HostKeyPolicy(host, notice))
+    return connection
+
+
 def _local_agent_available() -> bool:
     path = os.environ.get("SSH_AUTH_SOCK")
     return path is not None and Path(path).is_socket()
@@ -289,19 +340,19 @@ class RemoteProcess:
 
 
 class SSHSession:
-    """One authenticated SSH connection to one host."""
+    """One authenticated SSH connection to one host, on a fabric :class:`~fabric.Connection`."""
 
     def __init__(self, host: ResolvedHost, notice: NoticeSink | None = None):
         self.host = host
         self._notice = notice or (lambda message: None)
-        self._client: paramiko.SSHClient | None = None
+        self._connection: fabric.Connection | None = None
         self._jump: SSHSession | None = None
         self.privileged_prefix: tuple[str, ...] = ()
 
     # -- connection -------------------------------------------------------------------
     @property
     def is_connected(self) -> bool:
-        transport = self._client.get_transport() if self._client else None
+        transport = self._connection.transport if self._connection else None
         return bool(transport and transport.is_active())
 
     def answers(self) -> bool:
@@ -319,32 +370,16 @@ class SSHSession:
 
     def connect(self) -> None:
         host = self.host
-        client = paramiko.SSHClient()
-        host_keys = client.get_host_keys()
-        for path in (*host.known_hosts_files, "/etc/ssh/ssh_known_hosts"):
-            load_known_hosts(host_keys, os.path.expanduser(path))
-        client.set_missing_host_key_policy(_HostKeyPolicy(host, self._notice))
         key_files = [path for path in host.identity_files if os.path.isfile(path)]
-        sock = self._open_jump_channel() if host.proxy_jump else None
+        gateway = self._open_jump_host() if host.proxy_jump else None
+        connection = fabric_connection(host, self._notice, key_files, gateway)
         try:
-            client.connect(
-                host.hostname,
-                port=host.port,
-                username=host.user,
-                key_filename=key_files or None,
-                look_for_keys=not host.identities_only and not key_files,
-                allow_agent=not host.identities_only,
-                timeout=host.connect_timeout,
-                banner_timeout=host.connect_timeout,
-                auth_timeout=host.connect_timeout,
-                sock=sock,
-                transport_factory=_fast_transport,
-            )
+            connection.open()
         except HostKeyRejected:
-            client.close()
+            connection.client.close()
             raise
         except paramiko.BadHostKeyException as error:
-            client.close()
+            connection.client.close()
             entry = find_known_host_entry(
                 [os.path.expanduser(p) for p in host.known_hosts_files], host.known_hosts_name
             )
@@ -352,7 +387,7 @@ class SSHSession:
                 changed_host_key_message(host, error.key, entry), host=host.name
             ) from error
         except paramiko.AuthenticationException as error:
-            client.close()
+            connection.client.close()
             raise AuthenticationFailed(
                 f"{host.name}: authentication as {host.user!r} failed ({error})",
                 host=host.name,
@@ -360,7 +395,7 @@ class SSHSession:
                 f"is in {host.user}'s authorized_keys on {host.hostname}, or set IdentityFile.",
             ) from error
         except socket.gaierror as error:
-            client.close()
+            connection.client.close()
             config = host.ssh_config or "~/.ssh/config"
             raise ConnectionFailed(
                 f"{host.name}: cannot resolve host name {host.hostname!r} ({error.strerror})",
@@ -368,8 +403,17 @@ class SSHSession:
                 hint=f"It is neither a Host alias in {config} nor a name DNS knows. "
                 "Check the spelling, or pass --ssh-config with the file that defines it.",
             ) from error
+        except paramiko.ChannelException as error:
+            # only the jump host opens a channel before we are connected: it could not
+            # reach the host for us
+            connection.client.close()
+            raise ConnectionFailed(
+                f"{host.name}: jump host {(host.proxy_jump or '').split(',')[-1]} could not "
+                f"reach {host.hostname}:{host.port}: {error}",
+                host=host.name,
+            ) from error
         except (OSError, paramiko.SSHException, EOFError) as error:
-            client.close()
+            connection.client.close()
             raise ConnectionFailed(
                 f"{host.name}: cannot connect to {host.hostname} port {host.port}: "
                 f"{error or type(error).__name__}",
@@ -378,12 +422,13 @@ class SSHSession:
                 "nothing blocks the way (try: ssh -v "
                 f"{'-F ' + host.ssh_config + ' ' if host.ssh_config else ''}{host.name}).",
             ) from error
-        transport = client.get_transport()
+        transport = connection.client.get_transport()
         assert transport is not None
         transport.set_keepalive(10)
-        self._client = client
+        self._connection = connection
 
-    def _open_jump_channel(self) -> paramiko.Channel:
+    def _open_jump_host(self) -> fabric.Connection:
+        """The connected session to the last ProxyJump hop: fabric's gateway for this one."""
         from .hosts import resolve_host
 
         # "ProxyJump a,b": b is the last hop before us, and b itself is reached through a
@@ -394,22 +439,14 @@ class SSHSession:
         jump_host = jump_host.with_strict_host_key_checking(self.host.strict_host_key_checking)
         self._jump = SSHSession(jump_host, self._notice)
         self._jump.connect()
-        transport = self._jump._transport()
-        try:
-            return transport.open_channel(
-                "direct-tcpip", (self.host.hostname, self.host.port), ("127.0.0.1", 0)
-            )
-        except paramiko.SSHException as error:
-            raise ConnectionFailed(
-                f"{self.host.name}: jump host {jump_text} could not reach "
-                f"{self.host.hostname}:{self.host.port}: {error}",
-                host=self.host.name,
-            ) from error
+        assert self._jump._connection is not None
+        return self._jump._connection
 
     def close(self) -> None:
-        if self._client:
-            self._client.close()
-            self._client = None
+        if self._connection:
+            self._connection.close()
+            self._connection.client.close()  # also when the transport already died
+            self._connection = None
         if self._jump:
             self._jump.close()
             self._jump = None
@@ -423,7 +460,7 @@ class SSHSession:
         self.close()
 
     def _transport(self) -> paramiko.Transport:
-        transport = self._client.get_transport() if self._client else None
+        transport = self._connection.transport if self._connection else None
         if transport is None or not transport.is_active():
             raise ConnectionFailed(
                 f"{self.host.name}: the SSH connection is closed", host=self.host.name

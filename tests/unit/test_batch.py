@@ -13,13 +13,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import click
 import pytest
 from click.testing import CliRunner
 
-from celestial_ssh import batch, migration
+from celestial_ssh import batch, commands, migration
 from celestial_ssh.batch import (
     BatchEvent,
     EntryStatus,
@@ -32,6 +32,7 @@ from celestial_ssh.batch import (
     run_batch,
     spread_by_memory,
 )
+from celestial_ssh.connection import ConnectionSettings
 from celestial_ssh.errors import (
     ConnectionFailed,
     HostConfigError,
@@ -47,6 +48,7 @@ from celestial_ssh.report import MigrationReport, Outcome
 from celestial_ssh.ssh import CommandResult
 from celestial_ssh_cli import batch_commands
 from celestial_ssh_cli.batch_commands import batch_command, evacuate_command
+from tests.unit.fakes import FakeFleet, FakeSession, connecting
 from tests.unit.test_migration_engine import (  # the fake hosts of the engine's tests
     SRC,
     TGT,
@@ -214,7 +216,7 @@ def test_an_unknown_host_fails_the_batch_before_anything_moves(fleet: Fleet) -> 
         ]
     )
     with pytest.raises(HostConfigError, match=r"migration #2 \(line 9\): no such host"):
-        run_batch(plan, host_resolver=picky)
+        run_batch(plan, connection=fleet.connection(), host_resolver=picky)
     assert fleet.started == []
 
 
@@ -252,7 +254,8 @@ def test_preflight_only_stops_after_the_checks_and_releases_the_lock(lab: FakeLa
 
 # -- a fake engine -----------------------------------------------------------------------------
 class Fleet:
-    """Stands in for Migration (``batch.Migration``) and for the hosts' container states."""
+    """Stands in for Migration (``batch.runner.Migration``) and for the hosts' container
+    states (through the connection settings it hands out)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -266,6 +269,9 @@ class Fleet:
         self.states: dict[tuple[str, str], str | None] = {}  # (host, name) -> status
         self.cancelled: list[str] = []
         self.instances: list[FakeMigration] = []
+        self.hosts = FakeFleet()
+        for name in ("lab-a", "lab-b", "lab-c"):
+            self.hosts.serve(name, self.podman)
 
     def make(
         self,
@@ -280,8 +286,22 @@ class Fleet:
         self.instances.append(fake)
         return fake
 
-    def state(self, host: ResolvedHost, container: str, *, timeout: float = 60.0) -> str | None:
-        return self.states.get((host.name, container), "running")
+    def podman(self, host: ResolvedHost) -> FakeSession:
+        """A connection to ``host``: root, and its containers in the states of ``states``."""
+
+        def inspect(argv: list[str]) -> tuple[int, str, str]:
+            container = argv[-1]
+            state = self.states.get((host.name, container), "running")
+            if argv != commands.container_inspect(container):
+                raise AssertionError(f"unexpected {argv} on {host.name}")
+            if state is None:
+                return 125, "", f"Error: no such container {container}"
+            return 0, json.dumps([{"Id": "1" * 64, "State": {"Status": state}}]), ""
+
+        return FakeSession(host, {tuple(commands.whoami()): (0, "0\n", "")}, answer=inspect)
+
+    def connection(self, base: ConnectionSettings | None = None) -> ConnectionSettings:
+        return self.hosts.settings(base)
 
 
 class FakeMigration:
@@ -343,9 +363,9 @@ class FakeMigration:
 @pytest.fixture
 def fleet(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
     fleet = Fleet()
-    monkeypatch.setattr(batch, "Migration", fleet.make)
-    monkeypatch.setattr(batch, "container_state", fleet.state)
-    monkeypatch.setattr(batch, "resolve_host", lambda name, ssh_config=None: resolver(name))
+    monkeypatch.setattr(batch.runner, "Migration", fleet.make)
+    # the batch command reaches the fake hosts, whatever ssh options it was given
+    fleet.hosts.serve_cli(monkeypatch, batch_commands, "run_batch")
     yield fleet
 
 
@@ -353,7 +373,7 @@ def fleet(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
 @pytest.mark.parametrize("parallel", [1, 2, 3])
 def test_no_more_than_parallel_migrations_run_at_once(fleet: Fleet, parallel: int) -> None:
     names = [f"c{i}" for i in range(7)]
-    report = run_batch(plan_of(*names), parallel=parallel, host_resolver=resolver)
+    report = run_batch(plan_of(*names), parallel=parallel, connection=fleet.connection())
     assert report.succeeded
     assert sorted(fleet.started) == names
     assert fleet.max_running == parallel
@@ -362,7 +382,7 @@ def test_no_more_than_parallel_migrations_run_at_once(fleet: Fleet, parallel: in
 
 def test_the_first_failure_stops_the_entries_not_started(fleet: Fleet) -> None:
     fleet.failures["c1"] = "rolled_back"
-    report = run_batch(plan_of("c0", "c1", "c2", "c3"), host_resolver=resolver)
+    report = run_batch(plan_of("c0", "c1", "c2", "c3"), connection=fleet.connection())
     assert fleet.started == ["c0", "c1"]
     assert [entry.status for entry in report.entries] == [
         EntryStatus.MIGRATED,
@@ -380,7 +400,7 @@ def test_a_failure_lets_the_running_ones_finish(fleet: Fleet) -> None:
     fleet.failures["c0"] = "preflight"
     # c0 fails well before c1 ends, so no worker is free for c2 before the failure is known
     fleet.delays.update(c0=0.05, c1=0.5)
-    report = run_batch(plan_of("c0", "c1", "c2", "c3"), parallel=2, host_resolver=resolver)
+    report = run_batch(plan_of("c0", "c1", "c2", "c3"), parallel=2, connection=fleet.connection())
     # c1 was running alongside c0 when it failed: it finishes; c2, c3 never start
     assert sorted(fleet.started) == ["c0", "c1"]
     statuses = [entry.status for entry in report.entries]
@@ -395,7 +415,7 @@ def test_a_failure_lets_the_running_ones_finish(fleet: Fleet) -> None:
 def test_continue_on_error_runs_every_entry(fleet: Fleet) -> None:
     fleet.failures["c1"] = "rolled_back"
     report = run_batch(
-        plan_of("c0", "c1", "c2", "c3"), continue_on_error=True, host_resolver=resolver
+        plan_of("c0", "c1", "c2", "c3"), continue_on_error=True, connection=fleet.connection()
     )
     assert fleet.started == ["c0", "c1", "c2", "c3"]
     assert [entry.status for entry in report.entries] == [
@@ -412,7 +432,7 @@ def test_continue_on_error_runs_every_entry(fleet: Fleet) -> None:
 
 def test_events_are_forwarded_with_the_entry_index(fleet: Fleet) -> None:
     seen: list[BatchEvent] = []
-    run_batch(plan_of("c0", "c1"), host_resolver=resolver, on_event=seen.append)
+    run_batch(plan_of("c0", "c1"), connection=fleet.connection(), on_event=seen.append)
     for index in (1, 2):
         mine = [event.event for event in seen if event.index == index]
         updates = [event.status for event in mine if isinstance(event, EntryUpdate)]
@@ -425,7 +445,9 @@ def test_a_cancel_reaches_running_migrations_and_skips_the_rest(fleet: Fleet) ->
     cancel = threading.Event()
     threading.Timer(0.2, cancel.set).start()
     started = time.monotonic()
-    report = run_batch(plan_of("c0", "c1", "c2"), parallel=2, cancel=cancel, host_resolver=resolver)
+    report = run_batch(
+        plan_of("c0", "c1", "c2"), parallel=2, cancel=cancel, connection=fleet.connection()
+    )
     assert time.monotonic() - started < 3
     assert sorted(fleet.cancelled) == ["c0", "c1"]
     assert [entry.status for entry in report.entries] == [
@@ -442,7 +464,9 @@ def test_already_moved_containers_are_skipped(fleet: Fleet) -> None:
     fleet.states[("lab-a", "c1")] = None  # gone from the source, but not on the target
     fleet.states[("lab-b", "c1")] = None
     fleet.failures["c1"] = "preflight"  # so the engine's preflight says "no container"
-    report = run_batch(plan_of("c0", "c1", "c2"), continue_on_error=True, host_resolver=resolver)
+    report = run_batch(
+        plan_of("c0", "c1", "c2"), continue_on_error=True, connection=fleet.connection()
+    )
     assert fleet.started == ["c1", "c2"]
     statuses = [entry.status for entry in report.entries]
     assert statuses == [EntryStatus.ALREADY_MOVED, EntryStatus.FAILED, EntryStatus.MIGRATED]
@@ -458,13 +482,13 @@ def test_already_moved_looks_for_the_new_name_on_the_target(fleet: Fleet) -> Non
             PlanEntry(index=1, container="web", source="lab-a", target="lab-b", new_name="web-2")
         ]
     )
-    report = run_batch(plan, host_resolver=resolver)
+    report = run_batch(plan, connection=fleet.connection())
     assert report.entries[0].status is EntryStatus.ALREADY_MOVED
 
 
 def test_dry_run_passes_preflight_only(fleet: Fleet) -> None:
     fleet.failures["c1"] = "preflight"
-    report = run_batch(plan_of("c0", "c1", "c2"), dry_run=True, host_resolver=resolver)
+    report = run_batch(plan_of("c0", "c1", "c2"), dry_run=True, connection=fleet.connection())
     assert all(options.preflight_only for options in fleet.options)
     # a dry run checks every entry, even after a failed one
     assert [entry.status for entry in report.entries] == [
@@ -477,9 +501,9 @@ def test_dry_run_passes_preflight_only(fleet: Fleet) -> None:
 def test_dry_run_with_the_real_engine_freezes_nothing(
     lab: FakeLab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(batch, "SSHSession", lab.session)
     plan = Plan(entries=[PlanEntry(index=1, container="web", source=SRC, target=TGT)])
-    report = run_batch(plan, dry_run=True, host_resolver=lab.resolve)
+    settings = ConnectionSettings(host_resolver=lab.resolve, connector=connecting(lab.session))
+    report = run_batch(plan, dry_run=True, connection=settings)
     assert report.entries[0].status is EntryStatus.WOULD_MIGRATE
     assert report.succeeded and report.dry_run
     assert report.entries[0].report is not None
@@ -527,34 +551,27 @@ def test_containers_are_spread_by_free_memory_largest_first() -> None:
         spread_by_memory(containers, {})
 
 
-class EvacuationHost:
-    """A fake SSHSession for plan_evacuation: answers by the start of the command."""
+def evacuation_hosts(answers: dict[str, dict[str, CommandResult]]) -> ConnectionSettings:
+    """Hosts for plan_evacuation: each answers by the start of the command line."""
 
-    answers: ClassVar[dict[str, dict[str, CommandResult]]] = {}
+    def session(host: ResolvedHost, notice: Any = None) -> FakeSession:
+        def answer(argv: list[str]) -> CommandResult:
+            line = " ".join(argv)
+            for start, reply in answers[host.name].items():
+                if line.startswith(start):
+                    return reply
+            raise AssertionError(f"unexpected {line!r} on {host.name}")
 
-    def __init__(self, host: ResolvedHost, notice: Any = None):
-        self.host = host
-        self.privileged_prefix: tuple[str, ...] = ()
+        return FakeSession(host, answer=answer)
 
-    def connect(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def run(self, argv: list[str], **kwargs: Any) -> CommandResult:
-        line = " ".join(argv)
-        for start, answer in self.answers[self.host.name].items():
-            if line.startswith(start):
-                return answer
-        raise AssertionError(f"unexpected {line!r} on {self.host.name}")
+    return ConnectionSettings(host_resolver=resolver, connector=connecting(session))
 
 
 def _ok(stdout: str) -> CommandResult:
     return CommandResult(host="", command="", exit_status=0, stdout=stdout, stderr="")
 
 
-def test_plan_evacuation_reads_the_hosts_and_spreads(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plan_evacuation_reads_the_hosts_and_spreads() -> None:
     listing = [
         {"Id": "1" * 64, "Names": ["web"], "State": "running"},
         {"Id": "2" * 64, "Names": ["db"], "State": "running"},
@@ -565,28 +582,29 @@ def test_plan_evacuation_reads_the_hosts_and_spreads(monkeypatch: pytest.MonkeyP
         {"name": "db", "mem_usage": "2GB / 8GB"},
         {"name": "batchjob", "mem_usage": "1GB / 8GB"},
     ]
-    EvacuationHost.answers = {
-        "lab-a": {
-            "id -u": _ok("0\n"),
-            "podman container ls": _ok(json.dumps(listing)),
-            "podman stats": _ok(json.dumps(stats)),
-        },
-        "lab-b": {"id -u": _ok("0\n"), "cat /proc/meminfo": _ok("MemAvailable: 2500000 kB\n")},
-        "lab-c": {"id -u": _ok("0\n"), "cat /proc/meminfo": _ok("MemAvailable: 2000000 kB\n")},
-    }
-    monkeypatch.setattr(batch, "SSHSession", EvacuationHost)
-    plan = plan_evacuation("lab-a", ["lab-b", "lab-c"], host_resolver=resolver)
+    hosts = evacuation_hosts(
+        {
+            "lab-a": {
+                "id -u": _ok("0\n"),
+                "podman container ls": _ok(json.dumps(listing)),
+                "podman stats": _ok(json.dumps(stats)),
+            },
+            "lab-b": {"id -u": _ok("0\n"), "cat /proc/meminfo": _ok("MemAvailable: 2500000 kB\n")},
+            "lab-c": {"id -u": _ok("0\n"), "cat /proc/meminfo": _ok("MemAvailable: 2000000 kB\n")},
+        }
+    )
+    plan = plan_evacuation("lab-a", ["lab-b", "lab-c"], connection=hosts)
     assert [(e.index, e.container, e.source, e.target) for e in plan.entries] == [
         (1, "db", "lab-a", "lab-b"),  # b: 2.56 GB free -> 0.56
         (2, "batchjob", "lab-a", "lab-c"),  # c: 2.05 -> 1.05
         (3, "web", "lab-a", "lab-c"),
     ]
-    only = plan_evacuation("lab-a", ["lab-b"], host_resolver=resolver, only=["web"])
+    only = plan_evacuation("lab-a", ["lab-b"], connection=hosts, only=["web"])
     assert [entry.container for entry in only.entries] == ["web"]
     with pytest.raises(PreflightFailed, match="no running container named ghost"):
-        plan_evacuation("lab-a", ["lab-b"], host_resolver=resolver, only=["ghost"])
+        plan_evacuation("lab-a", ["lab-b"], connection=hosts, only=["ghost"])
     with pytest.raises(InvalidInput, match="both the host evacuated and a target"):
-        plan_evacuation("lab-a", ["lab-a"], host_resolver=resolver)
+        plan_evacuation("lab-a", ["lab-a"], connection=hosts)
 
 
 # -- the CLI -----------------------------------------------------------------------------------
@@ -783,7 +801,7 @@ def test_a_batch_takes_no_fixed_tls_port(cli: click.Group, tmp_path: Path) -> No
 
 
 def test_the_library_default_data_plane_for_batches(fleet: Fleet, tmp_path: Path) -> None:
-    run_batch(write_plan(tmp_path, "c0"))
+    run_batch(write_plan(tmp_path, "c0"), connection=fleet.connection())
     [options] = fleet.options
     assert (options.transport, options.direct, options.bwlimit_bytes_per_s) == ("auto", False, None)
     assert not options.tls

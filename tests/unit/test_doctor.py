@@ -11,9 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from celestial_ssh import commands, doctor_commands, tls_link
-from celestial_ssh import readiness as doctor_module
-from celestial_ssh.errors import ConnectionFailed, HostConfigError, InvalidInput
-from celestial_ssh.hosts import ResolvedHost
+from celestial_ssh.errors import ConnectionFailed, InvalidInput
 from celestial_ssh.readiness import (
     CRIU_FIX,
     PRE_COPY_UNAVAILABLE,
@@ -26,9 +24,11 @@ from celestial_ssh.readiness import (
     parse_oci_runtime,
     parse_podman_version,
 )
-from celestial_ssh.ssh import SUDO_PREFIX, CommandResult
+from celestial_ssh.ssh import SUDO_PREFIX
+from celestial_ssh_cli import fleet_commands as cli_fleet_commands
 from celestial_ssh_cli.failures import ExitCode
 from celestial_ssh_cli.fleet_commands import doctor_command, ps_command
+from tests.unit.fakes import FakeFleet, FakeSession, host
 
 PODMAN_VERSION = json.dumps({"Client": {"Version": "4.3.1", "OsArch": "linux/amd64"}})
 PODMAN_INFO = json.dumps(
@@ -91,73 +91,21 @@ def healthy_responses() -> dict[tuple[str, ...], tuple[int, str, str]]:
     }
 
 
-class FakeSession:
-    """Answers commands from a table; records (argv, privileged prefix) of every run."""
-
-    def __init__(
-        self,
-        host: ResolvedHost,
-        responses: dict[tuple[str, ...], tuple[int, str, str]] | None = None,
-        connect_error: Exception | None = None,
-        break_on: tuple[str, ...] | None = None,
-    ):
-        self.host = host
-        self.responses = healthy_responses() if responses is None else responses
-        self.connect_error = connect_error
-        self.break_on = break_on
-        self.is_connected = False
-        self.privileged_prefix: tuple[str, ...] = ()
-        self.ran: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
-        self.closed = False
-
-    def connect(self) -> None:
-        if self.connect_error is not None:
-            raise self.connect_error
-        self.is_connected = True
-
-    def close(self) -> None:
-        self.closed = True
-        self.is_connected = False
-
-    def run(
-        self, argv: list[str], *, timeout: float = 60.0, privileged: bool = True, **_: Any
-    ) -> CommandResult:
-        prefix = self.privileged_prefix if privileged else ()
-        self.ran.append((tuple(argv), prefix))
-        if self.break_on is not None and tuple(argv) == self.break_on:
-            self.is_connected = False
-            raise ConnectionFailed(f"{self.host.name}: the SSH connection is closed")
-        status, stdout, stderr = self.responses.get(
-            tuple(argv), (127, "", f"bash: {argv[0]}: command not found\n")
-        )
-        return CommandResult(self.host.name, " ".join(argv), status, stdout, stderr)
-
-
-def host(name: str = "alpha", user: str = "root") -> ResolvedHost:
-    return ResolvedHost(name=name, hostname=f"{name}.example", port=22, user=user)
-
-
 @pytest.fixture
-def fleet(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeSession]:
-    """Host name -> its fake session; unknown names fail to resolve."""
-    sessions: dict[str, FakeSession] = {}
-
-    def resolve(text: str, ssh_config: object = None) -> ResolvedHost:
-        if text not in sessions:
-            raise HostConfigError(f"{text}: cannot resolve host name {text!r}", hint="spell it")
-        return sessions[text].host
-
-    def make_session(resolved: ResolvedHost, notice: object = None) -> FakeSession:
-        return sessions[resolved.name]
-
-    monkeypatch.setattr(doctor_module, "resolve_host", resolve)
-    monkeypatch.setattr(doctor_module, "SSHSession", make_session)
-    return sessions
+def fleet() -> FakeFleet:
+    """Hosts by name; names not added fail to resolve."""
+    return FakeFleet()
 
 
-def add(fleet: dict[str, FakeSession], name: str, **kwargs: Any) -> FakeSession:
-    fleet[name] = FakeSession(host(name, kwargs.pop("user", "root")), **kwargs)
-    return fleet[name]
+def add(fleet: FakeFleet, name: str, **kwargs: Any) -> FakeSession:
+    responses = kwargs.pop("responses", None)
+    return fleet.add(
+        FakeSession(
+            host(name, kwargs.pop("user", "root")),
+            healthy_responses() if responses is None else responses,
+            **kwargs,
+        )
+    )
 
 
 # -- builders --------------------------------------------------------------------------
@@ -226,9 +174,9 @@ def test_parsers() -> None:
 
 
 # -- check_host ------------------------------------------------------------------------
-def test_healthy_host(fleet: dict[str, FakeSession]) -> None:
+def test_healthy_host(fleet: FakeFleet) -> None:
     session = add(fleet, "alpha")
-    report = check_host("alpha")
+    report = check_host("alpha", connection=fleet.settings())
     assert report.ok and report.reachable and report.failures == []
     names = [check.name for check in report.checks]
     assert names == [
@@ -269,10 +217,10 @@ def test_healthy_host(fleet: dict[str, FakeSession]) -> None:
     assert session.privileged_prefix == ()
 
 
-def test_a_host_without_socat_is_told_tls_cannot_use_it(fleet: dict[str, FakeSession]) -> None:
+def test_a_host_without_socat_is_told_tls_cannot_use_it(fleet: FakeFleet) -> None:
     session = add(fleet, "alpha")
     del session.responses[key(tls_link.socat_available())]
-    report = check_host("alpha")
+    report = check_host("alpha", connection=fleet.settings())
     tls = report.check("tls link")
     assert tls is not None and not tls.ok and tls.level == "info"
     assert tls.detail == "no socat: --tls cannot stream to or from this host"
@@ -281,18 +229,18 @@ def test_a_host_without_socat_is_told_tls_cannot_use_it(fleet: dict[str, FakeSes
     assert report.facts["socat"] is False
 
 
-def test_pre_copy_available(fleet: dict[str, FakeSession]) -> None:
+def test_pre_copy_available(fleet: FakeFleet) -> None:
     session = add(fleet, "alpha")
     session.responses[key(doctor_commands.criu_feature("mem_dirty_track"))] = (0, "", "")
-    pre_copy = check_host("alpha").check("pre-copy")
+    pre_copy = check_host("alpha", connection=fleet.settings()).check("pre-copy")
     assert pre_copy is not None and pre_copy.ok and pre_copy.status == "ok"
 
 
-def test_sudo_user_runs_privileged_commands_under_sudo(fleet: dict[str, FakeSession]) -> None:
+def test_sudo_user_runs_privileged_commands_under_sudo(fleet: FakeFleet) -> None:
     session = add(fleet, "alpha", user="deploy")
     session.responses[key(commands.whoami())] = (0, "1000\n", "")
     session.responses[key(commands.sudo_works())] = (0, "", "")
-    report = check_host("alpha")
+    report = check_host("alpha", connection=fleet.settings())
     assert report.ok
     assert report.facts["privileges"] == "sudo"
     prefixes = dict(session.ran)
@@ -375,14 +323,14 @@ def _no_sudo(session: FakeSession) -> None:
     ],
 )
 def test_each_failing_check_has_its_fix(
-    fleet: dict[str, FakeSession],
+    fleet: FakeFleet,
     change: Callable[[FakeSession], None],
     failing: str,
     detail: str,
     fix: str,
 ) -> None:
     change(add(fleet, "alpha"))
-    report = check_host("alpha")
+    report = check_host("alpha", connection=fleet.settings())
     assert not report.ok and report.reachable
     check = report.check(failing)
     assert check is not None and check.failed, report.to_dict()
@@ -392,12 +340,12 @@ def test_each_failing_check_has_its_fix(
 
 
 def test_missing_criu_marks_criu_check_failed_and_features_unknown(
-    fleet: dict[str, FakeSession],
+    fleet: FakeFleet,
 ) -> None:
     session = add(fleet, "alpha")
     for argv in (commands.criu_version(), commands.criu_check()):
         session.responses.pop(key(argv))
-    report = check_host("alpha")
+    report = check_host("alpha", connection=fleet.settings())
     assert [check.name for check in report.failures] == ["criu", "criu check"]
     assert all(check.fix == CRIU_FIX for check in report.failures)
     assert report.facts["criu_features"] == {"mem_dirty_track": None, "uffd-noncoop": None}
@@ -405,9 +353,9 @@ def test_missing_criu_marks_criu_check_failed_and_features_unknown(
     assert pre_copy is not None and pre_copy.level == "info" and not pre_copy.failed
 
 
-def test_tmpfs_for_landing_is_reported(fleet: dict[str, FakeSession]) -> None:
+def test_tmpfs_for_landing_is_reported(fleet: FakeFleet) -> None:
     add(fleet, "alpha")
-    report = check_host("alpha")
+    report = check_host("alpha", connection=fleet.settings())
     check = report.check("tmpfs")
     assert check is not None and check.ok and check.level == "info"
     assert check.detail.startswith("11.6 GiB free in /dev/shm")
@@ -429,11 +377,11 @@ def test_tmpfs_for_landing_is_reported(fleet: dict[str, FakeSession]) -> None:
     ids=["not-tmpfs", "missing"],
 )
 def test_no_tmpfs_says_archives_land_on_disk(
-    fleet: dict[str, FakeSession], answer: tuple[int, str, str]
+    fleet: FakeFleet, answer: tuple[int, str, str]
 ) -> None:
     session = add(fleet, "alpha")
     session.responses[key(doctor_commands.landing_tmpfs())] = answer
-    report = check_host("alpha")
+    report = check_host("alpha", connection=fleet.settings())
     check = report.check("tmpfs")
     assert check is not None and check.ok and check.level == "info"
     assert check.detail == "/dev/shm is not a tmpfs here: archives land on disk"
@@ -442,7 +390,7 @@ def test_no_tmpfs_says_archives_land_on_disk(
 
 
 def test_work_directories_on_a_host_are_a_warning_with_their_sizes(
-    fleet: dict[str, FakeSession],
+    fleet: FakeFleet,
 ) -> None:
     session = add(fleet, "alpha")
     session.responses[key(commands.list_workdirs(sizes=True))] = (
@@ -451,7 +399,7 @@ def test_work_directories_on_a_host_are_a_warning_with_their_sizes(
         "1048580\t/dev/shm/celestial-ssh.3f1c2a9b8d7e.KlMnOpQrSt\n",
         "",
     )
-    report = check_host("alpha")
+    report = check_host("alpha", connection=fleet.settings())
     check = report.check("leftovers")
     assert check is not None and not check.ok and check.level == "warning"
     assert not check.failed and report.ok, "a warning: the host can still migrate"
@@ -472,11 +420,11 @@ def test_work_directories_on_a_host_are_a_warning_with_their_sizes(
     "answer", [(1, "", "du: cannot read"), (0, "garbage\n", "")], ids=["fails", "unreadable"]
 )
 def test_work_directories_that_cannot_be_listed_are_information(
-    fleet: dict[str, FakeSession], answer: tuple[int, str, str]
+    fleet: FakeFleet, answer: tuple[int, str, str]
 ) -> None:
     session = add(fleet, "alpha")
     session.responses[key(commands.list_workdirs(sizes=True))] = answer
-    report = check_host("alpha")
+    report = check_host("alpha", connection=fleet.settings())
     check = report.check("leftovers")
     assert check is not None and check.level == "info" and report.ok
     assert report.facts["workdirs"] is None
@@ -488,9 +436,9 @@ def test_landing_tmpfs_uses_the_tmpfs_of_migrations() -> None:
     assert commands.make_landing_workdir("c" * 64, 1)[2].count(commands.TMPFS_DIR) == 1
 
 
-def test_no_privileges_skips_the_rest(fleet: dict[str, FakeSession]) -> None:
+def test_no_privileges_skips_the_rest(fleet: FakeFleet) -> None:
     _no_sudo(add(fleet, "alpha", user="deploy"))
-    report = check_host("alpha")
+    report = check_host("alpha", connection=fleet.settings())
     assert [check.name for check in report.checks] == ["ssh", "privileges"]
 
 
@@ -498,21 +446,19 @@ def test_no_privileges_skips_the_rest(fleet: dict[str, FakeSession]) -> None:
     ("argv", "name"),
     [(doctor_commands.memory_info(), "memory"), (doctor_commands.landing_disk(), "disk")],
 )
-def test_low_resources_warn_without_failing(
-    fleet: dict[str, FakeSession], argv: list[str], name: str
-) -> None:
+def test_low_resources_warn_without_failing(fleet: FakeFleet, argv: list[str], name: str) -> None:
     session = add(fleet, "alpha")
     if name == "memory":
         session.responses[key(argv)] = (0, "MemTotal: 1000000 kB\nMemAvailable: 100000 kB\n", "")
     else:
         session.responses[key(argv)] = (0, DF.replace("82996556", "1000"), "")
-    report = check_host("alpha")
+    report = check_host("alpha", connection=fleet.settings())
     check = report.check(name)
     assert check is not None and not check.ok and check.level == "warning" and check.fix
     assert report.ok
 
 
-def test_unreachable_host_is_a_failing_check(fleet: dict[str, FakeSession]) -> None:
+def test_unreachable_host_is_a_failing_check(fleet: FakeFleet) -> None:
     add(
         fleet,
         "alpha",
@@ -520,45 +466,45 @@ def test_unreachable_host_is_a_failing_check(fleet: dict[str, FakeSession]) -> N
             "alpha: cannot connect to alpha.example port 22: refused", hint="Check sshd."
         ),
     )
-    report = check_host("alpha")
+    report = check_host("alpha", connection=fleet.settings())
     assert not report.ok and not report.reachable
     assert [(c.name, c.ok, c.detail, c.fix) for c in report.checks] == [
         ("ssh", False, "alpha: cannot connect to alpha.example port 22: refused", "Check sshd.")
     ]
 
 
-def test_unresolvable_host_is_unreachable(fleet: dict[str, FakeSession]) -> None:
-    report = check_host("nowhere")
+def test_unresolvable_host_is_unreachable(fleet: FakeFleet) -> None:
+    report = check_host("nowhere", connection=fleet.settings())
     assert not report.reachable and report.checks[0].name == "ssh"
     assert report.checks[0].fix == "spell it"
 
 
-def test_connection_lost_during_checks(fleet: dict[str, FakeSession]) -> None:
+def test_connection_lost_during_checks(fleet: FakeFleet) -> None:
     add(fleet, "alpha", break_on=key(commands.criu_check()))
-    report = check_host("alpha")
+    report = check_host("alpha", connection=fleet.settings())
     assert not report.reachable and not report.ok
     assert report.checks[-1].name == "ssh" and "broke" in report.checks[-1].detail
 
 
-def test_a_session_passed_in_is_left_open(fleet: dict[str, FakeSession]) -> None:
-    session = FakeSession(host("alpha"))
+def test_a_session_passed_in_is_left_open(fleet: FakeFleet) -> None:
+    session = FakeSession(host("alpha"), healthy_responses())
     session.is_connected = True
     report = check_host(session)  # type: ignore[arg-type]
     assert report.ok and not session.closed
 
 
-def test_to_dict_is_json(fleet: dict[str, FakeSession]) -> None:
+def test_to_dict_is_json(fleet: FakeFleet) -> None:
     add(fleet, "alpha")
-    document = json.loads(json.dumps(check_host("alpha").to_dict()))
+    document = json.loads(json.dumps(check_host("alpha", connection=fleet.settings()).to_dict()))
     assert set(document) == {"host", "ok", "reachable", "checks", "facts"}
     assert document["host"] == "alpha" and document["ok"] is True
     assert set(document["checks"][0]) == {"name", "ok", "status", "level", "detail", "fix"}
 
 
-def test_doctor_keeps_the_order_of_hosts(fleet: dict[str, FakeSession]) -> None:
+def test_doctor_keeps_the_order_of_hosts(fleet: FakeFleet) -> None:
     for name in ("c", "a", "b"):
         add(fleet, name)
-    reports = doctor(["c", "a", "nowhere", "b"])
+    reports = doctor(["c", "a", "nowhere", "b"], connection=fleet.settings())
     assert [report.host for report in reports] == ["c", "a", "nowhere", "b"]
     assert [report.ok for report in reports] == [True, True, False, True]
     assert doctor([]) == []
@@ -572,6 +518,14 @@ def test_host_report_ok_needs_reachability() -> None:
 
 
 # -- CLI -------------------------------------------------------------------------------
+@pytest.fixture
+def cli_fleet(fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch) -> FakeFleet:
+    """The fleet, reached by the doctor and ps commands with their own ssh options."""
+    fleet.serve_cli(monkeypatch, cli_fleet_commands, "doctor")
+    fleet.serve_cli(monkeypatch, cli_fleet_commands, "list_containers")
+    return fleet
+
+
 def group() -> click.Group:
     cli = click.Group()
     cli.add_command(doctor_command)
@@ -579,33 +533,33 @@ def group() -> click.Group:
     return cli
 
 
-def test_cli_doctor_healthy_exits_0(fleet: dict[str, FakeSession]) -> None:
-    add(fleet, "alpha")
-    add(fleet, "beta")
+def test_cli_doctor_healthy_exits_0(cli_fleet: FakeFleet) -> None:
+    add(cli_fleet, "alpha")
+    add(cli_fleet, "beta")
     result = CliRunner().invoke(group(), ["doctor", "alpha", "beta"])
     assert result.exit_code == 0, result.output
     assert "alpha: ok" in result.output and "beta: ok" in result.output
     assert PRE_COPY_UNAVAILABLE in result.output
 
 
-def test_cli_doctor_failing_check_exits_4(fleet: dict[str, FakeSession]) -> None:
-    add(fleet, "alpha")
-    _drop(commands.criu_version(), commands.criu_check())(add(fleet, "beta"))
+def test_cli_doctor_failing_check_exits_4(cli_fleet: FakeFleet) -> None:
+    add(cli_fleet, "alpha")
+    _drop(commands.criu_version(), commands.criu_check())(add(cli_fleet, "beta"))
     result = CliRunner().invoke(group(), ["doctor", "alpha", "beta"])
     assert result.exit_code == ExitCode.PREFLIGHT == 4
     assert "beta: FAILED" in result.output
     assert "fix: " + CRIU_FIX in result.output
 
 
-def test_cli_doctor_unreachable_exits_3(fleet: dict[str, FakeSession]) -> None:
-    _drop(commands.criu_version())(add(fleet, "alpha"))
+def test_cli_doctor_unreachable_exits_3(cli_fleet: FakeFleet) -> None:
+    _drop(commands.criu_version())(add(cli_fleet, "alpha"))
     result = CliRunner().invoke(group(), ["doctor", "alpha", "nowhere"])
     assert result.exit_code == ExitCode.CONNECTION == 3
     assert "nowhere: UNREACHABLE" in result.output
 
 
-def test_cli_doctor_json_is_one_document(fleet: dict[str, FakeSession]) -> None:
-    add(fleet, "alpha")
+def test_cli_doctor_json_is_one_document(cli_fleet: FakeFleet) -> None:
+    add(cli_fleet, "alpha")
     result = CliRunner().invoke(group(), ["doctor", "--json", "alpha", "nowhere"])
     assert result.exit_code == 3
     document = json.loads(result.output)
@@ -620,12 +574,10 @@ def test_cli_doctor_needs_a_host() -> None:
 
 
 def test_cli_doctor_table_on_a_terminal(
-    fleet: dict[str, FakeSession], monkeypatch: pytest.MonkeyPatch
+    cli_fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import celestial_ssh_cli.fleet_commands as fleet_commands
-
-    monkeypatch.setattr(fleet_commands, "_is_terminal", lambda: True)
-    _drop(commands.criu_version(), commands.criu_check())(add(fleet, "alpha"))
+    monkeypatch.setattr(cli_fleet_commands, "_is_terminal", lambda: True)
+    _drop(commands.criu_version(), commands.criu_check())(add(cli_fleet, "alpha"))
     result = CliRunner().invoke(group(), ["doctor", "alpha"])
     assert result.exit_code == 4
     assert "criu check" in result.output and "FAIL" in result.output

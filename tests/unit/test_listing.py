@@ -10,13 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from celestial_ssh import commands, doctor_commands
-from celestial_ssh import listing as listing_module
-from celestial_ssh.errors import ConnectionFailed, HostConfigError
+from celestial_ssh.errors import ConnectionFailed
 from celestial_ssh.hosts import ResolvedHost
 from celestial_ssh.listing import checkpoint_blocker, list_containers, parse_size
 from celestial_ssh.ssh import SUDO_PREFIX
+from celestial_ssh_cli import fleet_commands as cli_fleet_commands
 from celestial_ssh_cli.fleet_commands import doctor_command, ps_command
-from tests.unit.test_doctor import FakeSession
+from tests.unit.fakes import FakeFleet, FakeSession
 
 WEB = "a" * 64
 DB = "b" * 64
@@ -70,32 +70,24 @@ def responses(
 
 
 @pytest.fixture
-def fleet(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeSession]:
-    sessions: dict[str, FakeSession] = {}
-
-    def resolve(text: str, ssh_config: object = None) -> ResolvedHost:
-        if text not in sessions:
-            raise HostConfigError(f"{text}: cannot resolve host name {text!r}")
-        return sessions[text].host
-
-    monkeypatch.setattr(listing_module, "resolve_host", resolve)
-    monkeypatch.setattr(listing_module, "SSHSession", lambda resolved: sessions[resolved.name])
-    return sessions
+def fleet() -> FakeFleet:
+    return FakeFleet()
 
 
-def add(fleet: dict[str, FakeSession], name: str, **kwargs: Any) -> FakeSession:
+def add(fleet: FakeFleet, name: str, **kwargs: Any) -> FakeSession:
     user = kwargs.pop("user", "root")
-    fleet[name] = FakeSession(
-        ResolvedHost(name=name, hostname=f"{name}.example", user=user),
-        responses=kwargs.pop("responses", None) or responses(),
-        **kwargs,
+    return fleet.add(
+        FakeSession(
+            ResolvedHost(name=name, hostname=f"{name}.example", user=user),
+            kwargs.pop("responses", None) or responses(),
+            **kwargs,
+        )
     )
-    return fleet[name]
 
 
-def test_rows(fleet: dict[str, FakeSession]) -> None:
+def test_rows(fleet: FakeFleet) -> None:
     session = add(fleet, "alpha")
-    rows = {row.name: row for row in list_containers("alpha")}
+    rows = {row.name: row for row in list_containers("alpha", connection=fleet.settings())}
     web, db, old = rows["web"], rows["db"], rows["old"]
     assert (web.id, web.image, web.state) == (WEB[:12], "localhost/memtick:latest", "running")
     assert (web.memory_usage, web.memory_bytes) == ("17.06MB", 17_060_000)
@@ -108,25 +100,25 @@ def test_rows(fleet: dict[str, FakeSession]) -> None:
     assert json.loads(json.dumps(web.to_dict()))["checkpointable"] is True
 
 
-def test_stats_failure_is_tolerated(fleet: dict[str, FakeSession]) -> None:
+def test_stats_failure_is_tolerated(fleet: FakeFleet) -> None:
     add(fleet, "alpha", responses=responses(stats=(125, "", "Error: cgroup stats\n")))
-    rows = list_containers("alpha")
+    rows = list_containers("alpha", connection=fleet.settings())
     assert [row.memory_usage for row in rows] == [None, None, None]
     assert rows[0].checkpointable
 
 
-def test_empty_host_runs_neither_inspect_nor_stats(fleet: dict[str, FakeSession]) -> None:
+def test_empty_host_runs_neither_inspect_nor_stats(fleet: FakeFleet) -> None:
     session = add(fleet, "alpha", responses=responses(items=[]))
-    assert list_containers("alpha") == []
+    assert list_containers("alpha", connection=fleet.settings()) == []
     assert tuple(doctor_commands.container_stats()) not in [argv for argv, _ in session.ran]
 
 
-def test_sudo_is_used_when_not_root(fleet: dict[str, FakeSession]) -> None:
+def test_sudo_is_used_when_not_root(fleet: FakeFleet) -> None:
     table = responses()
     table[tuple(commands.whoami())] = (0, "1000\n", "")
     table[tuple(commands.sudo_works())] = (0, "", "")
     session = add(fleet, "alpha", user="deploy", responses=table)
-    list_containers("alpha")
+    list_containers("alpha", connection=fleet.settings())
     assert dict(session.ran)[tuple(commands.container_list_all())] == SUDO_PREFIX
 
 
@@ -158,6 +150,13 @@ def test_parse_size() -> None:
     assert parse_size("lots") is None
 
 
+@pytest.fixture
+def cli_fleet(fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch) -> FakeFleet:
+    """The fleet, reached by the ps command with its own ssh options."""
+    fleet.serve_cli(monkeypatch, cli_fleet_commands, "list_containers")
+    return fleet
+
+
 def group() -> click.Group:
     cli = click.Group()
     cli.add_command(doctor_command)
@@ -165,8 +164,8 @@ def group() -> click.Group:
     return cli
 
 
-def test_cli_ps_plain(fleet: dict[str, FakeSession]) -> None:
-    add(fleet, "alpha")
+def test_cli_ps_plain(cli_fleet: FakeFleet) -> None:
+    add(cli_fleet, "alpha")
     result = CliRunner().invoke(group(), ["ps", "alpha"])
     assert result.exit_code == 0, result.output
     lines = [line.split("\t") for line in result.output.splitlines()]
@@ -182,9 +181,9 @@ def test_cli_ps_plain(fleet: dict[str, FakeSession]) -> None:
     assert lines[1][-1].startswith("no: uses the host network")
 
 
-def test_cli_ps_json_and_unreachable_host(fleet: dict[str, FakeSession]) -> None:
-    add(fleet, "alpha")
-    add(fleet, "beta", connect_error=ConnectionFailed("beta: cannot connect", hint="is it up?"))
+def test_cli_ps_json_and_unreachable_host(cli_fleet: FakeFleet) -> None:
+    add(cli_fleet, "alpha")
+    add(cli_fleet, "beta", connect_error=ConnectionFailed("beta: cannot connect", hint="is it up?"))
     result = CliRunner().invoke(group(), ["ps", "--json", "alpha", "beta"])
     assert result.exit_code == 3
     document = json.loads(result.stdout)
@@ -210,23 +209,19 @@ def test_cli_ps_json_and_unreachable_host(fleet: dict[str, FakeSession]) -> None
     }
 
 
-def test_cli_ps_without_root_exits_4(fleet: dict[str, FakeSession]) -> None:
+def test_cli_ps_without_root_exits_4(cli_fleet: FakeFleet) -> None:
     table = responses()
     table[tuple(commands.whoami())] = (0, "1000\n", "")
     table[tuple(commands.sudo_works())] = (1, "", "sudo: a password is required\n")
-    add(fleet, "alpha", user="deploy", responses=table)
+    add(cli_fleet, "alpha", user="deploy", responses=table)
     result = CliRunner().invoke(group(), ["ps", "alpha"])
     assert result.exit_code == 4
     assert "sudo -n" in result.stderr
 
 
-def test_cli_ps_table_on_a_terminal(
-    fleet: dict[str, FakeSession], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import celestial_ssh_cli.fleet_commands as fleet_commands
-
-    monkeypatch.setattr(fleet_commands, "_is_terminal", lambda: True)
-    add(fleet, "alpha")
+def test_cli_ps_table_on_a_terminal(cli_fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_fleet_commands, "_is_terminal", lambda: True)
+    add(cli_fleet, "alpha")
     result = CliRunner(env={"COLUMNS": "200"}).invoke(group(), ["ps", "alpha"])
     assert result.exit_code == 0
     assert "web" in result.output and "checkpointable" in result.output

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from celestial_ssh import commands, recovery
+from celestial_ssh import commands, connection, recovery
+from celestial_ssh.connection import ConnectionSettings
 from celestial_ssh.errors import (
     ConnectionFailed,
     InvalidInput,
@@ -28,7 +29,7 @@ from celestial_ssh.errors import (
     RemoteCommandFailed,
 )
 from celestial_ssh.events import Notice
-from celestial_ssh.hosts import HostSpec, ResolvedHost
+from celestial_ssh.hosts import ResolvedHost
 from celestial_ssh.recovery import (
     RecoveryOutcome,
     RecoveryReport,
@@ -40,6 +41,7 @@ from celestial_ssh.ssh import SUDO_PREFIX, CommandResult
 from celestial_ssh_cli import main as cli_main
 from celestial_ssh_cli.failures import ExitCode, exit_code_for
 from celestial_ssh_cli.main import cli
+from tests.unit.fakes import FakeFleet, FakeSession
 
 SRC, TGT = "lab-a", "lab-b"
 CID = "c0ffee00" * 8
@@ -78,6 +80,7 @@ class Host:
     containers: list[Container] = field(default_factory=list)
     workdirs: list[str] = field(default_factory=list)
     uid: str = "0"
+    sudo_works: bool = True  # whether `sudo -n true` succeeds for a user who is not root
     # called when the command line holding the key runs; may change state, and return an
     # answer that replaces the normal one (None: answer normally)
     hooks: dict[str, Hook] = field(default_factory=dict)
@@ -95,6 +98,10 @@ class Host:
                     return answer
         if argv == commands.whoami():
             return result(self.uid + "\n")
+        if argv == commands.sudo_works():
+            if self.sudo_works:
+                return result()
+            return result(status=1, stderr="sudo: a password is required\n")
         if argv[:6] == ["podman", "container", "inspect", "--format", "json", "--"]:
             found = self.find(argv[6])
             if found is None:
@@ -131,65 +138,15 @@ class FakeLock:
             self.killed_after = len(self.lab.log)
 
 
-class FakeSession:
-    def __init__(self, lab: Lab, host: ResolvedHost):
-        self.lab = lab
-        self.host = host
-        self.privileged_prefix: tuple[str, ...] = ()
-        self.connected = False
-        self.closed = False
-        lab.sessions.append(self)
-
-    def connect(self) -> None:
-        if self.host.name in self.lab.unreachable:
-            raise ConnectionFailed(f"{self.host.name}: no route to host", host=self.host.name)
-        self.connected = True
-
-    def close(self) -> None:
-        self.connected = False
-        self.closed = True
-
-    def run(
-        self,
-        argv: list[str],
-        *,
-        timeout: float = 60.0,
-        privileged: bool = True,
-        check: bool = False,
-        what: str | None = None,
-        hint: str | None = None,
-    ) -> CommandResult:
-        assert self.connected, f"{self.host.name}: command on a closed session"
-        line = join([*(self.privileged_prefix if privileged else ()), *argv])
-        self.lab.log.append((self.host.name, line))
-        self.lab.timeouts.append(timeout)
-        answer = self.lab.hosts[self.host.name].execute(argv)
-        answer = CommandResult(
-            host=self.host.name,
-            command=line,
-            exit_status=answer.exit_status,
-            stdout=answer.stdout,
-            stderr=answer.stderr,
-        )
-        if check and not answer.ok:
-            raise RemoteCommandFailed(
-                f"{self.host.name}: {what or line} failed",
-                host=self.host.name,
-                command=line,
-                exit_status=answer.exit_status,
-                stderr=answer.stderr,
-            )
-        return answer
-
-
 class Lab:
     def __init__(self) -> None:
         self.hosts = {SRC: Host(SRC, self), TGT: Host(TGT, self)}
         self.log: list[tuple[str, str]] = []
         self.timeouts: list[float] = []
         self.unexpected: list[tuple[str, str]] = []
-        self.sessions: list[FakeSession] = []
-        self.resolved: list[tuple[str, Any]] = []
+        self.fleet = FakeFleet()
+        for name in self.hosts:
+            self.fleet.serve(name, self.session)
         self.unreachable: set[str] = set()
         self.locks: list[tuple[FakeLock | None, dict[str, Any]]] = []
         self.lock_answer: Callable[[Callable[[str], None]], FakeLock | None] | None = None
@@ -203,14 +160,30 @@ class Lab:
     def target(self) -> Host:
         return self.hosts[TGT]
 
+    @property
+    def sessions(self) -> list[FakeSession]:
+        return self.fleet.connected
+
+    @property
+    def resolved(self) -> list[str]:
+        return self.fleet.resolved
+
     # -- the stand-ins ---------------------------------------------------------------------
-    def resolve(self, text: str, ssh_config: Any = None) -> ResolvedHost:
-        self.resolved.append((text, ssh_config))
-        spec = HostSpec.parse(text)
-        return ResolvedHost(name=text, hostname=spec.host, user=spec.user or "root")
+    def settings(self, **fields: Any) -> ConnectionSettings:
+        return self.fleet.settings(**fields)
 
     def session(self, host: ResolvedHost) -> FakeSession:
-        return FakeSession(self, host)
+        """A new connection to ``host``: it runs what that host's podman answers."""
+        error = None
+        if host.name in self.unreachable:
+            error = ConnectionFailed(f"{host.name}: no route to host", host=host.name)
+        return FakeSession(
+            host,
+            answer=self.hosts[host.name].execute,
+            connect_error=error,
+            log=self.log,
+            timeouts=self.timeouts,
+        )
 
     def take_lock(
         self,
@@ -227,7 +200,7 @@ class Lab:
             "container": container,
             "id": container_id,
             "timeout_s": timeout_s,
-            "connected": session.connected,
+            "connected": session.is_connected,
         }
         lock = self.lock_answer(warn) if self.lock_answer else FakeLock(self)
         self.locks.append((lock, call))
@@ -261,8 +234,6 @@ class Lab:
 @pytest.fixture
 def lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
     lab = Lab()
-    monkeypatch.setattr(recovery, "SSHSession", lab.session)
-    monkeypatch.setattr(recovery, "resolve_host", lab.resolve)
     monkeypatch.setattr(recovery, "take_migration_lock", lab.take_lock)
     yield lab
     assert lab.unexpected == [], "recover ran commands no test expected"
@@ -278,7 +249,9 @@ def leftovers(lab: Lab) -> None:
 
 
 def run(lab: Lab, container: str = "web", **kwargs: Any) -> RecoveryReport:
-    return recover(SRC, TGT, container, on_event=lab.events.append, **kwargs)
+    return recover(
+        SRC, TGT, container, connection=lab.settings(), on_event=lab.events.append, **kwargs
+    )
 
 
 def waits_of(workdir: str) -> list[str]:
@@ -576,9 +549,19 @@ def test_a_non_root_user_gets_sudo(lab: Lab) -> None:
     run(lab)
     prefix = join(list(SUDO_PREFIX)) + " "
     target = lab.commands_on(TGT)
-    assert target[0] == "id -u"  # asked without sudo
-    assert all(line.startswith(prefix) for line in target[1:])
+    assert target[:2] == ["id -u", "sudo -n true"]  # asked without sudo
+    assert all(line.startswith(prefix) for line in target[2:])
     assert not any(line.startswith("sudo") for line in lab.commands_on(SRC))
+
+
+def test_a_non_root_user_without_sudo_stops_recover_before_anything_runs(lab: Lab) -> None:
+    lab.target.uid = "1000"
+    lab.target.sudo_works = False
+    lab.source.containers.append(Container(CID, "web", "exited"))
+    with pytest.raises(PreflightFailed, match="is not root and 'sudo -n' does not work") as caught:
+        run(lab)
+    assert "sudo: a password is required" in caught.value.message
+    assert lab.changes() == [] and lab.locks == []
 
 
 def test_a_container_id_is_taken_as_well_as_a_name(lab: Lab) -> None:
@@ -597,8 +580,8 @@ def test_the_target_copy_is_found_by_id_under_another_name(lab: Lab) -> None:
 
 def test_ssh_options_reach_the_hosts(lab: Lab) -> None:
     lab.source.containers.append(Container(CID, "web", "running"))
-    run(lab, ssh_config="/etc/lab/ssh_config", accept_new_host_keys=True)
-    assert lab.resolved == [(SRC, "/etc/lab/ssh_config"), (TGT, "/etc/lab/ssh_config")]
+    run(lab, accept_new_host_keys=True)
+    assert lab.resolved == [SRC, TGT]
     assert [s.host.strict_host_key_checking for s in lab.sessions] == ["accept-new"] * 2
 
 
@@ -790,8 +773,8 @@ def test_recover_command_refuses_a_hostile_name_before_connecting(
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("no host may be resolved or connected")
 
-    monkeypatch.setattr(recovery, "resolve_host", refuse)
-    monkeypatch.setattr(recovery, "SSHSession", refuse)
+    monkeypatch.setattr(connection, "resolve_host", refuse)
+    monkeypatch.setattr(connection, "open_ssh_session", refuse)
     outcome = invoke(SRC, TGT, "web;reboot")
     assert outcome.exit_code == ExitCode.USAGE == 2
     assert "container 'web;reboot' is not a valid container name or ID" in outcome.stderr
