@@ -38,11 +38,13 @@ lab-status:
 demo: lab
 	bash lab/demo.sh
 
-lint: venv
+lint: deps venv
 	$(BIN)/ruff check celestial_ssh celestial_ssh_cli tests examples bench
 	$(BIN)/ruff format --check celestial_ssh celestial_ssh_cli tests examples bench
 	$(BIN)/mypy celestial_ssh
 	$(BIN)/mypy --strict bench
+	shellcheck -s sh celestial_ssh/scripts/*.sh
+	shellcheck lab/*.sh examples/*.sh
 
 test: lab lint
 	$(BIN)/python -m pytest tests

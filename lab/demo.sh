@@ -37,4 +37,4 @@ for host in lab-a lab-b; do
 	found=$(ssh_lab "$host" "podman ps --all --filter name=$NAME --format '{{.Names}}: {{.Status}}'")
 	echo "$host: ${found:-no container named $NAME}"
 done
-printf '\nThe demo container stays on lab-b; `make lab-down` removes the whole lab.\n'
+printf '\nThe demo container stays on lab-b; "make lab-down" removes the whole lab.\n'
