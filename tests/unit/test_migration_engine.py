@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from celestial_ssh import commands, data_plane, migration, precopy
+from celestial_ssh.migration import connection, context, preflight
 from celestial_ssh.commands import CheckpointOptions
 from celestial_ssh.errors import (
     ConnectionFailed,
@@ -463,11 +464,11 @@ class FakeLab:
 @pytest.fixture
 def lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLab]:
     lab = FakeLab()
-    monkeypatch.setattr(migration, "SSHSession", lab.session)
-    monkeypatch.setattr(migration, "resolve_host", lab.resolve)
-    monkeypatch.setattr(migration, "relay", lab.relay)
+    monkeypatch.setattr(connection, "SSHSession", lab.session)
+    monkeypatch.setattr(connection, "resolve_host", lab.resolve)
+    monkeypatch.setattr(context, "relay", lab.relay)
     monkeypatch.setattr(data_plane, "relay", lab.relay)  # the link probe's stream
-    monkeypatch.setattr(migration.time, "sleep", lambda seconds: None)  # reconnect back-off
+    monkeypatch.setattr(connection.time, "sleep", lambda seconds: None)  # reconnect back-off
     yield lab
     assert lab.unexpected == [], "the engine ran commands no test expected"
 
@@ -1487,7 +1488,7 @@ def test_the_engine_takes_the_lock_through_locking_take_migration_lock(
         kwargs["warn"]("a warning from the lock")
         return Held()
 
-    monkeypatch.setattr(migration, "take_migration_lock", take)
+    monkeypatch.setattr(preflight, "take_migration_lock", take)
     engine = run(lab, MigrationOptions(command_timeout_s=42.0))
     [call] = calls
     assert {key: call[key] for key in ("host", "container", "id", "timeout_s")} == {
