@@ -21,8 +21,6 @@ Module map::
     rollback.py      undo before the freeze; after it, roll back or complete
 """
 
-from ..hosts import resolve_host
-from ..ssh import SSHSession
 from .context import MigrationCancelled
 from .engine import Migration, migrate
 from .options import MigrationOptions, check_options
@@ -34,9 +32,7 @@ __all__ = [
     "Migration",
     "MigrationCancelled",
     "MigrationOptions",
-    "SSHSession",
     "State",
     "check_options",
     "migrate",
-    "resolve_host",
 ]

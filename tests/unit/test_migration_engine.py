@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 
 from celestial_ssh import commands, data_plane, migration, precopy
-from celestial_ssh.migration import connection, context, preflight
 from celestial_ssh.commands import CheckpointOptions
 from celestial_ssh.errors import (
     ConnectionFailed,
@@ -47,7 +46,7 @@ from celestial_ssh.events import (
     TransferProgress,
 )
 from celestial_ssh.hosts import HostSpec, ResolvedHost
-from celestial_ssh.migration import Migration, MigrationOptions
+from celestial_ssh.migration import Migration, MigrationOptions, connection, context, preflight
 from celestial_ssh.report import Outcome
 from celestial_ssh.shell import join
 from celestial_ssh.ssh import CommandResult
