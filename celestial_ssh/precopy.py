@@ -26,14 +26,13 @@ engine runs the commands and feeds the results back in.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final, Literal
 
-from .commands import CheckpointOptions, checkpoint_options_argv, restore_argv
+from .commands import CheckpointOptions
 from .podman_json import OutputError, flatten_stats, parse_stats
 from .shell import validate_container_name, validate_remote_path
 
@@ -131,53 +130,6 @@ def pre_checkpoint_export(
         "--",
         container,
     ]
-
-
-def final_checkpoint_with_previous(
-    container: str,
-    export_path: str,
-    *,
-    options: CheckpointOptions | None = None,
-    podman: Sequence[str] = ("podman",),
-) -> list[str]:
-    """The freezing dump: only the pages dirtied since the latest pre-checkpoint.
-
-    It must run on the host that made the pre-checkpoint (podman refuses ``--with-previous``
-    when the container has no pre-checkpoint directory). The archive holds the final images
-    and a ``parent`` link to ``../pre-checkpoint``, not the pre-dumped pages themselves.
-    """
-    validate_container_name(container)
-    validate_remote_path(export_path)
-    options = dataclasses.replace(options or CheckpointOptions(), with_previous=True)
-    return [
-        *podman,
-        "container",
-        "checkpoint",
-        "--export",
-        export_path,
-        *checkpoint_options_argv(options),
-        "--",
-        container,
-    ]
-
-
-def restore_with_previous(
-    archive: str,
-    previous_archive: str,
-    *,
-    name: str | None = None,
-    options: CheckpointOptions | None = None,
-    podman: Sequence[str] = ("podman",),
-) -> list[str]:
-    """Restore from the final archive plus the pre-checkpoint archive it was dumped against.
-
-    podman unpacks ``previous_archive`` first, then ``archive`` over it; either may be
-    compressed with any of podman's compressions (podman detects it when unpacking).
-    """
-    validate_remote_path(previous_archive)
-    return restore_argv(
-        archive, import_previous=previous_archive, name=name, options=options, podman=podman
-    )
 
 
 def pages_written(stats_json: str) -> int:

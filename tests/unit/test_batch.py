@@ -224,10 +224,10 @@ def test_an_unknown_host_fails_the_batch_before_anything_moves(fleet: Fleet) -> 
 def lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLab]:
     """The fake hosts of the engine's tests, set up as its own ``lab`` fixture does."""
     lab = FakeLab()
-    monkeypatch.setattr(migration, "SSHSession", lab.session)
-    monkeypatch.setattr(migration, "resolve_host", lab.resolve)
-    monkeypatch.setattr(migration, "relay", lab.relay)
-    monkeypatch.setattr(migration.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(migration.connection, "SSHSession", lab.session)
+    monkeypatch.setattr(migration.connection, "resolve_host", lab.resolve)
+    monkeypatch.setattr(migration.context, "relay", lab.relay)
+    monkeypatch.setattr(migration.connection.time, "sleep", lambda seconds: None)
     yield lab
     assert lab.unexpected == [], "the engine ran commands no test expected"
 

@@ -6,6 +6,7 @@ the engine relies on is pinned here without podman or CRIU.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -13,7 +14,6 @@ from typing import Any
 import pytest
 
 from celestial_ssh import precopy
-from celestial_ssh.commands import CheckpointOptions
 from celestial_ssh.errors import InvalidInput
 from celestial_ssh.podman_json import OutputError
 from celestial_ssh.precopy import (
@@ -26,19 +26,16 @@ from celestial_ssh.precopy import (
     PrecopySupport,
     combine_support,
     dirty_tracking_check,
-    final_checkpoint_with_previous,
     next_step,
     pages_written,
     parse_dirty_tracking,
     pre_checkpoint_export,
-    restore_with_previous,
     run_precopy_rounds,
 )
 
 CID = "3f1c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a"
 WORKDIR = "/var/tmp/celestial-ssh.AbC123xYz0"
 PRE = f"{WORKDIR}/pre-checkpoint.tar"
-FINAL = f"{WORKDIR}/checkpoint.tar"
 SUDO = ("sudo", "-n", "podman")
 
 GOOD = PrecopySupport(True, "mem_dirty_track is supported")
@@ -193,78 +190,6 @@ def test_combine_support(
             ],
             id="pre-checkpoint-gzip",
         ),
-        pytest.param(
-            final_checkpoint_with_previous("web", FINAL),
-            [
-                "podman", "container", "checkpoint", "--export", FINAL,
-                "--compress", "none", "--print-stats", "--with-previous", "--", "web",
-            ],
-            id="final-default",
-        ),
-        pytest.param(
-            final_checkpoint_with_previous(
-                CID,
-                FINAL,
-                options=CheckpointOptions(compression="zstd", tcp_established=True),
-                podman=SUDO,
-            ),
-            [
-                "sudo", "-n", "podman", "container", "checkpoint",
-                "--export", FINAL, "--compress", "zstd", "--print-stats", "--with-previous",
-                "--tcp-established", "--", CID,
-            ],
-            id="final-tcp-sudo",
-        ),
-        pytest.param(
-            final_checkpoint_with_previous(
-                "web",
-                FINAL,
-                options=CheckpointOptions(tcp_established=True, file_locks=True),
-            ),
-            [
-                "podman", "container", "checkpoint", "--export", FINAL,
-                "--compress", "none", "--print-stats", "--with-previous", "--tcp-established",
-                "--file-locks", "--", "web",
-            ],
-            id="final-tcp-file-locks",
-        ),
-        pytest.param(
-            restore_with_previous(FINAL, PRE),
-            [
-                "podman", "container", "restore", "--import", FINAL,
-                "--import-previous", PRE, "--print-stats",
-            ],
-            id="restore-default",
-        ),
-        pytest.param(
-            restore_with_previous(FINAL, PRE, name="web2", podman=SUDO),
-            [
-                "sudo", "-n", "podman", "container", "restore", "--import", FINAL,
-                "--import-previous", PRE, "--print-stats", "--name", "web2",
-            ],
-            id="restore-renamed-sudo",
-        ),
-        pytest.param(
-            restore_with_previous(
-                FINAL,
-                PRE,
-                name="web2",
-                options=CheckpointOptions(tcp_established=True, file_locks=True),
-            ),
-            [
-                "podman", "container", "restore", "--import", FINAL, "--import-previous", PRE,
-                "--print-stats", "--name", "web2", "--tcp-established", "--file-locks",
-            ],
-            id="restore-tcp-file-locks",
-        ),
-        pytest.param(
-            restore_with_previous(FINAL, PRE, options=CheckpointOptions(compression="gzip")),
-            [
-                "podman", "container", "restore", "--import", FINAL,
-                "--import-previous", PRE, "--print-stats",
-            ],
-            id="restore-ignores-compression",
-        ),
     ],
 )  # fmt: skip
 def test_exact_argv(argv: list[str], expected: list[str]) -> None:
@@ -276,12 +201,6 @@ def test_pre_checkpoint_never_stops_the_container_or_chains() -> None:
     # together with --with-previous
     argv = pre_checkpoint_export("web", PRE)
     assert "--with-previous" not in argv
-    assert "--leave-running" not in argv
-
-
-def test_final_checkpoint_is_not_a_pre_checkpoint() -> None:
-    argv = final_checkpoint_with_previous("web", FINAL)
-    assert "--pre-checkpoint" not in argv
     assert "--leave-running" not in argv
 
 
@@ -332,26 +251,12 @@ HOSTILE_PATHS = [
 def test_hostile_container_refused(container: str) -> None:
     with pytest.raises(InvalidInput):
         pre_checkpoint_export(container, PRE)
-    with pytest.raises(InvalidInput):
-        final_checkpoint_with_previous(container, FINAL)
-
-
-@pytest.mark.parametrize("name", HOSTILE_NAMES)
-def test_hostile_new_name_refused(name: str) -> None:
-    with pytest.raises(InvalidInput, match="new name"):
-        restore_with_previous(FINAL, PRE, name=name)
 
 
 @pytest.mark.parametrize("path", HOSTILE_PATHS)
 def test_hostile_paths_refused(path: str) -> None:
     with pytest.raises(InvalidInput):
         pre_checkpoint_export("web", path)
-    with pytest.raises(InvalidInput):
-        final_checkpoint_with_previous("web", path)
-    with pytest.raises(InvalidInput):
-        restore_with_previous(path, PRE)
-    with pytest.raises(InvalidInput):
-        restore_with_previous(FINAL, path)
 
 
 @pytest.mark.parametrize("compression", ["", "xz", "ZSTD", "zstd; id", "--print-stats", "lz4"])
@@ -461,7 +366,10 @@ def test_policy_validation(kwargs: dict[str, Any], message: str) -> None:
     ],
 )
 def test_policy_accepts_boundaries(kwargs: dict[str, Any]) -> None:
-    PrecopyPolicy(**kwargs)
+    policy = PrecopyPolicy(**kwargs)
+    # the boundary value is kept as given, and every other field keeps its default
+    assert policy == dataclasses.replace(PrecopyPolicy(), **kwargs)
+    assert {name: getattr(policy, name) for name in kwargs} == kwargs
 
 
 def test_policy_is_frozen() -> None:
@@ -809,8 +717,6 @@ def test_public_names() -> None:
         "parse_dirty_tracking",
         "combine_support",
         "pre_checkpoint_export",
-        "final_checkpoint_with_previous",
-        "restore_with_previous",
         "pages_written",
         "PrecopyPolicy",
         "PrecopyDecision",

@@ -210,10 +210,11 @@ def test_a_report_file_that_cannot_be_written_is_a_warning_not_a_failure(
 
 
 def test_the_engine_times_only_steps_reports_have_columns_for() -> None:
-    from celestial_ssh.migration import Migration
+    from celestial_ssh.migration import MigrationOptions
+    from celestial_ssh.migration.context import MigrationContext
 
-    engine = Migration("lab-a", "lab-b", "web")
-    engine._time_step("tls_setup", 0.0)
+    engine = MigrationContext("lab-a", "lab-b", "web", MigrationOptions(), print)
+    engine.time_step("tls_setup", 0.0)
     assert "tls_setup" in engine.report.timings
     with pytest.raises(ValueError, match="not one of the report's step timings"):
-        engine._time_step("coffee_break", 0.0)
+        engine.time_step("coffee_break", 0.0)

@@ -1,0 +1,140 @@
+"""What the two host-to-host data paths (``--direct`` over ssh, ``--tls``) share: the
+archive never passes this machine, so a watch on the target reports how much has landed,
+and the source's own count is the archive's size."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from .. import commands
+from ..data_plane import StreamProcess
+from ..errors import ConnectionFailed
+from ..events import TransferProgress
+from ..ssh import CommandResult
+from ..streaming import RelayStopped
+from .transfer import Streamed, Transfer
+
+DIRECT_PROGRESS_INTERVAL_S = 0.25
+# the landing watch normally ends when its channel closes; this bounds it if that is missed
+DIRECT_PROGRESS_LIMIT_S = 24 * 3600
+DIRECT_END_POLL_S = 0.01
+
+
+class HostToHostTransfer(Transfer):
+    """The source streams straight to the target."""
+
+    # whether the source's "archive complete" needs its link to have ended too (see
+    # commands.StreamAnnouncements): over ssh yes, over TLS the listener is waited for
+    link_must_end = True
+    landing_watch: StreamProcess | None = None
+
+    def start_landing_side(self, started: list[StreamProcess]) -> None:
+        """A direct stream's target side, before the freeze: the gated restore, and the
+        watch that reports how much has landed."""
+        ctx = self.ctx
+        _, target_workdir = ctx.progress.workdirs()
+        self.start_restorer(started)
+        self.landing_watch = ctx.sessions()[1].start(
+            commands.landed_bytes_watch(
+                target_workdir, DIRECT_PROGRESS_INTERVAL_S, DIRECT_PROGRESS_LIMIT_S
+            )
+        )
+        started.append(self.landing_watch)
+        ctx.await_ready(self.landing_watch, ctx.target_text)
+
+    def stream(self, exporter: StreamProcess, started: float) -> Streamed:
+        moved_bytes, announced = self._watch_stream(exporter)
+        return Streamed(moved_bytes, None, time.monotonic() - started, announced)
+
+    def _watch_stream(self, exporter: StreamProcess) -> tuple[int, int | None]:
+        """Wait for a direct stream, reporting how much has landed on the target.
+
+        Its end is noticed within ``DIRECT_END_POLL_S`` (that wait is downtime); the landed
+        size comes from the landing watch started before the freeze, read in another thread.
+        The announcing checkpoint ends the wait earlier, once the source says its archive
+        is complete (and, over ``ssh``, that its link has ended: see
+        :class:`~celestial_ssh.commands.StreamAnnouncements`). Returns the bytes landed by
+        the last look and the size the restore may go with (None: wait for the script's
+        end); honours a cancel and the stall timeout.
+        """
+        ctx = self.ctx
+        watch = self.landing_watch
+        assert watch is not None
+        landed = [0, time.monotonic()]  # bytes, when they last changed
+        done = threading.Event()
+        said = commands.StreamAnnouncements(link_must_end=self.link_must_end)
+        announced = threading.Event()
+
+        def listen() -> None:
+            lines = b""
+            while not (announced.is_set() or done.is_set() or said.link_failed):
+                try:
+                    chunk = exporter.read(4096)
+                except TimeoutError:
+                    continue
+                except (OSError, EOFError):
+                    return  # the script's end is seen by the loop below
+                if not chunk:
+                    return
+                *complete, lines = (lines + chunk).split(b"\n")
+                for line in complete:
+                    said.add(line.decode(errors="replace"))
+                if said.restorable_size is not None:
+                    announced.set()
+
+        def look() -> None:
+            watch.set_read_timeout(DIRECT_PROGRESS_INTERVAL_S * 4)
+            unfinished = b""
+            while not done.is_set():
+                try:
+                    chunk = watch.read(4096)
+                except TimeoutError:
+                    continue
+                except (OSError, EOFError):
+                    return  # progress only: the stream and its stall check go on
+                if not chunk:
+                    return
+                size, unfinished = commands.parse_landed_sizes(unfinished + chunk)
+                if size is not None and size != landed[0] and not done.is_set():
+                    landed[:] = [size, time.monotonic()]
+                    ctx.emit(TransferProgress("checkpoint", size, None))
+
+        watcher = threading.Thread(target=look, daemon=True)
+        watcher.start()
+        exporter.set_read_timeout(DIRECT_PROGRESS_INTERVAL_S)  # read only by listen()
+        threading.Thread(target=listen, daemon=True).start()
+        stall_s = ctx.options.stream_stall_timeout_s
+        try:
+            while exporter.is_running() and not announced.is_set():
+                if ctx.cancel.is_set():
+                    raise RelayStopped("the transfer was stopped on request")
+                if time.monotonic() - landed[1] > stall_s:
+                    raise ConnectionFailed(
+                        f"no data landed on {ctx.target_text} for {stall_s:.0f} s while streaming",
+                        host=ctx.target_text,
+                    )
+                time.sleep(DIRECT_END_POLL_S)
+        finally:
+            done.set()
+            watch.kill()
+        return int(landed[0]), said.restorable_size if announced.is_set() else None
+
+    def verify_archive(
+        self, checkpointed: CommandResult, streamed: Streamed, checkpoint_s: float
+    ) -> int:
+        """No copy passed this machine: the source's count is the size, and it must say."""
+        source_bytes = commands.parse_source_bytes(checkpointed.stderr)
+        if source_bytes is None:
+            raise ConnectionFailed(
+                f"{self.ctx.source_text} did not report the archive's size, and no copy "
+                "passed this machine to count it; it was not restored",
+                host=self.ctx.source_text,
+            )
+        return source_bytes
+
+    def close(self) -> None:
+        super().close()
+        self.kill_receivers()
+        if self.landing_watch is not None:
+            self.landing_watch.kill()
