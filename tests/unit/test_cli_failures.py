@@ -25,7 +25,7 @@ from celestial_ssh.errors import (
 )
 from celestial_ssh.recovery import RunningTwice
 from celestial_ssh.report import MigrationReport, Outcome
-from celestial_ssh_cli import main as cli_main
+from celestial_ssh_cli import options as cli_options
 from celestial_ssh_cli.failures import ExitCode, exit_code_for, message_for
 from celestial_ssh_cli.main import cli
 
@@ -203,7 +203,7 @@ def test_a_bad_tls_address_is_refused_before_connecting(
     message: str,
 ) -> None:
     # the probe resolves and connects through its own modules: refused there as well
-    monkeypatch.setattr(cli_main, "resolve_host", migration.resolve_host)
+    monkeypatch.setattr(cli_options, "resolve_host", migration.resolve_host)
     monkeypatch.setattr(link_probe, "SSHSession", migration.SSHSession)
     operands = ["lab-a", "lab-b", *(["web"] if command == "migrate" else [])]
     result = invoke(command, *operands, *args)
