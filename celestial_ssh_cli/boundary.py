@@ -70,8 +70,8 @@ class Command(click.Command):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             outcome = super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
+            raise  # click's own, and a closed stdout (`| head`), which click quiets
         except (Exception, KeyboardInterrupt) as error:
             ctx.exit(int(self.fail(error, ctx.params)))
         if isinstance(outcome, int):
