@@ -18,7 +18,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from celestial_ssh.errors import CelestialError
 from celestial_ssh.listing import ContainerRow, list_containers
 from celestial_ssh.readiness import HostReport, doctor
 
@@ -118,7 +117,7 @@ def _list_one(
 ) -> tuple[list[ContainerRow], BaseException | None]:
     try:
         return list_containers(host, ssh_config, accept_new_host_keys), None
-    except (CelestialError, Exception) as error:
+    except Exception as error:  # one host's failure is its own row; the others go on
         return [], error
 
 
