@@ -1,10 +1,13 @@
 """Turning migration events into something to watch: a rich live view, plain lines, or nothing.
 
-Everything goes to stderr; stdout is kept for results (the JSON document).
+Everything goes to stderr; stdout is kept for results (the JSON document). :func:`choose_output`
+is the one place that decides, from the flags and stderr, how a running command shows itself
+(``migrate`` here; ``batch`` and ``evacuate`` in :mod:`.batch_display`).
 """
 
 from __future__ import annotations
 
+import enum
 import sys
 import time
 from typing import IO, Protocol
@@ -37,6 +40,35 @@ from celestial_ssh.events import (
 from celestial_ssh.report import MigrationReport
 
 
+class Output(enum.Enum):
+    """How a command shows what it is doing."""
+
+    LIVE = "live"  # a rich live view on stderr, a terminal
+    PLAIN = "plain"  # one timestamped line per step on stderr (logs, pipes)
+    JSON = "json"  # nothing while it runs; one JSON document on stdout at the end
+    JSON_LINES = "json-lines"  # every event as a JSON line on stdout (batch, evacuate)
+    QUIET = "quiet"  # nothing while it runs
+
+
+def choose_output(
+    *, json_output: bool, quiet: bool, json_lines: bool = False, console: Console | None = None
+) -> Output:
+    """The flags decide; without any, a terminal on stderr gets the live view."""
+    if json_lines:
+        return Output.JSON_LINES
+    if json_output:
+        return Output.JSON
+    if quiet:
+        return Output.QUIET
+    console = console or Console(stderr=True)
+    return Output.LIVE if console.is_terminal else Output.PLAIN
+
+
+def megabytes(count: float, digits: int = 1) -> str:
+    """Bytes as decimal megabytes, the unit every line of the command line uses."""
+    return f"{count / 1e6:.{digits}f} MB"
+
+
 class Display(Protocol):
     def __enter__(self) -> Display: ...
     def __exit__(self, *exc_info: object) -> None: ...
@@ -45,7 +77,7 @@ class Display(Protocol):
 
 
 def summary_line(report: MigrationReport) -> str:
-    moved = f"{report.bytes_transferred / 1e6:.1f} MB"
+    moved = megabytes(report.bytes_transferred)
     downtime = f"{report.downtime_s:.2f} s" if report.downtime_s is not None else "n/a"
     total = f"{report.total_s:.2f} s" if report.total_s is not None else "n/a"
     name = report.target_container or report.container
@@ -104,7 +136,7 @@ class PlainDisplay:
             self._line(f"{event.level}: {event.message}")
         elif isinstance(event, TransferProgress) and (self.verbose or event.finished):
             if event.finished:
-                self._line(f"{event.what}: {event.bytes_done / 1e6:.1f} MB moved")
+                self._line(f"{event.what}: {megabytes(event.bytes_done)} moved")
             elif event.expected_bytes:
                 percent = int(100 * event.bytes_done / event.expected_bytes) // 10 * 10
                 if self._last_percent.get(event.what) != percent:
@@ -217,10 +249,10 @@ class RichDisplay:
         self.console.print(Text(summary_line(report), style="bold green"))
 
 
-def choose_display(*, json_output: bool, quiet: bool, verbose: bool) -> Display:
-    if json_output or quiet:
-        return NullDisplay()
-    console = Console(stderr=True)
-    if console.is_terminal:
-        return RichDisplay(console)
-    return PlainDisplay(verbose=verbose)
+def choose_display(output: Output, verbose: bool) -> Display:
+    """The display of one migration (``migrate``, ``migrate-container``)."""
+    if output is Output.LIVE:
+        return RichDisplay()
+    if output is Output.PLAIN:
+        return PlainDisplay(verbose=verbose)
+    return NullDisplay()

@@ -1,9 +1,14 @@
-"""The one place where exceptions become messages and exit codes."""
+"""What an exception means to the user: its exit code and its message.
+
+:mod:`.boundary` applies these to every command; the HTTP shim and ``migrate-container
+--via-http`` map HTTP statuses with the same codes.
+"""
 
 from __future__ import annotations
 
 import enum
 import traceback
+from typing import Any
 
 from celestial_ssh.errors import (
     CelestialError,
@@ -31,11 +36,24 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130  # Ctrl-C or SIGTERM; rolled back like ROLLED_BACK
 
 
+class CommandFailed(Exception):
+    """A failure the command line finds itself (not the library): the whole message for
+    stderr, the exit code, and the document --json prints (None: nothing on stdout)."""
+
+    def __init__(self, message: str, code: ExitCode, document: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.document = document
+
+
 def exit_code_for(error: BaseException) -> ExitCode:
+    if isinstance(error, CommandFailed):
+        return error.code
     if isinstance(error, RunningTwice):
         return ExitCode.NEEDS_RECOVERY
     if isinstance(error, MigrationFailed):
-        if error.report.outcome is Outcome.NEEDS_RECOVERY:
+        if error.report is not None and error.report.outcome is Outcome.NEEDS_RECOVERY:
             return ExitCode.NEEDS_RECOVERY
         if isinstance(error, MigrationInterrupted):
             return ExitCode.INTERRUPTED
@@ -53,6 +71,8 @@ def exit_code_for(error: BaseException) -> ExitCode:
 
 def message_for(error: BaseException) -> str:
     """A paragraph for the user: what happened, on which host, and what to do."""
+    if isinstance(error, CommandFailed):
+        return error.message
     if isinstance(error, CelestialError):
         return f"celestial-ssh: error: {error}"
     if isinstance(error, KeyboardInterrupt):

@@ -18,12 +18,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from celestial_ssh.errors import CelestialError
 from celestial_ssh.listing import ContainerRow, list_containers
 from celestial_ssh.readiness import HostReport, doctor
 
+from .boundary import Command
 from .failures import ExitCode, exit_code_for, message_for
-from .options import ssh_options
+from .options import host_settings, ssh_options
 
 
 def _is_terminal() -> bool:
@@ -73,7 +73,7 @@ def _render_doctor_table(reports: list[HostReport]) -> None:
         console.print(table)
 
 
-@click.command("doctor")
+@click.command("doctor", cls=Command)
 @click.argument("hosts", nargs=-1, required=True)
 @ssh_options
 def doctor_command(
@@ -83,7 +83,7 @@ def doctor_command(
     json_output: bool,
     quiet: bool,
     verbose: bool,
-) -> None:
+) -> ExitCode:
     """Check that each HOST can send and receive live migrations.
 
     Checks SSH, root or sudo -n, podman, the OCI runtime, CRIU and `criu check`, pre-copy
@@ -91,7 +91,12 @@ def doctor_command(
     tmpfs where archives that fit in memory land.
     Exits 0 when every host is ok, 4 when a check fails, 3 when a host is unreachable.
     """
-    reports = doctor(list(hosts), ssh_config=ssh_config, accept_new_host_keys=accept_new_host_keys)
+    settings = host_settings(ssh_config, accept_new_host_keys)
+    reports = doctor(
+        list(hosts),
+        ssh_config=settings.ssh_config,
+        accept_new_host_keys=settings.accept_new_host_keys,
+    )
     code = doctor_exit_code(reports)
     if json_output:
         document = {
@@ -104,7 +109,7 @@ def doctor_command(
         _render_doctor_table(reports)
     else:
         _render_doctor_plain(reports, verbose)
-    sys.exit(int(code))
+    return code
 
 
 def _list_one(
@@ -112,7 +117,7 @@ def _list_one(
 ) -> tuple[list[ContainerRow], BaseException | None]:
     try:
         return list_containers(host, ssh_config, accept_new_host_keys), None
-    except (CelestialError, Exception) as error:
+    except Exception as error:  # one host's failure is its own row; the others go on
         return [], error
 
 
@@ -124,7 +129,7 @@ def _checkpointable(row: ContainerRow) -> str:
     return "yes" if row.checkpointable else f"no: {row.reason}"
 
 
-@click.command("ps")
+@click.command("ps", cls=Command)
 @click.argument("hosts", nargs=-1, required=True)
 @ssh_options
 def ps_command(
@@ -134,15 +139,19 @@ def ps_command(
     json_output: bool,
     quiet: bool,
     verbose: bool,
-) -> None:
+) -> ExitCode:
     """List the containers of each HOST and whether each can be live-migrated.
 
     A container is checkpointable when it runs, is not --privileged, shares no namespace
     with the host (--network/--pid/--ipc host) and is not part of a pod.
     """
+    settings = host_settings(ssh_config, accept_new_host_keys)
     with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
         results = list(
-            pool.map(lambda host: _list_one(host, ssh_config, accept_new_host_keys), hosts)
+            pool.map(
+                lambda host: _list_one(host, settings.ssh_config, settings.accept_new_host_keys),
+                hosts,
+            )
         )
     codes = [exit_code_for(error) for _, error in results if error is not None]
     if ExitCode.CONNECTION in codes:
@@ -201,4 +210,4 @@ def ps_command(
     for host, (_, error) in zip(hosts, results, strict=True):
         if error is not None:
             click.echo(f"{host}: " + message_for(error), err=True)
-    sys.exit(int(code))
+    return code

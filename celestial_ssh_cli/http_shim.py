@@ -25,7 +25,6 @@ import hmac
 import json
 import os
 import shutil
-import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,6 +35,15 @@ import click
 from aiohttp import web
 
 from celestial_ssh import CelestialError, MigrationOptions, migrate
+from celestial_ssh.commands import (
+    CheckpointOptions,
+    checkpoint_options_argv,
+    container_inspect,
+    criu_check,
+    criu_version,
+    restore_local,
+)
+from celestial_ssh.doctor_commands import podman_version
 from celestial_ssh.errors import InvalidInput
 from celestial_ssh.hosts import HostSpec
 from celestial_ssh.migration import check_options
@@ -43,7 +51,8 @@ from celestial_ssh.podman_json import parse_criu_version, parse_stats
 from celestial_ssh.settings import SETTINGS, option_fields, parse_setting
 from celestial_ssh.shell import validate_container_name
 
-from .failures import ExitCode, http_status_for
+from .boundary import Command
+from .failures import CommandFailed, ExitCode, http_status_for
 
 TOKEN_ENV = "CELESTIAL_SSH_TOKEN"
 CHUNK = 1024 * 1024
@@ -112,6 +121,13 @@ async def _run(argv: Sequence[str], timeout: float = 60) -> tuple[int, str, str]
     return process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
 
 
+def _with_podman(podman: Sequence[str], argv: list[str]) -> list[str]:
+    """The library's podman command, run with this server's podman (tests give a fake one)."""
+    if argv[0] != "podman":
+        raise ValueError(f"not a podman command: {argv!r}")
+    return [*podman, *argv[1:]]
+
+
 def _container_arg(request: web.Request) -> str:
     value = request.match_info["id"]
     try:
@@ -130,20 +146,20 @@ def _spawn(app: web.Application, coroutine: Awaitable[Any]) -> asyncio.Task[Any]
 # -- /health -------------------------------------------------------------------------------
 async def health(request: web.Request) -> web.Response:
     podman = request.app[PODMAN]
-    code, out, _ = await _run([*podman, "version", "--format", "json"])
-    podman_version = None
+    code, out, _ = await _run(_with_podman(podman, podman_version()))
+    podman_release = None
     if code == 0:
         with contextlib.suppress(ValueError, AttributeError, TypeError):
             document = json.loads(out)
-            podman_version = (document.get("Client") or document.get("Server") or {}).get("Version")
-    code, out, err = await _run(["criu", "--version"])
-    criu_version = parse_criu_version(out + err) if code == 0 else None
-    criu_check = False
-    if criu_version is not None:
-        code, _, _ = await _run(["criu", "check"])
-        criu_check = code == 0
+            podman_release = (document.get("Client") or document.get("Server") or {}).get("Version")
+    code, out, err = await _run(criu_version())
+    criu_release = parse_criu_version(out + err) if code == 0 else None
+    criu_works = False
+    if criu_release is not None:
+        code, _, _ = await _run(criu_check())
+        criu_works = code == 0
     return web.json_response(
-        {"status": "UP", "podman": podman_version, "criu": criu_version, "criu_check": criu_check}
+        {"status": "UP", "podman": podman_release, "criu": criu_release, "criu_check": criu_works}
     )
 
 
@@ -229,7 +245,7 @@ async def migration_status(request: web.Request) -> web.Response:
 
 # -- /container/<id> -----------------------------------------------------------------------
 async def _inspect(podman: Sequence[str], container: str) -> dict[str, Any] | None:
-    code, out, _ = await _run([*podman, "container", "inspect", "--format", "json", container])
+    code, out, _ = await _run(_with_podman(podman, container_inspect(container)))
     if code != 0:
         return None
     try:
@@ -303,11 +319,12 @@ async def _finish_export(
         app[EXPORT_STATS][container] = document
         app[EXPORT_STATS][container_id] = document
         if restore:
-            info = await _inspect(app[PODMAN], container_id)
+            podman = app[PODMAN]
+            info = await _inspect(podman, container_id)
             state = ((info or {}).get("State") or {}).get("Status")
             if state != "running":
                 code, _, err = await _run(
-                    [*app[PODMAN], "container", "restore", "--", container_id], timeout=600
+                    _with_podman(podman, restore_local(container_id)), timeout=600
                 )
                 document["restored_here"] = code == 0
                 if code != 0:
@@ -332,15 +349,15 @@ async def export_container(request: web.Request) -> web.StreamResponse:
         open(os.path.join(workdir, "checkpoint.out"), "wb") as out,
         open(os.path.join(workdir, "checkpoint.err"), "wb") as err,
     ):
+        # the engine's checkpoint options: uncompressed, with podman's statistics
+        options = checkpoint_options_argv(CheckpointOptions(compression="none"))
         process = await asyncio.create_subprocess_exec(
             *podman,
             "container",
             "checkpoint",
             "--export",
             fifo,
-            "--compress",
-            "none",
-            "--print-stats",
+            *options,
             "--",
             container,
             stdin=asyncio.subprocess.DEVNULL,
@@ -439,7 +456,7 @@ def read_token(token_file: str | None) -> str | None:
     return os.environ.get(TOKEN_ENV, "").strip() or None
 
 
-@click.command("serve")
+@click.command("serve", cls=Command)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
@@ -459,12 +476,11 @@ def serve(host: str, port: int, token_file: str | None, ssh_config: str | None) 
     """HTTP shim for the older HTTP design (/health, /start_migration, /container/<id>)."""
     token = read_token(token_file)
     if token is None:
-        click.echo(
+        raise CommandFailed(
             f"celestial-ssh: error: serve needs a token: --token-file FILE or ${TOKEN_ENV} "
             "(every endpoint but /health checks it)",
-            err=True,
+            ExitCode.USAGE,
         )
-        sys.exit(int(ExitCode.USAGE))
     app = create_app(token, ssh_config)
     click.echo(f"celestial-ssh: serving the HTTP shim on http://{host}:{port}", err=True)
     web.run_app(app, host=host, port=port, print=None, handle_signals=True)

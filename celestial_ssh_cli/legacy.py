@@ -16,19 +16,20 @@ from __future__ import annotations
 import copy
 import http.client
 import json
-import sys
 import urllib.error
 import urllib.request
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from celestial_ssh.errors import InvalidInput
 from celestial_ssh.hosts import HostSpec
 
-from .failures import ExitCode, exit_code_for_http
+from .boundary import Command, run
+from .display import megabytes
+from .failures import CommandFailed, ExitCode, exit_code_for_http
 from .http_shim import TOKEN_ENV, read_token
-from .main import migrate_command
+from .main import MIGRATION_ERRORS, migrate_command
 
 SHIM_PORT = 8080
 # one request waits for the whole migration (the shim answers when it is over)
@@ -92,7 +93,7 @@ def _decode(raw: bytes) -> dict[str, Any] | None:
 
 
 def _summary(document: dict[str, Any], url: str) -> str:
-    moved = f"{(document.get('bytes_transferred') or 0) / 1e6:.1f} MB"
+    moved = megabytes(document.get("bytes_transferred") or 0)
     downtime = document.get("downtime_s")
     total = document.get("total_s")
     name = document.get("target_container") or document.get("container")
@@ -105,28 +106,24 @@ def _summary(document: dict[str, Any], url: str) -> str:
     )
 
 
-def _fail(
+def _failure(
     message: str,
     code: ExitCode,
     *,
-    json_output: bool,
     request: dict[str, str],
     answer: dict[str, Any] | None = None,
     http_status: int | None = None,
-) -> NoReturn:
-    """Like ``migrate``: the document on stdout with --json, the message on stderr, exit."""
-    if json_output:
-        report = (answer or {}).get("report")
-        document: dict[str, Any] = (
-            dict(report) if isinstance(report, dict) else {"status": "failed", **request}
-        )
-        document["status"] = "failed"
-        document["error"] = message
-        document["exit_code"] = int(code)
-        document["http_status"] = http_status
-        click.echo(json.dumps(document, indent=2))
-    click.echo(f"celestial-ssh: error: {message}", err=True)
-    sys.exit(int(code))
+) -> CommandFailed:
+    """Like ``migrate``'s: the shim's report (or the request) as the --json document."""
+    report = (answer or {}).get("report")
+    document: dict[str, Any] = (
+        dict(report) if isinstance(report, dict) else {"status": "failed", **request}
+    )
+    document["status"] = "failed"
+    document["error"] = message
+    document["exit_code"] = int(code)
+    document["http_status"] = http_status
+    return CommandFailed(f"celestial-ssh: error: {message}", code, document)
 
 
 def migrate_via_http(
@@ -154,28 +151,25 @@ def migrate_via_http(
     try:
         status, raw = post_start_migration(url, body, token)
     except ShimUnreachable as error:
-        _fail(
+        raise _failure(
             f"cannot reach the HTTP shim at {url}: {error} (is `celestial-ssh serve` running "
             "there? --shim-url says where)",
             exit_code_for_http(None),
-            json_output=json_output,
             request=body,
-        )
+        ) from error
     except KeyboardInterrupt:
-        click.echo(
+        raise CommandFailed(
             "celestial-ssh: interrupted: stopped waiting; the shim finishes (or rolls back) "
             "the migration on its own",
-            err=True,
-        )
-        sys.exit(int(ExitCode.INTERRUPTED))
+            ExitCode.INTERRUPTED,
+        ) from None
     document = _decode(raw)
     code = exit_code_for_http(status, document)
     if code is ExitCode.OK:
         if document is None:
-            _fail(
+            raise _failure(
                 f"the HTTP shim at {url} answered {status} without a JSON report",
                 ExitCode.ERROR,
-                json_output=json_output,
                 request=body,
                 http_status=status,
             )
@@ -196,18 +190,13 @@ def migrate_via_http(
         message = f"token refused by the HTTP shim at {url} (HTTP 401: {reason})"
     else:
         message = f"{reason} (HTTP {status} from {url})"
-    _fail(
-        message,
-        code,
-        json_output=json_output,
-        request=body,
-        answer=document,
-        http_status=status,
-    )
+    raise _failure(message, code, request=body, answer=document, http_status=status)
 
 
 @click.command(
     "migrate-container",
+    cls=Command,
+    error_document=MIGRATION_ERRORS,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option(
@@ -278,4 +267,4 @@ migrate_container.params[:0] = [copy.copy(param) for param in migrate_command.pa
 
 
 def main() -> None:
-    migrate_container.main(args=sys.argv[1:], prog_name="migrate-container")
+    run(migrate_container, prog_name="migrate-container")

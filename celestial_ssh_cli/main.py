@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
-import signal
-import sys
-from collections.abc import Iterator
-from types import FrameType
 from typing import Any
 
 import click
@@ -18,19 +12,19 @@ from celestial_ssh.commands import COMPRESSION_SETTINGS
 from celestial_ssh.compression_choice import parse_rate
 from celestial_ssh.data_plane import TRANSPORTS
 from celestial_ssh.errors import CelestialError
-from celestial_ssh.hosts import ResolvedHost, resolve_host
-from celestial_ssh.inventory import load_inventory
 from celestial_ssh.link_probe import probe_link
 from celestial_ssh.migration import Migration, MigrationOptions
 from celestial_ssh.recovery import recover
 
 from .batch_commands import batch_command, evacuate_command
-from .display import choose_display
-from .failures import ExitCode, exit_code_for, message_for
+from .boundary import Command, ErrorDocument, Params, run
+from .display import Output, choose_display, choose_output, megabytes
+from .failures import CommandFailed, exit_code_for, message_for
 from .fleet_commands import doctor_command, ps_command
 from .http_shim import serve
-from .options import data_plane_options, ssh_options
-from .report_file import ReportFile, check_report_file
+from .options import data_plane_options, host_settings, ssh_options
+from .report_file import report_rows
+from .signals import cancel_on_signals
 
 TLS_ADDRESS_HELP = (
     "With --tls: the target's IP address that the source connects to, and the target "
@@ -38,34 +32,31 @@ TLS_ADDRESS_HELP = (
 )
 
 
-@contextlib.contextmanager
-def _cancel_on_signals(migration: Migration) -> Iterator[None]:
-    """Ctrl-C and SIGTERM ask the migration to stop at a safe point, never mid-restore.
-
-    Raising KeyboardInterrupt anywhere could abandon a restore that is still running on the
-    target; a cancel request lets the engine roll back (or finish) cleanly.
-    """
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if migration.cancel_requested:
-            click.echo(f"celestial-ssh: {name} again: still stopping safely, please wait", err=True)
-        else:
-            click.echo(
-                f"celestial-ssh: {name}: stopping at the next safe point and rolling back",
-                err=True,
-            )
-        migration.request_cancel()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+def _migration_lead(error: BaseException, params: Params) -> dict[str, Any]:
+    """A failed migration's --json document: its partial report, when it got that far."""
+    partial = error.report if isinstance(error, CelestialError) else None
+    if partial is None:
+        return {
+            "status": "failed",
+            "container": params["container"],
+            "source": params["source"],
+            "target": params["target"],
+        }
+    document = partial.to_dict()
+    document["status"] = partial.status
+    return document
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+MIGRATION_ERRORS = ErrorDocument(lead=_migration_lead)
+# recover and probe: {"status": "failed", "error": ..., "exit_code": ...} on one line
+ONE_LINE_ERRORS = ErrorDocument(one_line=True, error_text=str)
+
+
+class _Group(click.Group):
+    command_class = Command
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="celestial-ssh")
 def cli() -> None:
     """Live-migrate running Podman containers between Linux hosts with CRIU, over SSH.
@@ -75,7 +66,7 @@ def cli() -> None:
     """
 
 
-@cli.command()
+@cli.command(error_document=MIGRATION_ERRORS)
 @click.argument("source")
 @click.argument("target")
 @click.argument("container")
@@ -163,26 +154,23 @@ def migrate_command(
     inventory_file: str | None = None,
 ) -> None:
     """Move the running CONTAINER from SOURCE to TARGET, keeping its memory state."""
-    check_report_file(report_file)
-    rows = ReportFile(report_file) if report_file else None
-    host_resolver = None
-    if inventory_file is not None:
-        try:
-            inventory = load_inventory(inventory_file)
-        except CelestialError as error:
-            click.echo(message_for(error), err=True)
-            sys.exit(int(exit_code_for(error)))
-        for warning in inventory.warnings:
+    rows = report_rows(report_file)
+    try:
+        hosts = host_settings(ssh_config, accept_new_host_keys, inventory_file)
+    except CelestialError as error:
+        # before the migration exists: the message alone, no JSON document
+        raise CommandFailed(message_for(error), exit_code_for(error)) from error
+    if hosts.inventory is not None:
+        for warning in hosts.inventory.warnings:
             click.echo(f"warning: {warning}", err=True)
-        host_resolver = functools.partial(inventory.resolve, ssh_config=ssh_config)
     options = MigrationOptions(
-        host_resolver=host_resolver,
-        ssh_config=ssh_config,
+        host_resolver=hosts.host_resolver,
+        ssh_config=hosts.ssh_config,
         new_name=new_name,
         keep_source=keep_source,
         compression=compression,
         tcp_established=tcp_established,
-        accept_new_host_keys=accept_new_host_keys,
+        accept_new_host_keys=hosts.accept_new_host_keys,
         transport=transport,
         direct=direct,
         tls=tls,
@@ -191,51 +179,34 @@ def migrate_command(
         bwlimit_bytes_per_s=bwlimit,
         precopy=precopy,
     )
-    display = choose_display(json_output=json_output, quiet=quiet, verbose=verbose)
+    output = choose_output(json_output=json_output, quiet=quiet)
+    display = choose_display(output, verbose)
     migration = Migration(source, target, container, options, on_event=display)
     try:
-        with display, _cancel_on_signals(migration):
+        with (
+            display,
+            cancel_on_signals(migration, "stopping at the next safe point and rolling back"),
+        ):
             report = migration.run()
-    except (CelestialError, KeyboardInterrupt, Exception) as error:
-        code = exit_code_for(error)
-        partial = getattr(error, "report", None)
+    except (Exception, KeyboardInterrupt) as error:
+        partial = error.report if isinstance(error, CelestialError) else None
         if rows is not None and partial is not None:
             rows.append(partial)
-        if json_output:
-            document: dict[str, Any] = (
-                partial.to_dict()
-                if partial is not None
-                else {
-                    "status": "failed",
-                    "container": container,
-                    "source": source,
-                    "target": target,
-                }
-            )
-            document["status"] = partial.status if partial is not None else "failed"
-            document["error"] = str(error) if isinstance(error, CelestialError) else repr(error)
-            document["exit_code"] = int(code)
-            click.echo(json.dumps(document, indent=2))
-        click.echo(message_for(error), err=True)
-        if rows is not None:
-            rows.warn()
-        sys.exit(int(code))
+        raise
     if rows is not None:
         rows.append(report)
-    if json_output:
+    if output is Output.JSON:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         display.summary(report)
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)
-    if rows is not None:
-        rows.warn()
 
 
 migrate_command.name = "migrate"
 
 
-@cli.command("recover")
+@cli.command("recover", error_document=ONE_LINE_ERRORS)
 @click.argument("source")
 @click.argument("target")
 @click.argument("container")
@@ -256,22 +227,14 @@ def recover_command(
     it waits for whatever still runs on the hosts, then restores the source from its
     checkpoint unless the target already runs the container, and removes leftovers.
     """
-    try:
-        report = recover(
-            source,
-            target,
-            container,
-            ssh_config=ssh_config,
-            accept_new_host_keys=accept_new_host_keys,
-        )
-    except (CelestialError, KeyboardInterrupt, Exception) as error:
-        code = exit_code_for(error)
-        if json_output:
-            click.echo(
-                json.dumps({"status": "failed", "error": str(error), "exit_code": int(code)})
-            )
-        click.echo(message_for(error), err=True)
-        sys.exit(int(code))
+    hosts = host_settings(ssh_config, accept_new_host_keys)
+    report = recover(
+        source,
+        target,
+        container,
+        ssh_config=hosts.ssh_config,
+        accept_new_host_keys=hosts.accept_new_host_keys,
+    )
     if json_output:
         click.echo(
             json.dumps(
@@ -291,7 +254,7 @@ def recover_command(
         click.echo(f"{container} runs on {report.running_on} (exactly one copy)", err=True)
 
 
-@cli.command("probe")
+@cli.command("probe", error_document=ONE_LINE_ERRORS)
 @click.argument("source")
 @click.argument("target")
 @ssh_options
@@ -325,32 +288,17 @@ def probe_command(
         nbytes = int(parse_rate(size))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--bytes") from error
-
-    def resolve(text: str) -> ResolvedHost:
-        host = resolve_host(text, ssh_config)
-        if accept_new_host_keys and host.strict_host_key_checking == "yes":
-            host = host.with_strict_host_key_checking("accept-new")
-        return host
-
-    try:
-        measured = probe_link(
-            source,
-            target,
-            nbytes=nbytes,
-            transport=transport,
-            direct=direct,
-            tls=tls,
-            tls_address=tls_address,
-            host_resolver=resolve,
-        )
-    except (CelestialError, KeyboardInterrupt, Exception) as error:
-        code = exit_code_for(error)
-        if json_output:
-            click.echo(
-                json.dumps({"status": "failed", "error": str(error), "exit_code": int(code)})
-            )
-        click.echo(message_for(error), err=True)
-        sys.exit(int(code))
+    hosts = host_settings(ssh_config, accept_new_host_keys)
+    measured = probe_link(
+        source,
+        target,
+        nbytes=nbytes,
+        transport=transport,
+        direct=direct,
+        tls=tls,
+        tls_address=tls_address,
+        host_resolver=hosts.resolve,
+    )
     document = {
         "status": "succeeded",
         "source": source,
@@ -364,16 +312,13 @@ def probe_command(
         click.echo(json.dumps(document, indent=2))
     else:
         click.echo(
-            f"{source} -> {target} over {measured.data_plane}: {measured.bytes / 1e6:.0f} MB in "
-            f"{measured.seconds:.2f} s = {measured.bytes_per_s / 1e6:.0f} MB/s"
+            f"{source} -> {target} over {measured.data_plane}: {megabytes(measured.bytes, 0)} "
+            f"in {measured.seconds:.2f} s = {megabytes(measured.bytes_per_s, 0)}/s"
         )
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=True)
-    except KeyboardInterrupt:
-        sys.exit(int(ExitCode.INTERRUPTED))
+    run(cli)
 
 
 cli.add_command(serve)

@@ -1,7 +1,9 @@
-"""Options shared by every command that talks to hosts."""
+"""Options shared by every command that talks to hosts, and the host settings made of them."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +11,8 @@ import click
 
 from celestial_ssh.compression_choice import parse_rate
 from celestial_ssh.data_plane import TRANSPORTS
+from celestial_ssh.hosts import ResolvedHost, resolve_host
+from celestial_ssh.inventory import Inventory, load_inventory
 
 
 def ssh_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -83,3 +87,44 @@ def data_plane_options(function: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         function = option(function)
     return function
+
+
+@dataclasses.dataclass(frozen=True)
+class HostSettings:
+    """How a command reaches hosts: --ssh-config, --accept-new-host-keys and --inventory.
+
+    Built by :func:`host_settings` alone, for every command.
+    """
+
+    ssh_config: str | None
+    accept_new_host_keys: bool
+    inventory: Inventory | None = None
+
+    @property
+    def host_resolver(self) -> Callable[[str], ResolvedHost] | None:
+        """The inventory's resolver (its settings over ssh_config), if there is one."""
+        if self.inventory is None:
+            return None
+        return functools.partial(self.inventory.resolve, ssh_config=self.ssh_config)
+
+    def resolve(self, name: str) -> ResolvedHost:
+        """A host resolved with the host-key policy applied, for library calls that take a
+        resolver and no policy of their own (``probe``)."""
+        if self.inventory is not None:
+            host = self.inventory.resolve(name, self.ssh_config)
+        else:
+            host = resolve_host(name, self.ssh_config)
+        if self.accept_new_host_keys and host.strict_host_key_checking == "yes":
+            host = host.with_strict_host_key_checking("accept-new")
+        return host
+
+
+def host_settings(
+    ssh_config: str | None, accept_new_host_keys: bool, inventory_file: str | None = None
+) -> HostSettings:
+    """The one place a command turns its connection options into settings.
+
+    Raises the library's errors for an inventory it cannot read.
+    """
+    inventory = load_inventory(inventory_file) if inventory_file is not None else None
+    return HostSettings(ssh_config, accept_new_host_keys, inventory)

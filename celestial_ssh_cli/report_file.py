@@ -47,3 +47,14 @@ class ReportFile:
     def warn(self) -> None:
         for warning in self.warnings():
             click.echo(f"warning: {warning}", err=True)
+
+
+def report_rows(report_file: str | None) -> ReportFile | None:
+    """The ``--report`` file of the running command, checked; its warnings come last, once
+    the command has said everything else (they are printed when its context closes)."""
+    check_report_file(report_file)
+    if not report_file:
+        return None
+    rows = ReportFile(report_file)
+    click.get_current_context().call_on_close(rows.warn)
+    return rows

@@ -46,7 +46,7 @@ from celestial_ssh.migration import Migration, MigrationOptions
 from celestial_ssh.podman_json import parse_memory_usage, parse_size
 from celestial_ssh.report import MigrationReport, Outcome
 from celestial_ssh.ssh import CommandResult
-from celestial_ssh_cli import batch_commands
+from celestial_ssh_cli import batch_commands, batch_run
 from celestial_ssh_cli.batch_commands import batch_command, evacuate_command
 from tests.unit.fakes import FakeFleet, FakeSession, connecting
 from tests.unit.test_migration_engine import (  # the fake hosts of the engine's tests
@@ -365,7 +365,7 @@ def fleet(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
     fleet = Fleet()
     monkeypatch.setattr(batch.runner, "Migration", fleet.make)
     # the batch command reaches the fake hosts, whatever ssh options it was given
-    fleet.hosts.serve_cli(monkeypatch, batch_commands, "run_batch")
+    fleet.hosts.serve_cli(monkeypatch, batch_run, "run_batch")
     yield fleet
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
 
-from celestial_ssh import link_probe, migration
+from celestial_ssh import connection, migration
+from celestial_ssh.batch import BatchReport
 from celestial_ssh.errors import (
     AuthenticationFailed,
     CelestialError,
@@ -25,7 +29,9 @@ from celestial_ssh.errors import (
 )
 from celestial_ssh.recovery import RunningTwice
 from celestial_ssh.report import MigrationReport, Outcome
+from celestial_ssh_cli import batch_run
 from celestial_ssh_cli import main as cli_main
+from celestial_ssh_cli import options as cli_options
 from celestial_ssh_cli.failures import ExitCode, exit_code_for, message_for
 from celestial_ssh_cli.main import cli
 
@@ -203,8 +209,9 @@ def test_a_bad_tls_address_is_refused_before_connecting(
     message: str,
 ) -> None:
     # the probe resolves and connects through its own modules: refused there as well
-    monkeypatch.setattr(cli_main, "resolve_host", migration.connection.resolve_host)
-    monkeypatch.setattr(link_probe, "SSHSession", migration.connection.SSHSession)
+    monkeypatch.setattr(cli_options, "resolve_host", migration.connection.resolve_host)
+    monkeypatch.setattr(connection, "resolve_host", migration.connection.resolve_host)
+    monkeypatch.setattr(connection, "SSHSession", migration.connection.SSHSession)
     operands = ["lab-a", "lab-b", *(["web"] if command == "migrate" else [])]
     result = invoke(command, *operands, *args)
     assert result.exit_code == ExitCode.USAGE == 2
@@ -302,3 +309,72 @@ def test_version() -> None:
     result = invoke("--version")
     assert result.exit_code == 0
     assert result.stdout.strip() == "celestial-ssh, version 0.1.0"
+
+
+# -- the boundary: Ctrl-C, SIGTERM and bugs -------------------------------------------------------
+class InterruptedMigration:
+    """Stands in for Migration: signals itself while it runs, as a user's Ctrl-C would."""
+
+    signals: ClassVar[list[signal.Signals]] = [signal.SIGINT]
+
+    def __init__(self, source: str, target: str, container: str, options: Any, on_event: Any):
+        self.cancel_requested = False
+
+    def request_cancel(self) -> None:
+        self.cancel_requested = True
+
+    def run(self) -> MigrationReport:
+        for sig in self.signals:
+            os.kill(os.getpid(), sig)
+        assert self.cancel_requested, "the signal handler did not ask to cancel"
+        raise MigrationInterrupted("interrupted", report=report(Outcome.ROLLED_BACK))
+
+
+@pytest.mark.parametrize("signals", [[signal.SIGINT], [signal.SIGTERM, signal.SIGTERM]])
+def test_a_signal_cancels_the_migration_and_exits_130(
+    monkeypatch: pytest.MonkeyPatch, signals: list[signal.Signals]
+) -> None:
+    monkeypatch.setattr(cli_main, "Migration", InterruptedMigration)
+    monkeypatch.setattr(InterruptedMigration, "signals", signals)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    result = invoke("migrate", "lab-a", "lab-b", "web", "--json")
+    assert result.exit_code == ExitCode.INTERRUPTED == 130
+    assert json.loads(result.stdout)["exit_code"] == 130
+    name = signals[0].name
+    assert f"celestial-ssh: {name}: stopping at the next safe point and rolling back" in (
+        result.stderr
+    )
+    assert (f"{name} again: still stopping safely" in result.stderr) == (len(signals) > 1)
+    assert {sig: signal.getsignal(sig) for sig in before} == before, "handlers not restored"
+
+
+def test_a_signal_cancels_a_batch_and_exits_130(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.yml"
+    plan.write_text("migrations:\n  - {container: web, from: lab-a, to: lab-b}\n")
+
+    def interrupted_batch(plan: Any, *, cancel: threading.Event, **kwargs: Any) -> BatchReport:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert cancel.is_set(), "the signal handler did not cancel the batch"
+        return BatchReport(entries=[], cancelled=True, total_s=0.0)
+
+    monkeypatch.setattr(batch_run, "run_batch", interrupted_batch)
+    result = invoke("batch", str(plan), "--json")
+    assert result.exit_code == ExitCode.INTERRUPTED
+    assert json.loads(result.stdout)["cancelled"] is True
+    assert "SIGINT: stopping every migration at its next safe point" in result.stderr
+
+
+def test_a_bug_becomes_exit_1_with_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    class BrokenMigration(InterruptedMigration):
+        def run(self) -> MigrationReport:
+            raise ValueError("boom")
+
+    monkeypatch.setattr(cli_main, "Migration", BrokenMigration)
+    result = invoke("migrate", "lab-a", "lab-b", "web", "--json")
+    assert result.exit_code == ExitCode.ERROR == 1
+    document = json.loads(result.stdout)
+    assert (document["status"], document["error"]) == ("failed", "ValueError('boom')")
+    assert "internal error (this is a bug" in result.stderr
+    assert result.stderr.rstrip().endswith("ValueError: boom")

@@ -21,9 +21,11 @@ from celestial_ssh.events import (
 from celestial_ssh.report import MigrationReport, Outcome
 from celestial_ssh_cli.display import (
     NullDisplay,
+    Output,
     PlainDisplay,
     RichDisplay,
     choose_display,
+    choose_output,
     summary_line,
 )
 
@@ -245,7 +247,9 @@ def test_summary_line_without_timings() -> None:
     ids=["json", "quiet", "both"],
 )
 def test_json_and_quiet_show_nothing(json_output: bool, quiet: bool) -> None:
-    display = choose_display(json_output=json_output, quiet=quiet, verbose=True)
+    output = choose_output(json_output=json_output, quiet=quiet)
+    assert output is (Output.JSON if json_output else Output.QUIET)
+    display = choose_display(output, verbose=True)
     assert isinstance(display, NullDisplay)
     with display:
         display(PhaseStarted(Phase.CONNECT))
@@ -256,6 +260,27 @@ def test_not_a_terminal_gets_plain_lines(monkeypatch: pytest.MonkeyPatch) -> Non
     for variable in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setattr("sys.stderr", io.StringIO())
-    display = choose_display(json_output=False, quiet=False, verbose=True)
+    output = choose_output(json_output=False, quiet=False)
+    assert output is Output.PLAIN
+    display = choose_display(output, verbose=True)
     assert isinstance(display, PlainDisplay)
     assert display.verbose is True
+
+
+def test_a_terminal_gets_the_live_view() -> None:
+    console = Console(file=io.StringIO(), force_terminal=True)
+    assert choose_output(json_output=False, quiet=False, console=console) is Output.LIVE
+    assert isinstance(choose_display(Output.LIVE, verbose=False), RichDisplay)
+
+
+def test_the_flags_win_over_a_terminal() -> None:
+    console = Console(file=io.StringIO(), force_terminal=True)
+    chosen = [
+        choose_output(json_output=json_output, quiet=quiet, json_lines=json_lines, console=console)
+        for json_output, quiet, json_lines in [
+            (True, True, True),
+            (True, True, False),
+            (False, True, False),
+        ]
+    ]
+    assert chosen == [Output.JSON_LINES, Output.JSON, Output.QUIET]

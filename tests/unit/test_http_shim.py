@@ -16,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
+from celestial_ssh.commands import restore_local
 from celestial_ssh.errors import (
     ConnectionFailed,
     InvalidInput,
@@ -40,7 +41,7 @@ case "$1 $2" in
   "version --format")
     echo '{"Client": {"Version": "9.8.7"}}' ;;
   "container inspect")
-    name=$5
+    name=$6
     case "$name" in missing*) echo "no such container $name" >&2; exit 125 ;; esac
     printf '[{"Id": "0123456789abcdef", "Name": "%s", "State": {"Status": "%s"}}]\n' \
       "$name" "$(cat "$state_file")" ;;
@@ -416,7 +417,9 @@ def test_client_disconnect_drains_and_restores_here(podman: Path) -> None:
         await response.content.read(4096)
         response.close()  # the client goes away mid-stream
         deadline = time.monotonic() + 20
-        while "container restore -- 0123456789abcdef" not in calls.read_text():
+        # the engine's rollback restore, run with the fake podman
+        restore = " ".join(restore_local("0123456789abcdef")[1:])
+        while restore not in calls.read_text():
             assert time.monotonic() < deadline, "the container was not restored here"
             await asyncio.sleep(0.05)
         for _ in range(100):
@@ -493,6 +496,14 @@ def test_the_library_does_not_import_aiohttp() -> None:
 
 def test_health_document_is_json_serializable(podman: Path) -> None:
     async def scenario(client: TestClient[Any, Any]) -> Any:
-        return await (await client.get("/health")).text()
+        response = await client.get("/health")
+        return response.headers["Content-Type"], await response.text()
 
-    json.loads(run_client(podman, scenario))
+    content_type, text = run_client(podman, scenario)
+    assert content_type.startswith("application/json")
+    document = json.loads(text)
+    assert isinstance(document, dict)
+    assert (document["status"], document["podman"]) == ("UP", "9.8.7")
+    assert document["criu"] is None or isinstance(document["criu"], str)
+    assert isinstance(document["criu_check"], bool)
+    assert json.loads(json.dumps(document)) == document  # plain JSON values only
