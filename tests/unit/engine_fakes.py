@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from celestial_ssh import commands, data_plane
+from celestial_ssh.connection import ConnectionSettings
 from celestial_ssh.errors import (
     ConnectionFailed,
     RemoteCommandFailed,
@@ -38,7 +39,7 @@ from celestial_ssh.events import (
     PhaseStarted,
 )
 from celestial_ssh.hosts import HostSpec, ResolvedHost
-from celestial_ssh.migration import connection, context
+from celestial_ssh.migration import MigrationOptions, context, sessions
 from celestial_ssh.shell import join
 from celestial_ssh.ssh import CommandResult
 from celestial_ssh.streaming import RelayResult, RelayStopped
@@ -369,16 +370,28 @@ class FakeLab:
 
     # -- the stand-ins the engine gets ---------------------------------------------------
     def plug_in(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Make engines built without ``open_session`` reach this lab: its sessions, host
-        names, relay (also the link probe's), and no reconnect back-off."""
-        monkeypatch.setattr(connection, "SSHSession", self.session)
-        monkeypatch.setattr(connection, "resolve_host", self.resolve)
+        """Make this lab's relay stand in for the real one (also the link probe's), and
+        reconnect without a pause."""
         monkeypatch.setattr(context, "relay", self.relay)
         monkeypatch.setattr(data_plane, "relay", self.relay)  # the link probe's stream
-        monkeypatch.setattr(connection.time, "sleep", lambda seconds: None)
+        monkeypatch.setattr(sessions, "RECONNECT_PAUSE_S", 0.0)
 
-    def session(self, host: ResolvedHost, notice: Any = None) -> FakeSession:
-        return FakeSession(self, host, notice)
+    def settings(self, base: ConnectionSettings | None = None) -> ConnectionSettings:
+        """Connection settings that reach this lab's hosts (``base``'s other fields kept)."""
+        return dataclasses.replace(
+            base or ConnectionSettings(), host_resolver=self.resolve, connector=self.connect
+        )
+
+    def options(self, options: MigrationOptions | None = None, **fields: Any) -> MigrationOptions:
+        """``options`` (or ``MigrationOptions(**fields)``) reaching this lab's hosts."""
+        options = options or MigrationOptions(**fields)
+        return dataclasses.replace(options, connection=self.settings(options.connection))
+
+    def connect(self, host: ResolvedHost, notice: Any = None) -> FakeSession:
+        """The lab's connector: a new session to ``host``, connected."""
+        session = FakeSession(self, host, notice)
+        session.connect()
+        return session
 
     def resolve(self, text: str, ssh_config: str | None = None) -> ResolvedHost:
         spec = HostSpec.parse(text)

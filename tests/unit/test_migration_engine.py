@@ -74,9 +74,7 @@ def lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLab]:
 
 
 def run(lab: FakeLab, options: MigrationOptions | None = None, container: str = "web") -> Migration:
-    engine = Migration(
-        SRC, TGT, container, options, on_event=lab.events.append, open_session=lab.session
-    )
+    engine = Migration(SRC, TGT, container, lab.options(options), on_event=lab.events.append)
     engine.run()
     return engine
 
@@ -84,9 +82,7 @@ def run(lab: FakeLab, options: MigrationOptions | None = None, container: str = 
 def fail(
     lab: FakeLab, error: type[BaseException], options: MigrationOptions | None = None
 ) -> tuple[Migration, Any]:
-    engine = Migration(
-        SRC, TGT, "web", options, on_event=lab.events.append, open_session=lab.session
-    )
+    engine = Migration(SRC, TGT, "web", lab.options(options), on_event=lab.events.append)
     with pytest.raises(error) as caught:
         engine.run()
     return engine, caught.value
@@ -374,7 +370,7 @@ def test_accept_new_host_keys_relaxes_only_strict_hosts(lab: FakeLab) -> None:
 def test_invalid_input_is_refused_before_resolving_or_connecting(
     lab: FakeLab, container: str, options: MigrationOptions | None
 ) -> None:
-    engine = Migration(SRC, TGT, container, options, on_event=lab.events.append)
+    engine = Migration(SRC, TGT, container, lab.options(options), on_event=lab.events.append)
     with pytest.raises(InvalidInput) as caught:
         engine.run()
     assert caught.value.report is engine.report
@@ -384,7 +380,7 @@ def test_invalid_input_is_refused_before_resolving_or_connecting(
 
 
 def test_same_host_twice_is_refused_before_connecting(lab: FakeLab) -> None:
-    engine = Migration(SRC, "root@10.0.0.5", "web", on_event=lab.events.append)
+    engine = Migration(SRC, "root@10.0.0.5", "web", lab.options(), on_event=lab.events.append)
     with pytest.raises(InvalidInput, match="are the same host"):
         engine.run()
     assert lab.connects == []
@@ -872,7 +868,7 @@ def test_a_lost_restore_answer_that_got_through_completes_the_migration(
         TGT, "restore --import", ConnectionFailed("lab-b: connection reset by peer", host=TGT)
     )
     target_comes_back(lab, monkeypatch)
-    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=lab.events.append)
     report = engine.run()  # no exception
     assert report.outcome is Outcome.MIGRATED and report.succeeded
     assert report.warnings == [
@@ -1061,7 +1057,7 @@ def test_interrupt_after_the_point_of_no_return_keeps_the_outcome(lab: FakeLab) 
         if isinstance(event, PhaseFinished) and event.phase is Phase.VERIFY:
             raise KeyboardInterrupt  # Ctrl-C while the display draws "verified"
 
-    engine = Migration(SRC, TGT, "web", on_event=interrupt_after_verify)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=interrupt_after_verify)
     with pytest.raises(MigrationInterrupted) as caught:
         engine.run()
     assert engine.report.outcome is Outcome.MIGRATED
@@ -1168,7 +1164,7 @@ def test_a_lock_channel_that_never_answers_is_closed(
 
 # -- cancelling ------------------------------------------------------------------------------------
 def test_cancel_before_run_changes_nothing(lab: FakeLab) -> None:
-    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=lab.events.append)
     assert not engine.cancel_requested
     engine.request_cancel()
     assert engine.cancel_requested
@@ -1183,7 +1179,7 @@ def test_cancel_before_run_changes_nothing(lab: FakeLab) -> None:
 
 
 def test_cancel_while_preparing_undoes_the_work_directories(lab: FakeLab) -> None:
-    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=lab.events.append)
 
     def make_then_cancel(command: str) -> CommandResult:
         engine.request_cancel()  # Ctrl-C while the work directories are being made
@@ -1202,7 +1198,7 @@ def test_cancel_while_preparing_undoes_the_work_directories(lab: FakeLab) -> Non
 
 def test_cancel_during_the_stream_rolls_back(lab: FakeLab) -> None:
     restorable_source(lab)
-    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=lab.events.append)
 
     def cancel_halfway() -> None:
         should_stop = lab.should_stops[-1]
@@ -1233,7 +1229,7 @@ def test_cancel_during_the_stream_rolls_back(lab: FakeLab) -> None:
 
 
 def test_cancel_during_the_restore_finishes_the_migration(lab: FakeLab) -> None:
-    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=lab.events.append)
 
     def restore_then_cancel(command: str) -> CommandResult:
         engine.request_cancel()  # Ctrl-C while podman restores on the target
@@ -1262,7 +1258,7 @@ def test_cancel_after_the_stream_but_before_the_restore_rolls_back(lab: FakeLab)
         if isinstance(event, PhaseFinished) and event.phase is Phase.TRANSFER:
             engine.request_cancel()
 
-    engine = Migration(SRC, TGT, "web", on_event=cancel_after_the_transfer)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=cancel_after_the_transfer)
     with pytest.raises(MigrationInterrupted) as caught:
         engine.run()
     error = caught.value
@@ -1290,7 +1286,7 @@ def image_to_stage(lab: FakeLab) -> None:
 
 def test_the_image_relay_stops_on_a_cancel_request(lab: FakeLab) -> None:
     image_to_stage(lab)
-    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=lab.events.append)
 
     def cancel_during_the_image() -> None:
         should_stop = lab.should_stops[-1]
@@ -1324,7 +1320,7 @@ def test_a_cancelled_image_relay_kills_both_streams_before_removing_the_image(
     lab: FakeLab,
 ) -> None:
     image_to_stage(lab)
-    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=lab.events.append)
     lab.during_relay = engine.request_cancel
     with pytest.raises(MigrationInterrupted):
         engine.run()
