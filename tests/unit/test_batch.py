@@ -1,8 +1,8 @@
 """Batches and evacuations: plan validation, concurrency, stopping, dry runs, re-runs, CLI.
 
 Most tests replace the engine with :class:`FakeMigration` (records how many run at once and
-fails on demand); the dry-run tests drive the real engine against the fake hosts of
-``test_migration_engine`` (its ``lab`` fixture) to show that nothing is frozen.
+fails on demand); the dry-run tests drive the real engine against the engine's fake hosts
+(:class:`~tests.unit.fakes.lab.FakeLab`) to show that nothing is frozen.
 """
 
 from __future__ import annotations
@@ -48,12 +48,8 @@ from celestial_ssh.report import MigrationReport, Outcome
 from celestial_ssh.ssh import CommandResult
 from celestial_ssh_cli import batch_commands
 from celestial_ssh_cli.batch_commands import batch_command, evacuate_command
-from tests.unit.fakes import FakeFleet, FakeSession, connecting
-from tests.unit.test_migration_engine import (  # the fake hosts of the engine's tests
-    SRC,
-    TGT,
-    FakeLab,
-)
+from tests.unit.fakes import FakeFleet, FakeLab, FakeSession, connecting
+from tests.unit.fakes.lab import SRC, TGT
 
 
 def resolver(name: str) -> ResolvedHost:

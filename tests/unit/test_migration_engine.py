@@ -1,7 +1,7 @@
 """The migration engine driven against fake SSH sessions: order, preflight, rollback.
 
-The fake hosts (:class:`~tests.unit.engine_fakes.FakeLab`) are described in
-``engine_fakes``.
+The fake hosts (:class:`~tests.unit.fakes.lab.FakeLab`) are described in
+``tests/unit/fakes/lab.py``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from celestial_ssh.shell import join
 from celestial_ssh.ssh import CommandResult
 from celestial_ssh.streaming import RelayBroken, RelayStopped
 from celestial_ssh_cli.failures import ExitCode, exit_code_for
-from tests.unit.engine_fakes import (  # the fake hosts
+from tests.unit.fakes.lab import (  # the fake hosts
     ARCHIVE_BYTES,
     ARCHIVE_SHA,
     CHECKPOINT_WAIT,
@@ -53,7 +53,7 @@ from tests.unit.engine_fakes import (  # the fake hosts
     FakeChannel,
     FakeLab,
     FakeProcess,
-    FakeSession,
+    LabSession,
     image,
     inspect,
     listing,
@@ -517,7 +517,7 @@ class TLSExporter(FakeProcess):
     """The ``--tls`` source script: it runs until the engine waits for its end, and says
     the archive is complete (if ``announces``) while podman still tidies up."""
 
-    def __init__(self, session: FakeSession, command: str, outcome: CommandResult, announces: bool):
+    def __init__(self, session: LabSession, command: str, outcome: CommandResult, announces: bool):
         super().__init__(session, command, outcome)
         if announces:
             self.stdout += f"{commands.EXPORTED_MARKER} {ARCHIVE_BYTES}\n".encode()
@@ -562,9 +562,9 @@ def tls_lab(
     lab.answer(TGT, "stat -c %s", result(f"0\n{ARCHIVE_BYTES}\n"))  # the landing watch
     lab.answer(SRC, "container checkpoint", source_bytes(ARCHIVE_BYTES, digest=""))
     exporters: list[TLSExporter] = []
-    start = FakeSession.start
+    start = LabSession.start
 
-    def starting(session: FakeSession, argv: list[str], *, privileged: bool = True) -> Any:
+    def starting(session: LabSession, argv: list[str], *, privileged: bool = True) -> Any:
         process = start(session, argv, privileged=privileged)
         if "container checkpoint" not in process.command:
             return process
@@ -573,7 +573,7 @@ def tls_lab(
         exporters.append(exporter)
         return exporter
 
-    monkeypatch.setattr(FakeSession, "start", starting)
+    monkeypatch.setattr(LabSession, "start", starting)
     return exporters
 
 
@@ -817,9 +817,7 @@ def test_target_unreachable_after_restore_needs_recovery(lab: FakeLab) -> None:
     assert lab.phases()[-2:] == [("started", Phase.ROLLBACK), ("failed", Phase.ROLLBACK)]
 
 
-def test_target_reconnected_after_restore_was_sent_rolls_back(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_target_reconnected_after_restore_was_sent_rolls_back(lab: FakeLab) -> None:
     # the connection dies during the restore, but a new one works: find out, then roll back
     lab.answer(
         TGT, "restore --import", ConnectionFailed("lab-b: connection reset by peer", host=TGT)
@@ -828,13 +826,7 @@ def test_target_reconnected_after_restore_was_sent_rolls_back(
     lab.answer(TGT, "podman container inspect", inspect("exited"))
     lab.answer(TGT, "podman container ls", [listing(), listing((CID, "web", "exited"))])
     restorable_source(lab)
-    original_connect = FakeSession.connect
-
-    def comes_back(session: FakeSession) -> None:
-        lab.unreachable.discard(TGT)
-        original_connect(session)
-
-    monkeypatch.setattr(FakeSession, "connect", comes_back)
+    lab.back_on_reconnect.add(TGT)
     engine, _error = fail(lab, MigrationFailed)
     assert engine.report.outcome is Outcome.ROLLED_BACK
     assert lab.connects.count(TGT) == 2, "one reconnection, for the check and the rollback"
@@ -849,25 +841,13 @@ def test_target_reconnected_after_restore_was_sent_rolls_back(
     assert join(commands.container_remove(CID, force=True)) in lab.commands_on(TGT)
 
 
-def target_comes_back(lab: FakeLab, monkeypatch: pytest.MonkeyPatch) -> None:
-    original_connect = FakeSession.connect
-
-    def comes_back(session: FakeSession) -> None:
-        lab.unreachable.discard(TGT)
-        original_connect(session)
-
-    monkeypatch.setattr(FakeSession, "connect", comes_back)
-
-
-def test_a_lost_restore_answer_that_got_through_completes_the_migration(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_lost_restore_answer_that_got_through_completes_the_migration(lab: FakeLab) -> None:
     # the connection dies during the restore, which went on and succeeded on the target:
     # removing that copy to restore the source would throw away a serving container
     lab.answer(
         TGT, "restore --import", ConnectionFailed("lab-b: connection reset by peer", host=TGT)
     )
-    target_comes_back(lab, monkeypatch)
+    lab.back_on_reconnect.add(TGT)
     engine = Migration(SRC, TGT, "web", lab.options(), on_event=lab.events.append)
     report = engine.run()  # no exception
     assert report.outcome is Outcome.MIGRATED and report.succeeded
@@ -890,24 +870,20 @@ def test_a_lost_restore_answer_that_got_through_completes_the_migration(
     assert [holder.killed for holder in lab.lock_holders()] == [True]
 
 
-def test_a_lost_verify_answer_after_a_good_restore_completes_the_migration(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_lost_verify_answer_after_a_good_restore_completes_the_migration(lab: FakeLab) -> None:
     lab.answer(
         TGT,
         "podman container inspect",
         [ConnectionFailed("lab-b: connection reset", host=TGT), inspect("running")],
     )
-    target_comes_back(lab, monkeypatch)
+    lab.back_on_reconnect.add(TGT)
     report = run(lab).report
     assert report.outcome is Outcome.MIGRATED
     assert "but web runs on lab-b: the migration got through" in report.warnings[0]
     assert not lab.ran(SRC, "container restore")
 
 
-def test_a_lost_restore_answer_with_a_strangers_copy_rolls_back(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_lost_restore_answer_with_a_strangers_copy_rolls_back(lab: FakeLab) -> None:
     # under a new name, a running container with that name that was on the target before
     # the restore is not ours: the restore did not get through
     stranger = "2" * 64
@@ -919,20 +895,18 @@ def test_a_lost_restore_answer_with_a_strangers_copy_rolls_back(
     )
     lab.answer(TGT, "podman container inspect", inspect("running", name="web2", cid=stranger))
     restorable_source(lab)
-    target_comes_back(lab, monkeypatch)
+    lab.back_on_reconnect.add(TGT)
     engine, _error = fail(lab, MigrationFailed, MigrationOptions(new_name="web2"))
     assert engine.report.outcome is Outcome.ROLLED_BACK
     assert not lab.ran(TGT, "podman container rm")
     assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
 
 
-def test_a_lost_restore_answer_under_a_new_name_that_got_through(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_lost_restore_answer_under_a_new_name_that_got_through(lab: FakeLab) -> None:
     ours = "1" * 64  # a restore under a new name gets a new ID
     lab.answer(TGT, "restore --import", ConnectionFailed("lab-b: connection reset", host=TGT))
     lab.answer(TGT, "podman container inspect", inspect("running", name="web2", cid=ours))
-    target_comes_back(lab, monkeypatch)
+    lab.back_on_reconnect.add(TGT)
     report = run(lab, MigrationOptions(new_name="web2")).report
     assert report.outcome is Outcome.MIGRATED
     assert join(commands.container_inspect("web2")) in lab.commands_on(TGT)
@@ -1082,7 +1056,7 @@ def test_the_engine_takes_the_lock_through_locking_take_migration_lock(
         def kill(self) -> None:
             released.append(True)
 
-    def take(session: FakeSession, container: str, container_id: str, **kwargs: Any) -> Held:
+    def take(session: LabSession, container: str, container_id: str, **kwargs: Any) -> Held:
         calls.append({"host": session.host.name, "container": container, "id": container_id})
         calls[-1].update(kwargs)
         kwargs["warn"]("a warning from the lock")
@@ -1447,20 +1421,12 @@ def test_rollback_from_restoring_waits_for_the_restore_before_removing_it(lab: F
     )
 
 
-def test_a_restore_that_does_not_end_needs_recovery(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_restore_that_does_not_end_needs_recovery(lab: FakeLab) -> None:
     # the connection died during the restore; the reconnected target says it still runs
     lab.answer(TGT, "restore --import", ConnectionFailed("lab-b: connection reset", host=TGT))
     lab.answer(TGT, RESTORE_WAIT, result(status=1))  # still running after the timeout
     restorable_source(lab)
-    original_connect = FakeSession.connect
-
-    def comes_back(session: FakeSession) -> None:
-        lab.unreachable.discard(TGT)
-        original_connect(session)
-
-    monkeypatch.setattr(FakeSession, "connect", comes_back)
+    lab.back_on_reconnect.add(TGT)
     engine, error = fail(lab, MigrationFailed)
     assert engine.report.outcome is Outcome.NEEDS_RECOVERY
     assert exit_code_for(error) is ExitCode.NEEDS_RECOVERY
