@@ -8,6 +8,10 @@ The library API::
                      on_event=print)
     print(report.downtime_s)
 
+How hosts are reached (ssh_config, an inventory's resolver, ``accept_new_host_keys``, and
+for tests a fake connector) is one :class:`ConnectionSettings`, taken by every entry point
+as ``connection=`` (``MigrationOptions(connection=...)`` for a migration).
+
 Also here: ``run_batch``/``load_plan``/``evacuate`` (fleet moves), ``doctor`` and
 ``list_containers`` (host readiness), ``recover`` (after a killed coordinator),
 ``load_inventory``, and ``append_report`` (research CSV/JSON rows).
@@ -16,6 +20,7 @@ Nothing here prints or imports a UI toolkit: progress arrives as events (``celes
 """
 
 from .batch import BatchReport, EntryStatus, Plan, evacuate, load_plan, run_batch
+from .connection import ConnectionSettings
 from .errors import (
     AuthenticationFailed,
     CelestialError,
@@ -45,6 +50,7 @@ __all__ = [
     "CelestialError",
     "Check",
     "ConnectionFailed",
+    "ConnectionSettings",
     "ContainerRow",
     "EntryStatus",
     "Event",

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from .bandwidth import parse_rate as parse_rate
 from .host_scripts import run_script, script_text
 from .shell import validate_remote_path
+from .units import megabytes_per_s as _mb
 
 # What compressing costs the freeze, as a rate of archive bytes, measured on our 2-core
 # machines (bench/README.md): podman exported 256 MB of compressible memory to tmpfs in
@@ -186,10 +187,6 @@ def _ratio(name: str, value: float) -> float:
             f"{name} must be at most {_MAX_RATIO} (compressed / original), not {value!r}"
         )
     return float(value)
-
-
-def _mb(bytes_per_s: float) -> str:
-    return f"{bytes_per_s / 1e6:.1f} MB/s"
 
 
 def choose_compression(

@@ -22,7 +22,6 @@ from .connection import ConnectionSettings, connection_settings, find_privileges
 from .errors import CelestialError, ConnectionFailed
 from .podman_json import parse_criu_version, version_tuple
 from .readiness_parsers import (
-    human_kib,
     parse_cpuinfo_summary,
     parse_df,
     parse_kernel_version,
@@ -32,6 +31,7 @@ from .readiness_parsers import (
     tail_of,
 )
 from .ssh import CommandResult, SSHSession
+from .units import human_kib
 
 Level = Literal["error", "warning", "info"]
 

@@ -91,12 +91,3 @@ def parse_df(text: str) -> tuple[str, int, str] | None:
     if len(fields) < 6 or not fields[3].isdigit():
         return None
     return lines[0].strip(), int(fields[3]), fields[-1]
-
-
-def human_kib(kib: int) -> str:
-    value = float(kib)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "KiB" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"  # pragma: no cover

@@ -3,9 +3,10 @@ free memory, moved as a batch."""
 
 from __future__ import annotations
 
-import threading
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Unpack
 
 from .. import commands, fleet_commands
 from ..connection import ConnectionSettings, HostResolver, connection_settings
@@ -15,7 +16,7 @@ from ..podman_json import OutputError, parse_container_list, parse_memory_usage
 from ..readiness_parsers import parse_meminfo
 from ..shell import validate_container_name
 from .plan import Plan, PlanEntry, cached_resolver
-from .runner import BatchEventSink, BatchReport, run_batch
+from .runner import BatchReport, RunSettings, run_batch
 
 
 def parse_mem_available(text: str) -> int:
@@ -94,8 +95,7 @@ def plan_evacuation(
         settings.host_resolver or (lambda name: resolve_host(name, settings.ssh_config))
     )
     settings = settings.with_resolver(resolver)
-    session = settings.connect(source_text, timeout=timeout)
-    try:
+    with contextlib.closing(settings.connect(source_text, timeout=timeout)) as session:
         listing = session.run(
             fleet_commands.running_containers(),
             timeout=timeout,
@@ -117,12 +117,9 @@ def plan_evacuation(
             running = [name for name in running if name in wanted]
         stats = session.run(fleet_commands.container_stats(), timeout=timeout)
         usage = parse_memory_usage(stats.stdout) if stats.ok else {}
-    finally:
-        session.close()
     free: dict[str, int] = {}
     for target in target_list:
-        target_session = settings.connect(target, timeout=timeout)
-        try:
+        with contextlib.closing(settings.connect(target, timeout=timeout)) as target_session:
             meminfo = target_session.run(
                 fleet_commands.read_meminfo(),
                 privileged=False,
@@ -130,8 +127,6 @@ def plan_evacuation(
                 check=True,
                 what="reading /proc/meminfo",
             )
-        finally:
-            target_session.close()
         try:
             free[target] = parse_mem_available(meminfo.stdout)
         except OutputError as error:
@@ -156,12 +151,7 @@ def evacuate(
     host: str,
     targets: Sequence[str],
     *,
-    parallel: int = 1,
-    continue_on_error: bool = False,
-    dry_run: bool = False,
     connection: ConnectionSettings | None = None,
-    on_event: BatchEventSink | None = None,
-    cancel: threading.Event | None = None,
     only: Iterable[str] | None = None,
     keep_source: bool = False,
     compression: str = "none",
@@ -169,12 +159,14 @@ def evacuate(
     ssh_config: str | None = None,
     accept_new_host_keys: bool = False,
     host_resolver: HostResolver | None = None,
+    **running: Unpack[RunSettings],
 ) -> BatchReport:
     """Move every running container off ``host`` (or only those named in ``only``).
 
     Each container goes to the target with the most free memory left (``MemAvailable``),
     largest first by its memory use (``podman stats``); then they move as a batch
-    (:func:`plan_evacuation`, then :func:`run_batch`).
+    (:func:`plan_evacuation`, then :func:`run_batch`, which ``running`` goes to:
+    ``parallel``, ``continue_on_error``, ``dry_run``, ``on_event``, ``cancel``).
     """
     settings = connection_settings(
         connection,
@@ -193,10 +185,6 @@ def evacuate(
     )
     return run_batch(
         plan,
-        parallel=parallel,
-        continue_on_error=continue_on_error,
-        dry_run=dry_run,
         connection=settings.with_resolver(plan.resolver) if plan.resolver else settings,
-        on_event=on_event,
-        cancel=cancel,
+        **running,
     )

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from .. import commands
 from ..connection import ConnectionSettings, HostResolver, connection_settings
@@ -149,12 +149,11 @@ def container_state(
     Raises :class:`~celestial_ssh.errors.CelestialError` when the host cannot be asked or
     podman answers something else than "no such container".
     """
-    session = (connection or ConnectionSettings()).connect(host, timeout=timeout)
-    name = session.host.name
-    try:
+    with contextlib.closing(
+        (connection or ConnectionSettings()).connect(host, timeout=timeout)
+    ) as session:
+        name = session.host.name
         result = session.run(commands.container_inspect(container), timeout=timeout)
-    finally:
-        session.close()
     if result.ok:
         try:
             return parse_container_inspect(result.stdout).status
@@ -274,9 +273,7 @@ class BatchRun:
         """The batch's options, with what the plan says for ``entry`` over them."""
         return entry.options(
             MigrationOptions(
-                ssh_config=self.connection.ssh_config,
-                accept_new_host_keys=self.connection.accept_new_host_keys,
-                host_resolver=self.connection.host_resolver,
+                connection=self.connection,
                 preflight_only=self.dry_run,
                 transport=self.transport,
                 direct=self.direct,
@@ -382,24 +379,34 @@ class BatchRun:
             )
 
 
+class RunSettings(TypedDict, total=False):
+    """How a batch runs, whatever its plan (see :class:`BatchRun`)."""
+
+    parallel: int
+    continue_on_error: bool
+    dry_run: bool
+    on_event: BatchEventSink | None
+    cancel: threading.Event | None
+
+
+class BatchSettings(RunSettings, total=False):
+    """:class:`RunSettings`, how the hosts are reached, and how every archive travels."""
+
+    connection: ConnectionSettings | None
+    transport: str
+    direct: bool
+    bwlimit_bytes_per_s: float | None
+    tls: bool
+    ssh_config: str | None
+    accept_new_host_keys: bool
+    host_resolver: HostResolver | None
+
+
 def run_batch(
-    plan: Plan | str | os.PathLike[str],
-    *,
-    parallel: int = 1,
-    continue_on_error: bool = False,
-    dry_run: bool = False,
-    connection: ConnectionSettings | None = None,
-    on_event: BatchEventSink | None = None,
-    cancel: threading.Event | None = None,
-    transport: str = "auto",
-    direct: bool = False,
-    bwlimit_bytes_per_s: float | None = None,
-    tls: bool = False,
-    ssh_config: str | None = None,
-    accept_new_host_keys: bool = False,
-    host_resolver: HostResolver | None = None,
+    plan: Plan | str | os.PathLike[str], **settings: Unpack[BatchSettings]
 ) -> BatchReport:
-    """Run every migration of ``plan`` (a :class:`Plan` or a plan file); see :class:`BatchRun`.
+    """Run every migration of ``plan`` (a :class:`Plan` or a plan file); see :class:`BatchRun`
+    for the keyword arguments.
 
     ``transport``, ``direct``, ``bwlimit_bytes_per_s`` and ``tls`` apply to every migration,
     as the :class:`~celestial_ssh.migration.MigrationOptions` fields of those names (each
@@ -413,19 +420,4 @@ def run_batch(
     """
     if not isinstance(plan, Plan):
         plan = load_plan(plan)
-    return BatchRun(
-        plan,
-        parallel=parallel,
-        continue_on_error=continue_on_error,
-        dry_run=dry_run,
-        connection=connection,
-        on_event=on_event,
-        cancel=cancel,
-        transport=transport,
-        direct=direct,
-        bwlimit_bytes_per_s=bwlimit_bytes_per_s,
-        tls=tls,
-        ssh_config=ssh_config,
-        accept_new_host_keys=accept_new_host_keys,
-        host_resolver=host_resolver,
-    ).run()
+    return BatchRun(plan, **settings).run()

@@ -6,7 +6,7 @@ Module map::
     state.py         the state machine (State) and where a migration stands (Progress)
     options.py       MigrationOptions and check_options
     context.py       what the phases share: options, report, sessions, events, cancel
-    connection.py    the one place hosts are resolved, connected, and root/sudo settled
+    sessions.py      the two hosts' sessions (through connection.ConnectionSettings), reconnects
     preflight.py     host facts and checks, the lock, the target being free
     staging.py       the image onto the target
     prepare.py       work directories, the data path's choice, --compress auto, pre-copy

@@ -28,8 +28,8 @@ from ..rate_limit import TokenBucket
 from ..report import STEP_TIMINGS, MigrationReport
 from ..ssh import CommandResult, RemoteProcess, SSHSession
 from ..streaming import RelayResult, relay
-from .connection import HostSessions, SessionFactory
 from .options import MigrationOptions
+from .sessions import HostSessions
 from .state import Progress
 from .wording import one_line
 
@@ -53,7 +53,6 @@ class MigrationContext:
         container: str,
         options: MigrationOptions,
         on_event: EventSink,
-        open_session: SessionFactory | None = None,
     ):
         self.options = options
         self._emit_to = on_event
@@ -64,7 +63,7 @@ class MigrationContext:
         self.target_text = target
         self.container = container
         self.progress = Progress()
-        self.hosts = HostSessions(source, target, options, self.notice, open_session)
+        self.hosts = HostSessions(source, target, options.connection_settings(), self.notice)
         self.cancel = threading.Event()
         self.lock: RemoteProcess | None = None
         self.plane: DataPlane | None = None

@@ -19,7 +19,6 @@ from ..shell import validate_container_name
 from ..streaming import RelayStopped
 from . import rollback
 from .cleanup import clean_up
-from .connection import SessionFactory
 from .context import MigrationCancelled, MigrationContext
 from .freeze import checkpoint_and_transfer
 from .options import MigrationOptions, check_options
@@ -34,8 +33,7 @@ from .wording import describe, one_line
 class Migration:
     """One live migration. ``run()`` once; read ``report`` afterwards (also on failure).
 
-    ``open_session`` makes the SSH sessions (default: :class:`~celestial_ssh.ssh.SSHSession`);
-    tests pass fakes.
+    The hosts are reached through ``options.connection`` (tests give it a fake connector).
     """
 
     def __init__(
@@ -45,8 +43,6 @@ class Migration:
         container: str,
         options: MigrationOptions | None = None,
         on_event: EventSink | None = None,
-        *,
-        open_session: SessionFactory | None = None,
     ):
         self.options = options or MigrationOptions()
         self._ctx = MigrationContext(
@@ -55,7 +51,6 @@ class Migration:
             container,
             self.options,
             on_event or discard_events,
-            open_session,
         )
         self.report: MigrationReport = self._ctx.report
         self._started = 0.0

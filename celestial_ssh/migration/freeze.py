@@ -10,10 +10,11 @@ from ..data_plane import StreamProcess
 from ..errors import ConnectionFailed, RemoteCommandFailed
 from ..events import Phase, PhaseFinished, PhaseStarted, TransferProgress
 from ..ssh import CommandResult
+from ..units import megabytes, megabytes_per_s
 from .context import MigrationContext
 from .state import State
 from .transfer import Transfer
-from .wording import megabytes, one_line
+from .wording import one_line
 
 
 def checkpoint_and_transfer(ctx: MigrationContext) -> None:
@@ -98,7 +99,7 @@ def _landed(
     rate = moved_bytes / stream_s if stream_s > 0 else 0.0
     ctx.emit(
         PhaseFinished(
-            Phase.TRANSFER, transfer_s, f"{megabytes(moved_bytes)} at {megabytes(rate)}/s"
+            Phase.TRANSFER, transfer_s, f"{megabytes(moved_bytes)} at {megabytes_per_s(rate)}"
         )
     )
     ctx.report.bytes_transferred += moved_bytes

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from .. import commands, tls_link
 from ..commands import CheckpointOptions
+from ..connection import ConnectionSettings, connection_settings
 from ..data_plane import TRANSPORTS
 from ..errors import InvalidInput
 from ..hosts import ResolvedHost
@@ -51,6 +52,18 @@ class MigrationOptions:
     # stop right after the preflight checks (lock released, sessions closed): a dry run;
     # the report's outcome stays NOT_STARTED and nothing is changed on either host
     preflight_only: bool = False
+    # how the hosts are reached; ssh_config, accept_new_host_keys and host_resolver above
+    # are its older spelling and, given, replace its fields (see connection_settings)
+    connection: ConnectionSettings | None = field(default=None, compare=False)
+
+    def connection_settings(self) -> ConnectionSettings:
+        """How this migration reaches its hosts: ``connection`` with the older fields."""
+        return connection_settings(
+            self.connection,
+            ssh_config=self.ssh_config,
+            accept_new_host_keys=self.accept_new_host_keys,
+            host_resolver=self.host_resolver,
+        )
 
     def checkpoint_options(self, compression: str | None = None) -> CheckpointOptions:
         chosen = compression or self.compression

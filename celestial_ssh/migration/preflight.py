@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from .. import commands, tls_link
+from ..connection import settle_privileges
 from ..errors import PreflightFailed
 from ..events import Phase
 from ..locking import take_migration_lock
@@ -24,7 +25,6 @@ from ..podman_json import (
 )
 from ..precopy import PrecopySupport, combine_support, dirty_tracking_check, parse_dirty_tracking
 from ..ssh import CommandResult, SSHSession
-from .connection import settle_privileges
 from .context import MigrationContext
 from .state import State
 
@@ -111,7 +111,7 @@ def host_facts(
     """The host's podman and CRIU, checked; and the answers to ``asks``, run at the
     same time (they need root, so they wait for the sudo check)."""
     name = session.host.name
-    is_root = settle_privileges(session, timeout)
+    is_root = settle_privileges(session, timeout=timeout).how == "root"
     # the host's own checks first: their failure is the one to report
     questions = {
         _PODMAN_INFO: commands.podman_info(),

@@ -15,13 +15,14 @@ from ..parallel import run_together
 from ..podman_json import ContainerInfo, OutputError, parse_memory_usage
 from ..precopy import PrecopyPolicy, pages_written, pre_checkpoint_export, run_precopy_rounds
 from ..ssh import SSHSession
+from ..units import megabytes
 from .context import MigrationContext
 from .relay import RelayTransfer
 from .ssh_direct import SSHDirectTransfer
 from .state import State
 from .tls import TLSTransfer
 from .transfer import Transfer
-from .wording import megabytes, one_line
+from .wording import one_line
 
 # what --compress auto streams to measure the link: long enough that the SSH handshake of a
 # new stream is a small part of it, short enough to cost well under a second on fast links

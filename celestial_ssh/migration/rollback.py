@@ -18,8 +18,8 @@ from ..podman_json import (
 )
 from ..report import Outcome
 from ..ssh import SSHSession
-from .connection import Side
 from .context import MigrationContext
+from .sessions import Side
 from .state import State
 from .wording import one_line
 

@@ -8,9 +8,9 @@ from .. import commands
 from ..errors import PreflightFailed
 from ..events import Phase, PhaseSkipped, TransferProgress
 from ..podman_json import parse_image_id
+from ..units import megabytes
 from .context import MigrationContext
 from .state import State
-from .wording import megabytes
 
 
 def stage_image(ctx: MigrationContext) -> None:

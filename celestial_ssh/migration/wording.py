@@ -1,4 +1,4 @@
-"""How the engine words errors and sizes in its events, notices and messages."""
+"""How the engine words errors in its events, notices and messages (sizes: ``units``)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,3 @@ def describe(error: BaseException) -> str:
     if isinstance(error, CelestialError):
         return str(error).strip()
     return one_line(error)
-
-
-def megabytes(count: float) -> str:
-    return f"{count / 1e6:.1f} MB"

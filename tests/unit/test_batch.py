@@ -1,8 +1,8 @@
 """Batches and evacuations: plan validation, concurrency, stopping, dry runs, re-runs, CLI.
 
 Most tests replace the engine with :class:`FakeMigration` (records how many run at once and
-fails on demand); the dry-run tests drive the real engine against the fake hosts of
-``test_migration_engine`` (its ``lab`` fixture) to show that nothing is frozen.
+fails on demand); the dry-run tests drive the real engine against the engine's fake hosts
+(:class:`~tests.unit.fakes.lab.FakeLab`) to show that nothing is frozen.
 """
 
 from __future__ import annotations
@@ -48,12 +48,8 @@ from celestial_ssh.report import MigrationReport, Outcome
 from celestial_ssh.ssh import CommandResult
 from celestial_ssh_cli import batch_commands, batch_run
 from celestial_ssh_cli.batch_commands import batch_command, evacuate_command
-from tests.unit.fakes import FakeFleet, FakeSession, connecting
-from tests.unit.test_migration_engine import (  # the fake hosts of the engine's tests
-    SRC,
-    TGT,
-    FakeLab,
-)
+from tests.unit.fakes import FakeFleet, FakeLab, FakeSession, connecting
+from tests.unit.fakes.lab import SRC, TGT
 
 
 def resolver(name: str) -> ResolvedHost:
@@ -224,10 +220,7 @@ def test_an_unknown_host_fails_the_batch_before_anything_moves(fleet: Fleet) -> 
 def lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLab]:
     """The fake hosts of the engine's tests, set up as its own ``lab`` fixture does."""
     lab = FakeLab()
-    monkeypatch.setattr(migration.connection, "SSHSession", lab.session)
-    monkeypatch.setattr(migration.connection, "resolve_host", lab.resolve)
-    monkeypatch.setattr(migration.context, "relay", lab.relay)
-    monkeypatch.setattr(migration.connection.time, "sleep", lambda seconds: None)
+    lab.plug_in(monkeypatch)
     yield lab
     assert lab.unexpected == [], "the engine ran commands no test expected"
 
@@ -235,7 +228,7 @@ def lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLab]:
 # -- the engine's preflight_only option --------------------------------------------------------
 def test_preflight_only_stops_after_the_checks_and_releases_the_lock(lab: FakeLab) -> None:
     engine = Migration(
-        SRC, TGT, "web", MigrationOptions(preflight_only=True), on_event=lab.events.append
+        SRC, TGT, "web", lab.options(preflight_only=True), on_event=lab.events.append
     )
     report = engine.run()
     assert report.outcome is Outcome.NOT_STARTED
@@ -502,8 +495,7 @@ def test_dry_run_with_the_real_engine_freezes_nothing(
     lab: FakeLab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plan = Plan(entries=[PlanEntry(index=1, container="web", source=SRC, target=TGT)])
-    settings = ConnectionSettings(host_resolver=lab.resolve, connector=connecting(lab.session))
-    report = run_batch(plan, dry_run=True, connection=settings)
+    report = run_batch(plan, dry_run=True, connection=lab.settings())
     assert report.entries[0].status is EntryStatus.WOULD_MIGRATE
     assert report.succeeded and report.dry_run
     assert report.entries[0].report is not None

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import pytest
 from click.testing import CliRunner
 
-from celestial_ssh import connection, migration
+from celestial_ssh import connection
 from celestial_ssh.batch import BatchReport
 from celestial_ssh.errors import (
     AuthenticationFailed,
@@ -160,8 +160,8 @@ def no_hosts(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
         calls["session"].append(args)
         raise AssertionError("no SSH session may be opened")
 
-    monkeypatch.setattr(migration.connection, "resolve_host", resolve)
-    monkeypatch.setattr(migration.connection, "SSHSession", session)
+    monkeypatch.setattr(connection, "resolve_host", resolve)
+    monkeypatch.setattr(connection, "SSHSession", session)
     monkeypatch.delenv("FORCE_COLOR", raising=False)
     monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
     return calls
@@ -209,9 +209,7 @@ def test_a_bad_tls_address_is_refused_before_connecting(
     message: str,
 ) -> None:
     # the probe resolves and connects through its own modules: refused there as well
-    monkeypatch.setattr(cli_options, "resolve_host", migration.connection.resolve_host)
-    monkeypatch.setattr(connection, "resolve_host", migration.connection.resolve_host)
-    monkeypatch.setattr(connection, "SSHSession", migration.connection.SSHSession)
+    monkeypatch.setattr(cli_options, "resolve_host", connection.resolve_host)
     operands = ["lab-a", "lab-b", *(["web"] if command == "migrate" else [])]
     result = invoke(command, *operands, *args)
     assert result.exit_code == ExitCode.USAGE == 2
@@ -239,7 +237,7 @@ def test_migrate_json_reports_refused_input(no_hosts: dict[str, list[Any]]) -> N
 
 def test_migrate_with_a_missing_ssh_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sessions: list[Any] = []
-    monkeypatch.setattr(migration.connection, "SSHSession", lambda *a, **k: sessions.append(a))
+    monkeypatch.setattr(connection, "SSHSession", lambda *a, **k: sessions.append(a))
     missing = tmp_path / "nowhere" / "ssh_config"
     result = invoke("migrate", "lab-a", "lab-b", "web", "-F", str(missing))
     # click.Path(dir_okay=False) does not require the file: the library refuses it
@@ -287,7 +285,7 @@ def test_click_usage_errors(
 
 def test_hostile_host_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     sessions: list[Any] = []
-    monkeypatch.setattr(migration.connection, "SSHSession", lambda *a, **k: sessions.append(a))
+    monkeypatch.setattr(connection, "SSHSession", lambda *a, **k: sessions.append(a))
     result = invoke("migrate", "-oProxyCommand=x", "lab-b", "web")
     assert result.exit_code == ExitCode.USAGE  # click takes it for an unknown option -o
     assert "No such option '-o'" in result.stderr
@@ -298,7 +296,7 @@ def test_hostile_host_after_double_dash_is_refused_by_the_library(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sessions: list[Any] = []
-    monkeypatch.setattr(migration.connection, "SSHSession", lambda *a, **k: sessions.append(a))
+    monkeypatch.setattr(connection, "SSHSession", lambda *a, **k: sessions.append(a))
     result = invoke("migrate", "--", "-oProxyCommand=x", "lab-b", "web")
     assert result.exit_code == ExitCode.USAGE
     assert "'-oProxyCommand=x' is not a host" in result.stderr

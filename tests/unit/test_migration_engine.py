@@ -1,7 +1,7 @@
 """The migration engine driven against fake SSH sessions: order, preflight, rollback.
 
-The fake hosts (:class:`~tests.unit.engine_fakes.FakeLab`) are described in
-``engine_fakes``.
+The fake hosts (:class:`~tests.unit.fakes.lab.FakeLab`) are described in
+``tests/unit/fakes/lab.py``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from celestial_ssh.shell import join
 from celestial_ssh.ssh import CommandResult
 from celestial_ssh.streaming import RelayBroken, RelayStopped
 from celestial_ssh_cli.failures import ExitCode, exit_code_for
-from tests.unit.engine_fakes import (  # the fake hosts
+from tests.unit.fakes.lab import (  # the fake hosts
     ARCHIVE_BYTES,
     ARCHIVE_SHA,
     CHECKPOINT_WAIT,
@@ -53,7 +53,7 @@ from tests.unit.engine_fakes import (  # the fake hosts
     FakeChannel,
     FakeLab,
     FakeProcess,
-    FakeSession,
+    LabSession,
     image,
     inspect,
     listing,
@@ -74,9 +74,7 @@ def lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLab]:
 
 
 def run(lab: FakeLab, options: MigrationOptions | None = None, container: str = "web") -> Migration:
-    engine = Migration(
-        SRC, TGT, container, options, on_event=lab.events.append, open_session=lab.session
-    )
+    engine = Migration(SRC, TGT, container, lab.options(options), on_event=lab.events.append)
     engine.run()
     return engine
 
@@ -84,9 +82,7 @@ def run(lab: FakeLab, options: MigrationOptions | None = None, container: str = 
 def fail(
     lab: FakeLab, error: type[BaseException], options: MigrationOptions | None = None
 ) -> tuple[Migration, Any]:
-    engine = Migration(
-        SRC, TGT, "web", options, on_event=lab.events.append, open_session=lab.session
-    )
+    engine = Migration(SRC, TGT, "web", lab.options(options), on_event=lab.events.append)
     with pytest.raises(error) as caught:
         engine.run()
     return engine, caught.value
@@ -374,7 +370,7 @@ def test_accept_new_host_keys_relaxes_only_strict_hosts(lab: FakeLab) -> None:
 def test_invalid_input_is_refused_before_resolving_or_connecting(
     lab: FakeLab, container: str, options: MigrationOptions | None
 ) -> None:
-    engine = Migration(SRC, TGT, container, options, on_event=lab.events.append)
+    engine = Migration(SRC, TGT, container, lab.options(options), on_event=lab.events.append)
     with pytest.raises(InvalidInput) as caught:
         engine.run()
     assert caught.value.report is engine.report
@@ -384,7 +380,7 @@ def test_invalid_input_is_refused_before_resolving_or_connecting(
 
 
 def test_same_host_twice_is_refused_before_connecting(lab: FakeLab) -> None:
-    engine = Migration(SRC, "root@10.0.0.5", "web", on_event=lab.events.append)
+    engine = Migration(SRC, "root@10.0.0.5", "web", lab.options(), on_event=lab.events.append)
     with pytest.raises(InvalidInput, match="are the same host"):
         engine.run()
     assert lab.connects == []
@@ -521,7 +517,7 @@ class TLSExporter(FakeProcess):
     """The ``--tls`` source script: it runs until the engine waits for its end, and says
     the archive is complete (if ``announces``) while podman still tidies up."""
 
-    def __init__(self, session: FakeSession, command: str, outcome: CommandResult, announces: bool):
+    def __init__(self, session: LabSession, command: str, outcome: CommandResult, announces: bool):
         super().__init__(session, command, outcome)
         if announces:
             self.stdout += f"{commands.EXPORTED_MARKER} {ARCHIVE_BYTES}\n".encode()
@@ -566,9 +562,9 @@ def tls_lab(
     lab.answer(TGT, "stat -c %s", result(f"0\n{ARCHIVE_BYTES}\n"))  # the landing watch
     lab.answer(SRC, "container checkpoint", source_bytes(ARCHIVE_BYTES, digest=""))
     exporters: list[TLSExporter] = []
-    start = FakeSession.start
+    start = LabSession.start
 
-    def starting(session: FakeSession, argv: list[str], *, privileged: bool = True) -> Any:
+    def starting(session: LabSession, argv: list[str], *, privileged: bool = True) -> Any:
         process = start(session, argv, privileged=privileged)
         if "container checkpoint" not in process.command:
             return process
@@ -577,7 +573,7 @@ def tls_lab(
         exporters.append(exporter)
         return exporter
 
-    monkeypatch.setattr(FakeSession, "start", starting)
+    monkeypatch.setattr(LabSession, "start", starting)
     return exporters
 
 
@@ -821,9 +817,7 @@ def test_target_unreachable_after_restore_needs_recovery(lab: FakeLab) -> None:
     assert lab.phases()[-2:] == [("started", Phase.ROLLBACK), ("failed", Phase.ROLLBACK)]
 
 
-def test_target_reconnected_after_restore_was_sent_rolls_back(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_target_reconnected_after_restore_was_sent_rolls_back(lab: FakeLab) -> None:
     # the connection dies during the restore, but a new one works: find out, then roll back
     lab.answer(
         TGT, "restore --import", ConnectionFailed("lab-b: connection reset by peer", host=TGT)
@@ -832,13 +826,7 @@ def test_target_reconnected_after_restore_was_sent_rolls_back(
     lab.answer(TGT, "podman container inspect", inspect("exited"))
     lab.answer(TGT, "podman container ls", [listing(), listing((CID, "web", "exited"))])
     restorable_source(lab)
-    original_connect = FakeSession.connect
-
-    def comes_back(session: FakeSession) -> None:
-        lab.unreachable.discard(TGT)
-        original_connect(session)
-
-    monkeypatch.setattr(FakeSession, "connect", comes_back)
+    lab.back_on_reconnect.add(TGT)
     engine, _error = fail(lab, MigrationFailed)
     assert engine.report.outcome is Outcome.ROLLED_BACK
     assert lab.connects.count(TGT) == 2, "one reconnection, for the check and the rollback"
@@ -853,26 +841,14 @@ def test_target_reconnected_after_restore_was_sent_rolls_back(
     assert join(commands.container_remove(CID, force=True)) in lab.commands_on(TGT)
 
 
-def target_comes_back(lab: FakeLab, monkeypatch: pytest.MonkeyPatch) -> None:
-    original_connect = FakeSession.connect
-
-    def comes_back(session: FakeSession) -> None:
-        lab.unreachable.discard(TGT)
-        original_connect(session)
-
-    monkeypatch.setattr(FakeSession, "connect", comes_back)
-
-
-def test_a_lost_restore_answer_that_got_through_completes_the_migration(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_lost_restore_answer_that_got_through_completes_the_migration(lab: FakeLab) -> None:
     # the connection dies during the restore, which went on and succeeded on the target:
     # removing that copy to restore the source would throw away a serving container
     lab.answer(
         TGT, "restore --import", ConnectionFailed("lab-b: connection reset by peer", host=TGT)
     )
-    target_comes_back(lab, monkeypatch)
-    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    lab.back_on_reconnect.add(TGT)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=lab.events.append)
     report = engine.run()  # no exception
     assert report.outcome is Outcome.MIGRATED and report.succeeded
     assert report.warnings == [
@@ -894,24 +870,20 @@ def test_a_lost_restore_answer_that_got_through_completes_the_migration(
     assert [holder.killed for holder in lab.lock_holders()] == [True]
 
 
-def test_a_lost_verify_answer_after_a_good_restore_completes_the_migration(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_lost_verify_answer_after_a_good_restore_completes_the_migration(lab: FakeLab) -> None:
     lab.answer(
         TGT,
         "podman container inspect",
         [ConnectionFailed("lab-b: connection reset", host=TGT), inspect("running")],
     )
-    target_comes_back(lab, monkeypatch)
+    lab.back_on_reconnect.add(TGT)
     report = run(lab).report
     assert report.outcome is Outcome.MIGRATED
     assert "but web runs on lab-b: the migration got through" in report.warnings[0]
     assert not lab.ran(SRC, "container restore")
 
 
-def test_a_lost_restore_answer_with_a_strangers_copy_rolls_back(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_lost_restore_answer_with_a_strangers_copy_rolls_back(lab: FakeLab) -> None:
     # under a new name, a running container with that name that was on the target before
     # the restore is not ours: the restore did not get through
     stranger = "2" * 64
@@ -923,20 +895,18 @@ def test_a_lost_restore_answer_with_a_strangers_copy_rolls_back(
     )
     lab.answer(TGT, "podman container inspect", inspect("running", name="web2", cid=stranger))
     restorable_source(lab)
-    target_comes_back(lab, monkeypatch)
+    lab.back_on_reconnect.add(TGT)
     engine, _error = fail(lab, MigrationFailed, MigrationOptions(new_name="web2"))
     assert engine.report.outcome is Outcome.ROLLED_BACK
     assert not lab.ran(TGT, "podman container rm")
     assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
 
 
-def test_a_lost_restore_answer_under_a_new_name_that_got_through(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_lost_restore_answer_under_a_new_name_that_got_through(lab: FakeLab) -> None:
     ours = "1" * 64  # a restore under a new name gets a new ID
     lab.answer(TGT, "restore --import", ConnectionFailed("lab-b: connection reset", host=TGT))
     lab.answer(TGT, "podman container inspect", inspect("running", name="web2", cid=ours))
-    target_comes_back(lab, monkeypatch)
+    lab.back_on_reconnect.add(TGT)
     report = run(lab, MigrationOptions(new_name="web2")).report
     assert report.outcome is Outcome.MIGRATED
     assert join(commands.container_inspect("web2")) in lab.commands_on(TGT)
@@ -1061,7 +1031,7 @@ def test_interrupt_after_the_point_of_no_return_keeps_the_outcome(lab: FakeLab) 
         if isinstance(event, PhaseFinished) and event.phase is Phase.VERIFY:
             raise KeyboardInterrupt  # Ctrl-C while the display draws "verified"
 
-    engine = Migration(SRC, TGT, "web", on_event=interrupt_after_verify)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=interrupt_after_verify)
     with pytest.raises(MigrationInterrupted) as caught:
         engine.run()
     assert engine.report.outcome is Outcome.MIGRATED
@@ -1086,7 +1056,7 @@ def test_the_engine_takes_the_lock_through_locking_take_migration_lock(
         def kill(self) -> None:
             released.append(True)
 
-    def take(session: FakeSession, container: str, container_id: str, **kwargs: Any) -> Held:
+    def take(session: LabSession, container: str, container_id: str, **kwargs: Any) -> Held:
         calls.append({"host": session.host.name, "container": container, "id": container_id})
         calls[-1].update(kwargs)
         kwargs["warn"]("a warning from the lock")
@@ -1168,7 +1138,7 @@ def test_a_lock_channel_that_never_answers_is_closed(
 
 # -- cancelling ------------------------------------------------------------------------------------
 def test_cancel_before_run_changes_nothing(lab: FakeLab) -> None:
-    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=lab.events.append)
     assert not engine.cancel_requested
     engine.request_cancel()
     assert engine.cancel_requested
@@ -1183,7 +1153,7 @@ def test_cancel_before_run_changes_nothing(lab: FakeLab) -> None:
 
 
 def test_cancel_while_preparing_undoes_the_work_directories(lab: FakeLab) -> None:
-    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=lab.events.append)
 
     def make_then_cancel(command: str) -> CommandResult:
         engine.request_cancel()  # Ctrl-C while the work directories are being made
@@ -1202,7 +1172,7 @@ def test_cancel_while_preparing_undoes_the_work_directories(lab: FakeLab) -> Non
 
 def test_cancel_during_the_stream_rolls_back(lab: FakeLab) -> None:
     restorable_source(lab)
-    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=lab.events.append)
 
     def cancel_halfway() -> None:
         should_stop = lab.should_stops[-1]
@@ -1233,7 +1203,7 @@ def test_cancel_during_the_stream_rolls_back(lab: FakeLab) -> None:
 
 
 def test_cancel_during_the_restore_finishes_the_migration(lab: FakeLab) -> None:
-    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=lab.events.append)
 
     def restore_then_cancel(command: str) -> CommandResult:
         engine.request_cancel()  # Ctrl-C while podman restores on the target
@@ -1262,7 +1232,7 @@ def test_cancel_after_the_stream_but_before_the_restore_rolls_back(lab: FakeLab)
         if isinstance(event, PhaseFinished) and event.phase is Phase.TRANSFER:
             engine.request_cancel()
 
-    engine = Migration(SRC, TGT, "web", on_event=cancel_after_the_transfer)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=cancel_after_the_transfer)
     with pytest.raises(MigrationInterrupted) as caught:
         engine.run()
     error = caught.value
@@ -1290,7 +1260,7 @@ def image_to_stage(lab: FakeLab) -> None:
 
 def test_the_image_relay_stops_on_a_cancel_request(lab: FakeLab) -> None:
     image_to_stage(lab)
-    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=lab.events.append)
 
     def cancel_during_the_image() -> None:
         should_stop = lab.should_stops[-1]
@@ -1324,7 +1294,7 @@ def test_a_cancelled_image_relay_kills_both_streams_before_removing_the_image(
     lab: FakeLab,
 ) -> None:
     image_to_stage(lab)
-    engine = Migration(SRC, TGT, "web", on_event=lab.events.append)
+    engine = Migration(SRC, TGT, "web", lab.options(), on_event=lab.events.append)
     lab.during_relay = engine.request_cancel
     with pytest.raises(MigrationInterrupted):
         engine.run()
@@ -1451,20 +1421,12 @@ def test_rollback_from_restoring_waits_for_the_restore_before_removing_it(lab: F
     )
 
 
-def test_a_restore_that_does_not_end_needs_recovery(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_restore_that_does_not_end_needs_recovery(lab: FakeLab) -> None:
     # the connection died during the restore; the reconnected target says it still runs
     lab.answer(TGT, "restore --import", ConnectionFailed("lab-b: connection reset", host=TGT))
     lab.answer(TGT, RESTORE_WAIT, result(status=1))  # still running after the timeout
     restorable_source(lab)
-    original_connect = FakeSession.connect
-
-    def comes_back(session: FakeSession) -> None:
-        lab.unreachable.discard(TGT)
-        original_connect(session)
-
-    monkeypatch.setattr(FakeSession, "connect", comes_back)
+    lab.back_on_reconnect.add(TGT)
     engine, error = fail(lab, MigrationFailed)
     assert engine.report.outcome is Outcome.NEEDS_RECOVERY
     assert exit_code_for(error) is ExitCode.NEEDS_RECOVERY

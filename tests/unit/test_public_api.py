@@ -13,6 +13,7 @@ def test_the_api_names_are_exported() -> None:
         "migrate",
         "Migration",
         "MigrationOptions",
+        "ConnectionSettings",
         "MigrationReport",
         "MigrationFailed",
         "run_batch",

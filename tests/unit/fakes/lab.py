@@ -1,5 +1,8 @@
 """Fake hosts for the migration engine's tests: a :class:`FakeLab` stands in for both.
 
+Its :meth:`FakeLab.settings` reach them (resolver and connector), so engines get the lab
+through ``MigrationOptions(connection=...)``.
+
 Each host answers commands from a dict of ``predicate -> answer``: a predicate is a
 substring of the command line (or a callable taking it), the first match wins, and an
 answer is a ``CommandResult``, a list of them (served in turn, the last one repeating), an
@@ -24,9 +27,9 @@ from typing import Any
 import pytest
 
 from celestial_ssh import commands, data_plane
+from celestial_ssh.connection import ConnectionSettings
 from celestial_ssh.errors import (
     ConnectionFailed,
-    RemoteCommandFailed,
 )
 from celestial_ssh.events import (
     Event,
@@ -38,10 +41,12 @@ from celestial_ssh.events import (
     PhaseStarted,
 )
 from celestial_ssh.hosts import HostSpec, ResolvedHost
-from celestial_ssh.migration import connection, context
+from celestial_ssh.migration import MigrationOptions, context, sessions
 from celestial_ssh.shell import join
 from celestial_ssh.ssh import CommandResult
 from celestial_ssh.streaming import RelayResult, RelayStopped
+
+from .session import FakeSession
 
 SRC, TGT = "lab-a", "lab-b"
 ADDRESSES = {SRC: "10.0.0.5", TGT: "10.0.0.6"}
@@ -174,7 +179,7 @@ class FakeChannel:
 
 
 class FakeProcess:
-    def __init__(self, session: FakeSession, command: str, outcome: CommandResult):
+    def __init__(self, session: LabSession, command: str, outcome: CommandResult):
         self.session = session
         self.command = command
         self.outcome = outcome
@@ -222,7 +227,7 @@ class DeferredFakeProcess(FakeProcess):
     """The gated restore: connected before the freeze, it only runs (and so is only logged
     and answered, like a command run then) when the engine sends its go line."""
 
-    def __init__(self, session: FakeSession, command: str):
+    def __init__(self, session: LabSession, command: str):
         self.session = session
         self.command = command
         self.outcome = result(status=commands.EXIT_NOT_STARTED)
@@ -242,32 +247,29 @@ class DeferredFakeProcess(FakeProcess):
             self.stdout += self.outcome.stdout.encode("latin-1")
 
 
-class FakeSession:
-    """Stands in for SSHSession: records every command line and answers from the lab."""
+class LabSession(FakeSession):
+    """A :class:`FakeSession` to one of the lab's hosts: answers from the lab, records
+    every command line in its log, and can start streaming commands."""
 
     def __init__(self, lab: FakeLab, host: ResolvedHost, notice: Any = None):
+        super().__init__(host, log=lab.log)
         self.lab = lab
-        self.host = host
-        self.privileged_prefix: tuple[str, ...] = ()
-        self.is_connected = False
         # the far end is gone, but this side has not noticed yet (is_connected still True)
         self.dead = False
         lab.sessions.append(self)
 
     def connect(self) -> None:
         self.lab.connects.append(self.host.name)
+        self.lab.unreachable -= self.lab.back_on_reconnect
         if self.host.name in self.lab.unreachable:
             raise ConnectionFailed(f"{self.host.name}: no route to host", host=self.host.name)
         self.is_connected = True
 
-    def close(self) -> None:
-        self.is_connected = False
-
     def answers(self) -> bool:
         return self.is_connected and not self.dead
 
-    def command_line(self, argv: list[str], *, privileged: bool = True) -> str:
-        return join([*(self.privileged_prefix if privileged else ()), *argv])
+    def reply(self, argv: list[str], line: str) -> CommandResult:
+        return self._answer(line)
 
     def _answer(self, command: str) -> CommandResult:
         assert self.is_connected, f"{self.host.name}: command on a closed session: {command}"
@@ -286,29 +288,6 @@ class FakeSession:
                 self.lab.unreachable.add(self.host.name)
             raise answer
         return dataclasses.replace(answer, host=self.host.name, command=command)
-
-    def run(
-        self,
-        argv: list[str],
-        *,
-        timeout: float = 60.0,
-        privileged: bool = True,
-        check: bool = False,
-        what: str | None = None,
-        hint: str | None = None,
-    ) -> CommandResult:
-        command = self.command_line(argv, privileged=privileged)
-        self.lab.record(self.host.name, command)
-        answer = self._answer(command)
-        if check and not answer.ok:
-            raise RemoteCommandFailed(
-                f"{self.host.name}: {what or command} failed",
-                host=self.host.name,
-                command=command,
-                exit_status=answer.exit_status,
-                stderr=answer.stderr,
-            )
-        return answer
 
     def start(self, argv: list[str], *, privileged: bool = True) -> FakeProcess:
         command = self.command_line(argv, privileged=privileged)
@@ -330,10 +309,12 @@ class FakeLab:
         self.log: list[tuple[str, str]] = []  # (host, command line), in order
         self.started: list[tuple[str, str]] = []  # the streaming commands among them
         self.unexpected: list[tuple[str, str]] = []
-        self.sessions: list[FakeSession] = []
+        self.sessions: list[LabSession] = []
         self.processes: list[FakeProcess] = []
         self.connects: list[str] = []
         self.unreachable: set[str] = set()
+        # hosts reachable again at the next connection (e.g. a reconnect after a loss)
+        self.back_on_reconnect: set[str] = set()
         self.relays: list[tuple[str, str]] = []
         self.should_stops: list[Callable[[], bool] | None] = []
         self.throttles: list[Any] = []
@@ -369,16 +350,28 @@ class FakeLab:
 
     # -- the stand-ins the engine gets ---------------------------------------------------
     def plug_in(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Make engines built without ``open_session`` reach this lab: its sessions, host
-        names, relay (also the link probe's), and no reconnect back-off."""
-        monkeypatch.setattr(connection, "SSHSession", self.session)
-        monkeypatch.setattr(connection, "resolve_host", self.resolve)
+        """Make this lab's relay stand in for the real one (also the link probe's), and
+        reconnect without a pause."""
         monkeypatch.setattr(context, "relay", self.relay)
         monkeypatch.setattr(data_plane, "relay", self.relay)  # the link probe's stream
-        monkeypatch.setattr(connection.time, "sleep", lambda seconds: None)
+        monkeypatch.setattr(sessions, "RECONNECT_PAUSE_S", 0.0)
 
-    def session(self, host: ResolvedHost, notice: Any = None) -> FakeSession:
-        return FakeSession(self, host, notice)
+    def settings(self, base: ConnectionSettings | None = None) -> ConnectionSettings:
+        """Connection settings that reach this lab's hosts (``base``'s other fields kept)."""
+        return dataclasses.replace(
+            base or ConnectionSettings(), host_resolver=self.resolve, connector=self.connect
+        )
+
+    def options(self, options: MigrationOptions | None = None, **fields: Any) -> MigrationOptions:
+        """``options`` (or ``MigrationOptions(**fields)``) reaching this lab's hosts."""
+        options = options or MigrationOptions(**fields)
+        return dataclasses.replace(options, connection=self.settings(options.connection))
+
+    def connect(self, host: ResolvedHost, notice: Any = None) -> LabSession:
+        """The lab's connector: a new session to ``host``, connected."""
+        session = LabSession(self, host, notice)
+        session.connect()
+        return session
 
     def resolve(self, text: str, ssh_config: str | None = None) -> ResolvedHost:
         spec = HostSpec.parse(text)

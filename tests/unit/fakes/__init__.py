@@ -1,0 +1,28 @@
+"""The unit tests' fake hosts, one idea a module.
+
+- :mod:`.session`: the one fake SSH session (:class:`FakeSession`), answering from a table
+  or a function.
+- :mod:`.fleet`: :class:`FakeFleet`, hosts by name behind one ``ConnectionSettings`` (doctor,
+  ps, recover, batches).
+- :mod:`.lab`: :class:`FakeLab`, the migration engine's two hosts, scripted by command line,
+  with streams, a relay and an event log.
+
+Every one is reached through ``ConnectionSettings(host_resolver=..., connector=...)``, the
+seam the library's entry points take, rather than by patching module globals.
+"""
+
+from .fleet import FakeFleet, connecting
+from .lab import FakeLab, LabSession
+from .session import FakeSession, Reply, Responses, host, not_found
+
+__all__ = [
+    "FakeFleet",
+    "FakeLab",
+    "FakeSession",
+    "LabSession",
+    "Reply",
+    "Responses",
+    "connecting",
+    "host",
+    "not_found",
+]
