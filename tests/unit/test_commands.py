@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -534,28 +535,6 @@ TLS_LINK = commands.DirectLink(
         pytest.param(doctor_commands.cpu_summary(), "cpu_summary.sh", [], id="cpu_summary"),
         pytest.param(doctor_commands.landing_disk(), "landing_space.sh", ["disk"], id="disk"),
         pytest.param(doctor_commands.landing_tmpfs(), "landing_space.sh", ["tmpfs"], id="tmpfs"),
-        pytest.param(
-            tls_link.listen(
-                WORKDIR,
-                "127.0.0.12",
-                f"{WORKDIR}/checkpoint.tar",
-                port=4433,
-                stall_timeout_s=300,
-                accept_timeout_s=60,
-            ),
-            "tls_listen.sh",
-            [
-                f"{WORKDIR}/tls-listen.log",
-                f"{WORKDIR}/checkpoint.tar",
-                "1048576",
-                "360",  # nothing moving for the stall timeout, after the accept's
-                "OPENSSL-LISTEN:4433,bind=127.0.0.12,"
-                f"cert={WORKDIR}/tls.pem,cafile={WORKDIR}/tls-peer.crt,verify=1,"
-                "openssl-min-proto-version=TLS1.2,openssl-max-proto-version=TLS1.2,"
-                "accept-timeout=60",
-            ],
-            id="tls_listen",
-        ),
     ],
 )
 def test_script_argv(argv: list[str], script: str, parameters: list[str]) -> None:
@@ -1786,6 +1765,16 @@ def land(host: FakeHost, payload: bytes) -> None:
     assert finished.status == 0, finished.stderr
 
 
+def restore_of(host: FakeHost, payload: bytes, **options: Any) -> list[str]:
+    """``restore_import`` of ``payload``, landed on ``host``, with its size and digest."""
+    return commands.restore_import(
+        str(host.workdir),
+        expected_bytes=len(payload),
+        expected_sha256=hashlib.sha256(payload).hexdigest(),
+        **options,
+    )
+
+
 def test_restore_import_runs_podman_when_size_and_digest_match(hashing_host: FakeHost) -> None:
     host = hashing_host
     payload = b"a checkpoint archive\n" * 100
@@ -1793,13 +1782,7 @@ def test_restore_import_runs_podman_when_size_and_digest_match(hashing_host: Fak
     host.env["FAKE_PODMAN_STDOUT"] = '{"podman_restore_duration": 99}'
 
     finished = host.run(
-        commands.restore_import(
-            str(host.workdir),
-            expected_bytes=len(payload),
-            expected_sha256=hashlib.sha256(payload).hexdigest(),
-            name="web2",
-            options=CheckpointOptions(tcp_established=True),
-        )
+        restore_of(host, payload, name="web2", options=CheckpointOptions(tcp_established=True))
     )
 
     assert finished.status == 0, finished.stderr
@@ -1823,13 +1806,7 @@ def test_restore_import_keeps_podman_output_in_files(host: FakeHost) -> None:
     payload = b"archive"
     land(host, payload)
     host.env.update(FAKE_PODMAN_STDOUT='{"restore_time": 5}', FAKE_PODMAN_STDERR="a warning")
-    finished = host.run(
-        commands.restore_import(
-            str(host.workdir),
-            expected_bytes=len(payload),
-            expected_sha256=hashlib.sha256(payload).hexdigest(),
-        )
-    )
+    finished = host.run(restore_of(host, payload))
     assert finished.status == 0, finished.stderr
     assert (host.workdir / "restore.out").read_text() == '{"restore_time": 5}\n'
     assert (host.workdir / "restore.err").read_text() == "a warning\n"
@@ -1844,11 +1821,7 @@ def test_restore_import_survives_a_broken_connection(host: FakeHost) -> None:
     land(host, payload)
     host.env.update(FAKE_PODMAN_SLEEP="0.5", FAKE_PODMAN_STDOUT='{"restore_time": 5}')
     host.env["FAKE_PODMAN_STDERR"] = "done"
-    argv = commands.restore_import(
-        str(host.workdir),
-        expected_bytes=len(payload),
-        expected_sha256=hashlib.sha256(payload).hexdigest(),
-    )
+    argv = restore_of(host, payload)
     assert broken_connection(host, argv) == 0
     assert (host.root / "podman-argv.done").exists(), "podman ran to its end"
     assert (host.workdir / "restore.out").read_text() == '{"restore_time": 5}\n'
@@ -1860,13 +1833,7 @@ def test_restore_import_passes_podman_status(host: FakeHost) -> None:
     payload = b"archive"
     land(host, payload)
     host.env.update(FAKE_PODMAN_STATUS="125", FAKE_PODMAN_STDERR="Error: name in use")
-    finished = host.run(
-        commands.restore_import(
-            str(host.workdir),
-            expected_bytes=len(payload),
-            expected_sha256=hashlib.sha256(payload).hexdigest(),
-        )
-    )
+    finished = host.run(restore_of(host, payload))
     assert finished.status == 125
     assert "Error: name in use" in finished.stderr
 
@@ -1915,13 +1882,7 @@ def test_restore_import_exits_97_when_the_digest_file_is_missing(host: FakeHost)
     payload = b"archive"
     land(host, payload)
     (host.workdir / "checkpoint.sha256").unlink()
-    finished = host.run(
-        commands.restore_import(
-            str(host.workdir),
-            expected_bytes=len(payload),
-            expected_sha256=hashlib.sha256(payload).hexdigest(),
-        )
-    )
+    finished = host.run(restore_of(host, payload))
     assert finished.status == 97
     assert host.podman_argv is None
 
