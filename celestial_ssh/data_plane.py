@@ -384,7 +384,7 @@ class DataPlane:
         if not listened.ok:
             raise InvalidInput(
                 f"{target.host.name}: the TLS listener of the probe failed: "
-                f"{listened.stderr.strip()[-300:] or f'exit {listened.exit_status}'}"
+                f"{what_it_said(listened)}"
             )
         return LinkMeasurement(bytes=measured[0], seconds=measured[1], data_plane="tls")
 
@@ -406,11 +406,13 @@ def _run_direct_probe(
             process.kill()
     measured = commands.parse_probe_result(output.decode(errors="replace"))
     if not result.ok or measured is None:
-        raise InvalidInput(
-            f"{source}: the direct link to {target} failed: "
-            f"{result.stderr.strip()[-300:] or f'exit {result.exit_status}'}"
-        )
+        raise InvalidInput(f"{source}: the direct link to {target} failed: {what_it_said(result)}")
     return measured
+
+
+def what_it_said(result: CommandResult) -> str:
+    """For an error message: the tail of a command's stderr, else its exit status."""
+    return result.stderr.strip()[-300:] or f"exit {result.exit_status}"
 
 
 def send_private_files(
@@ -471,8 +473,7 @@ def await_line(
         if chunk == b"":
             ended = process.wait(10)
             raise ConnectionFailed(
-                f"{host}: the stream ended before {ended_before} "
-                f"({ended.stderr.strip()[-300:] or f'exit {ended.exit_status}'})",
+                f"{host}: the stream ended before {ended_before} ({what_it_said(ended)})",
                 host=host,
             )
         received += chunk or b""

@@ -1,7 +1,7 @@
 """Pure builders for the commands ``doctor`` and ``ps`` run on a host.
 
-Like :mod:`celestial_ssh.commands`, each function returns an argument list (or an ``sh -c``
-script made only of constant text), so tests pin the exact commands and no user input
+Like :mod:`celestial_ssh.commands`, each function returns an argument list (or runs a
+script from ``celestial_ssh/scripts/``), so tests pin the exact commands and no user input
 reaches a shell unquoted. Nothing here runs anything.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .commands import DISK_DIR, TMPFS_DIR
 from .commands import container_stats as container_stats
 from .errors import InvalidInput
-from .shell import sh_script, validate_container_name
+from .host_scripts import run_script
+from .shell import validate_container_name
 
 # CRIU's feature names: lower-case words joined by '-' or '_' (mem_dirty_track, uffd-noncoop)
 _CRIU_FEATURE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -21,9 +21,6 @@ _CRIU_FEATURE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # the features doctor asks CRIU about
 FEATURE_MEM_DIRTY_TRACK = "mem_dirty_track"  # soft-dirty tracking: iterative pre-copy
 FEATURE_UFFD_NONCOOP = "uffd-noncoop"  # non-cooperative userfaultfd: lazy-pages restore
-
-# the directory a migration lands its checkpoint in (the same expression as make_workdir)
-LANDING_DIR = DISK_DIR
 
 
 def podman_version() -> list[str]:
@@ -42,17 +39,9 @@ def kernel_release() -> list[str]:
 
 
 def cpu_summary() -> list[str]:
-    """The number of CPUs, then the first model-name and flags lines of /proc/cpuinfo.
-
-    x86 says ``model name`` and ``flags``; arm64 says ``Features`` (and sometimes ``CPU
-    part``); s390x and ppc64 say ``cpu model``/``cpu``. Only the first of each is printed.
-    """
-    return sh_script(
-        "printf 'processors\\t: %s\\n' \"$(grep -c '^processor' /proc/cpuinfo)\"; "
-        "awk -F: '/^(model name|Hardware|cpu model|cpu|flags|Features)[[:space:]]*:/ "
-        '{ key = $1; sub(/[[:space:]]+$/, "", key); if (!(key in seen)) '
-        "{ seen[key] = 1; print } }' /proc/cpuinfo"
-    )
+    """The number of CPUs, then the first model-name and flags lines of /proc/cpuinfo
+    (``cpu_summary.sh``, which says which lines each architecture has)."""
+    return run_script("cpu_summary.sh")
 
 
 def memory_info() -> list[str]:
@@ -61,13 +50,13 @@ def memory_info() -> list[str]:
 
 def landing_disk() -> list[str]:
     """The landing directory on the first line, then ``df -Pk`` for it."""
-    return sh_script(f'd="{LANDING_DIR}"; printf \'%s\\n\' "$d"; df -Pk "$d"')
+    return run_script("landing_space.sh", "disk")
 
 
 def landing_tmpfs() -> list[str]:
     """The tmpfs an archive that fits in memory lands on: its path, its file system type
     (``stat -f``), then ``df -Pk`` for it."""
-    return sh_script(f'd="{TMPFS_DIR}"; printf \'%s\\n\' "$d"; stat -f -c %T "$d"; df -Pk "$d"')
+    return run_script("landing_space.sh", "tmpfs")
 
 
 def container_inspect_many(containers: Sequence[str]) -> list[str]:

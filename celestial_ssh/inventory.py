@@ -453,21 +453,14 @@ class _Reader:
                 for host, host_key, host_vars in self.mapping(value, f"hosts of group {group!r}"):
                     self.check_name(host, host_key, "host name")
                     tree.add_host(group, host, host_key)
-                    for var, _, var_node in self.mapping(host_vars, f"vars of host {host!r}"):
-                        tree.host_vars[host][var] = (self.value(var_node), var_node)
+                    self._ansible_host_vars(host, host_vars, tree)
             elif key == "children":
                 for child, child_key, child_node in self.mapping(
                     value, f"children of group {group!r}"
                 ):
                     self._ansible_group(child, child_key, child_node, tree, parent=group)
-            elif key == "vars":
-                for var, _, var_node in self.mapping(value, f"vars of group {group!r}"):
-                    tree.group_vars[group][var] = (self.value(var_node), var_node)
             else:
-                raise self.error(
-                    sub_key,
-                    f"group {group!r}: unknown key {key!r} (expected hosts, children, vars)",
-                )
+                self._ansible_group_key(group, key, sub_key, value, tree)
 
     def _ansible_json(self, root: MappingNode, tree: _AnsibleTree) -> None:
         for group, key_node, node in self.mapping(root, "the inventory"):
@@ -478,8 +471,7 @@ class _Reader:
                     for host, host_key, host_vars in self.mapping(value, "'_meta.hostvars'"):
                         self.check_name(host, host_key, "host name")
                         tree.touch_host(host, host_key)
-                        for var, _, var_node in self.mapping(host_vars, f"vars of host {host!r}"):
-                            tree.host_vars[host][var] = (self.value(var_node), var_node)
+                        self._ansible_host_vars(host, host_vars, tree)
                 continue
             self.check_name(group, key_node, "group name")
             tree.touch_group(group, key_node)
@@ -495,17 +487,27 @@ class _Reader:
                         self.check_name(child, child_node, "group name")
                         tree.touch_group(child, child_node)
                         tree.add_child(group, child)
-                elif key == "vars":
-                    for var, _, var_node in self.mapping(value, f"vars of group {group!r}"):
-                        tree.group_vars[group][var] = (self.value(var_node), var_node)
                 else:
-                    raise self.error(
-                        sub_key,
-                        f"group {group!r}: unknown key {key!r} (expected hosts, children, vars)",
-                    )
+                    self._ansible_group_key(group, key, sub_key, value, tree)
         for group in tree.group_order:
             if group != "all" and not tree.parents[group]:
                 tree.add_child("all", group)
+
+    def _ansible_host_vars(self, host: str, node: Node, tree: _AnsibleTree) -> None:
+        for var, _, var_node in self.mapping(node, f"vars of host {host!r}"):
+            tree.host_vars[host][var] = (self.value(var_node), var_node)
+
+    def _ansible_group_key(
+        self, group: str, key: str, key_node: Node, node: Node, tree: _AnsibleTree
+    ) -> None:
+        """A group's key other than hosts and children (written alike in YAML and JSON):
+        its vars, or an error."""
+        if key != "vars":
+            raise self.error(
+                key_node, f"group {group!r}: unknown key {key!r} (expected hosts, children, vars)"
+            )
+        for var, _, var_node in self.mapping(node, f"vars of group {group!r}"):
+            tree.group_vars[group][var] = (self.value(var_node), var_node)
 
     def _ansible_result(self, tree: _AnsibleTree) -> Inventory:
         depth = tree.depths(self)

@@ -1,8 +1,8 @@
 """Builders for the podman, CRIU and file commands celestial-ssh runs on a host.
 
 Each function returns an argument list; the few that need a shell run a script from
-``celestial_ssh/scripts/`` (see :mod:`celestial_ssh.host_scripts`) or a one-line ``sh -c``
-built only from quoted or validated values, so no user input reaches a shell unquoted.
+``celestial_ssh/scripts/`` or a constant one-line script (:mod:`celestial_ssh.host_scripts`),
+with every value a positional parameter, so no value ever becomes shell text.
 Nothing here runs anything. The checkpoint stream and its companions are in
 :mod:`celestial_ssh.stream_commands`.
 """
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import InvalidInput
-from .host_scripts import run_script
-from .shell import quote, sh_script, validate_container_name, validate_remote_path
+from .host_scripts import run_line, run_script
+from .shell import validate_container_name, validate_remote_path
 
 COMPRESSIONS = ("none", "zstd", "gzip")
 # what a user may ask for: podman's compressions, or "auto" (decided per migration)
@@ -144,7 +144,9 @@ def make_workdir(container_id: str | None = None) -> list[str]:
     With ``container_id`` the name carries its first 12 digits, so ``recover`` can find
     the leftovers of one container's migration without touching another's.
     """
-    return sh_script(f'umask 077 && mktemp -d "{DISK_DIR}/{_workdir_template(container_id)}"')
+    return run_line(
+        "make-workdir", f'umask 077 && mktemp -d "{DISK_DIR}/$1"', _workdir_template(container_id)
+    )
 
 
 def _workdir_template(container_id: str | None) -> str:
@@ -265,22 +267,24 @@ def restore_argv(
 def write_private_file(path: str, content: str) -> list[str]:
     """Write ``content`` to ``path`` (mode 0600); e.g. the target's pinned host key."""
     validate_remote_path(path)
-    return sh_script(f"umask 077 && printf '%s' {quote(content)} > {quote(path)}")
+    return run_line("write-private-file", 'umask 077 && printf \'%s\' "$1" > "$2"', content, path)
 
 
 def receive_private_files(workdir: str) -> list[str]:
     """Unpack a tar archive from stdin into ``workdir``, owned by us, mode 0600 at most
     (e.g. a migration's TLS credentials)."""
     validate_remote_path(workdir)
-    return sh_script(
-        f"umask 077 && exec tar -x --no-same-owner --no-same-permissions -C {quote(workdir)} -f -"
+    return run_line(
+        "receive-private-files",
+        'umask 077 && exec tar -x --no-same-owner --no-same-permissions -C "$1" -f -',
+        workdir,
     )
 
 
 def receive_file(path: str) -> list[str]:
     """Write stdin to ``path`` (mode 0600): e.g. a pre-copy archive on the target."""
     validate_remote_path(path)
-    return sh_script(f"umask 077 && exec cat > {quote(path)}")
+    return run_line("receive-file", 'umask 077 && exec cat > "$1"', path)
 
 
 # -- the migration lock ------------------------------------------------------------------

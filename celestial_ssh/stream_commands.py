@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .host_scripts import run_script
+from .host_scripts import run_line, run_script
 from .podman_commands import (
     ARCHIVE_NAME,
     FIFO_NAME,
@@ -180,7 +180,7 @@ def probe_sender(nbytes: int, max_seconds: float) -> list[str]:
 
 def probe_receiver() -> list[str]:
     """Says ready, then discards what it gets."""
-    return ["sh", "-c", "echo ready && exec cat > /dev/null"]
+    return run_line("probe-receiver", "echo ready && exec cat > /dev/null")
 
 
 def direct_probe(

@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .errors import ConnectionFailed, InvalidInput, PreflightFailed
-from .shell import quote, sh_script, validate_remote_path
+from .host_scripts import run_script
+from .shell import sh_script, validate_remote_path
 
 SOURCE_NAME = "celestial-ssh-source"
 TARGET_NAME = "celestial-ssh-target"
@@ -42,11 +43,13 @@ LISTEN_LOG = "tls-listen.log"
 LINK_LOG = "tls-link.log"
 # socat's buffer: its default 8 KiB means a system call per 8 KiB
 BUFFER_BYTES = 1 << 20
+# spelled in tls_listen.sh: its exit status when socat ended before it listened, and
+# what it prints once socat has bound its port
 EXIT_TLS_LISTEN_FAILED = 93
 LISTENING_MARKER = "celestial-ssh-listening"
-# socat -d -d notices: the listener is bound; the client's handshake (and certificate
-# check) has succeeded
-_SOCAT_LISTENING = "listening on"
+# socat -d -d notices: the listener is bound (read by tls_listen.sh); the client's
+# handshake (and certificate check) has succeeded
+SOCAT_LISTENING = "listening on"
 HANDSHAKE_DONE = "SSL connection using"
 
 
@@ -202,7 +205,8 @@ def validate_port(port: int) -> int:
     return port
 
 
-# the user the target's listener runs as once a connection is accepted (where it exists)
+# the user the target's listener runs as once a connection is accepted, where it exists
+# (spelled in tls_listen.sh)
 UNPRIVILEGED_USER = "nobody"
 
 
@@ -215,9 +219,9 @@ def listen(
     stall_timeout_s: float,
     accept_timeout_s: float,
 ) -> list[str]:
-    """The target's end: accept one TLS connection on ``address``, write what it carries to
-    ``output`` (a path in ``workdir``, or /dev/null for a probe), then exit with socat's
-    status.
+    """The target's end (``tls_listen.sh``): accept one TLS connection on ``address``,
+    write what it carries to ``output`` (a path in ``workdir``, or /dev/null for a probe),
+    then exit with socat's status.
 
     Ends with the caller's channel (its stdin). Prints ``celestial-ssh-listening PORT``
     once bound. From the accepted connection on, socat runs as :data:`UNPRIVILEGED_USER`
@@ -235,49 +239,14 @@ def listen(
         f"OPENSSL-LISTEN:{validate_port(port)},bind={socat_host(address)}{family},"
         f"{_tls_options(workdir)},accept-timeout={accept_timeout_s:g}"
     )
-    log = quote(f"{workdir}/{LISTEN_LOG}")
-    socat = (
-        f"socat -d -d -u -b {BUFFER_BYTES} -T {stall_timeout_s + accept_timeout_s:g} "
-        f'{quote(listen_address)}"$unprivileged" - > {quote(output)} 2> {log} &'
+    return run_script(
+        "tls_listen.sh",
+        f"{workdir}/{LISTEN_LOG}",
+        output,
+        str(BUFFER_BYTES),
+        f"{stall_timeout_s + accept_timeout_s:g}",
+        listen_address,
     )
-    script = "\n".join(
-        [
-            "umask 077",
-            # whoever connects speaks TLS to socat before any certificate is checked: that
-            # part runs as UNPRIVILEGED_USER (socat drops root right after the accept, with
-            # its key already loaded and its output already opened by this shell as root)
-            f"unprivileged=,su={UNPRIVILEGED_USER}",
-            f"id -u {UNPRIVILEGED_USER} >/dev/null 2>&1 || unprivileged=",
-            # emptied here, not by socat's redirect, which may come after the first look
-            # (a probe's listener wrote this log before)
-            f": > {log}",
-            socat,
-            "listener=$!",
-            # stdin is the coordinator's channel: when it closes (the coordinator gave up or
-            # died), a socat still waiting goes too; a silent peer can otherwise hold it in
-            # the handshake past every timeout socat has
-            "exec 3<&0",
-            '{ cat <&3 > /dev/null; kill "$listener" 2>/dev/null; } > /dev/null 2>&1 &',
-            "watchdog=$!",
-            "exec 3<&-",
-            f"until grep -q '{_SOCAT_LISTENING}' {log} 2>/dev/null; do",
-            '  if ! kill -0 "$listener" 2>/dev/null; then',
-            f'    tail -n 5 {log} >&2; kill "$watchdog"; exit {EXIT_TLS_LISTEN_FAILED}',
-            "  fi",
-            "  sleep 0.01",
-            "done",
-            # "... listening on AF=2 127.0.0.12:40123": the digits after the last colon
-            f"port=$(sed -n 's/.*{_SOCAT_LISTENING} .*:\\([0-9][0-9]*\\)$/\\1/p' {log} "
-            "| head -n 1)",
-            f'echo "{LISTENING_MARKER} $port"',
-            'wait "$listener"',
-            "status=$?",
-            'kill "$watchdog" 2>/dev/null',
-            f'[ "$status" = 0 ] || tail -n 5 {log} >&2',
-            'exit "$status"',
-        ]
-    )
-    return sh_script(script)
 
 
 _LISTENING_LINE = re.compile(rf"^{LISTENING_MARKER} ([0-9]{{1,5}})$")

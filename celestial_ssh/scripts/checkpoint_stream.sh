@@ -40,11 +40,8 @@ copied=$workdir/dd.done
 copied_whole=$workdir/dd.ok
 podman_stderr=$workdir/podman-stderr.fifo
 
-# openssl uses the CPU's SHA instructions (5x coreutils' sha256sum on our machines); both
-# print the digest as the first field
-hash_stdin() {
-  if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi
-}
+# hash_stdin: the SHA-256 of stdin (openssl, else sha256sum)
+# include: lib_hash_stdin.sh
 
 # dd's last stderr line is "<bytes> bytes (...) copied"
 copy_archive() {

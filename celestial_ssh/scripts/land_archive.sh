@@ -21,11 +21,8 @@ if [ "$hashed" != hashed ]; then
   exec cat > "$archive"
 fi
 
-# openssl uses the CPU's SHA instructions (5x coreutils' sha256sum here); both print the
-# digest as the first field
-hash_stdin() {
-  if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi
-}
+# hash_stdin: the SHA-256 of stdin (openssl, else sha256sum)
+# include: lib_hash_stdin.sh
 
 if [ "$announce" = announce ]; then
   echo ready

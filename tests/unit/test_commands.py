@@ -22,12 +22,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from celestial_ssh import commands, host_scripts, podman_commands
+from celestial_ssh import commands, doctor_commands, host_scripts, podman_commands, tls_link
 from celestial_ssh.commands import CheckpointOptions
 from celestial_ssh.errors import InvalidInput
+from celestial_ssh.readiness_parsers import parse_cpuinfo_summary, parse_df
 from celestial_ssh.shell import validate_remote_path
 
 WORKDIR = "/var/tmp/celestial-ssh.AbC123xYz0"
@@ -104,25 +106,6 @@ SHA = hashlib.sha256(b"checkpoint").hexdigest()
             id="restore_local",
         ),
         pytest.param(
-            commands.make_workdir(),
-            [
-                "sh",
-                "-c",
-                'umask 077 && mktemp -d "${TMPDIR:-/var/tmp}/celestial-ssh.XXXXXXXXXX"',
-            ],
-            id="make_workdir",
-        ),
-        pytest.param(
-            commands.make_workdir(CID),
-            [
-                "sh",
-                "-c",
-                'umask 077 && mktemp -d "${TMPDIR:-/var/tmp}/celestial-ssh.3f1c2a9b8d7e.'
-                'XXXXXXXXXX"',
-            ],
-            id="make_workdir-tagged",
-        ),
-        pytest.param(
             commands.container_stats(CID),
             ["podman", "stats", "--no-stream", "--format", "json", "--", CID],
             id="container_stats-one",
@@ -134,6 +117,62 @@ SHA = hashlib.sha256(b"checkpoint").hexdigest()
 )
 def test_builder_argv(argv: list[str], expected: list[str]) -> None:
     assert argv == expected
+
+
+# the one-line scripts: constant text, every value a positional parameter
+ONE_LINERS = [
+    pytest.param(
+        commands.make_workdir(),
+        'umask 077 && mktemp -d "${TMPDIR:-/var/tmp}/$1"',
+        ["make-workdir", "celestial-ssh.XXXXXXXXXX"],
+        id="make_workdir",
+    ),
+    pytest.param(
+        commands.make_workdir(CID),
+        'umask 077 && mktemp -d "${TMPDIR:-/var/tmp}/$1"',
+        ["make-workdir", "celestial-ssh.3f1c2a9b8d7e.XXXXXXXXXX"],
+        id="make_workdir-tagged",
+    ),
+    pytest.param(
+        commands.write_private_file(f"{WORKDIR}/known_hosts", "pinned ssh-ed25519 AAAA\n"),
+        'umask 077 && printf \'%s\' "$1" > "$2"',
+        ["write-private-file", "pinned ssh-ed25519 AAAA\n", f"{WORKDIR}/known_hosts"],
+        id="write_private_file",
+    ),
+    pytest.param(
+        commands.receive_private_files(WORKDIR),
+        'umask 077 && exec tar -x --no-same-owner --no-same-permissions -C "$1" -f -',
+        ["receive-private-files", WORKDIR],
+        id="receive_private_files",
+    ),
+    pytest.param(
+        commands.receive_file(f"{WORKDIR}/pre.tar"),
+        'umask 077 && exec cat > "$1"',
+        ["receive-file", f"{WORKDIR}/pre.tar"],
+        id="receive_file",
+    ),
+    pytest.param(
+        commands.probe_receiver(),
+        "echo ready && exec cat > /dev/null",
+        ["probe-receiver"],
+        id="probe_receiver",
+    ),
+]
+
+
+@pytest.mark.parametrize(("argv", "line", "parameters"), ONE_LINERS)
+def test_one_line_script_argv(argv: list[str], line: str, parameters: list[str]) -> None:
+    assert argv == ["sh", "-c", line, *parameters]
+
+
+def test_values_never_become_shell_text() -> None:
+    content = "it's $(reboot) `x`\n"
+    assert commands.write_private_file(f"{WORKDIR}/f", content)[2:] == [
+        'umask 077 && printf \'%s\' "$1" > "$2"',
+        "write-private-file",
+        content,
+        f"{WORKDIR}/f",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -493,6 +532,9 @@ TLS_LINK = commands.DirectLink(
             ["/run/celestial-ssh", f"/run/celestial-ssh/lock.{CID}"],
             id="hold_migration_lock",
         ),
+        pytest.param(doctor_commands.cpu_summary(), "cpu_summary.sh", [], id="cpu_summary"),
+        pytest.param(doctor_commands.landing_disk(), "landing_space.sh", ["disk"], id="disk"),
+        pytest.param(doctor_commands.landing_tmpfs(), "landing_space.sh", ["tmpfs"], id="tmpfs"),
     ],
 )
 def test_script_argv(argv: list[str], script: str, parameters: list[str]) -> None:
@@ -560,6 +602,20 @@ def test_script_argv(argv: list[str], script: str, parameters: list[str]) -> Non
             ],
         ),
         pytest.param("list_workdirs.sh", [f'"{commands.TMPFS_DIR}"', f'"{commands.DISK_DIR}"']),
+        pytest.param(
+            "landing_space.sh", [f'd="{commands.TMPFS_DIR}"\n', f'd="{commands.DISK_DIR}"\n']
+        ),
+        pytest.param(
+            "tls_listen.sh",
+            [
+                f"unprivileged=,su={tls_link.UNPRIVILEGED_USER}\n",
+                f"id -u {tls_link.UNPRIVILEGED_USER} ",
+                f"exit {tls_link.EXIT_TLS_LISTEN_FAILED}\n",
+                f'echo "{tls_link.LISTENING_MARKER} $port"',
+                f"grep -q '{tls_link.SOCAT_LISTENING}' ",
+                f"s/.*{tls_link.SOCAT_LISTENING} .*:",
+            ],
+        ),
     ],
 )
 def test_scripts_spell_what_the_coordinator_expects(script: str, spelled: list[str]) -> None:
@@ -578,22 +634,64 @@ def test_every_script_is_valid_sh(script: str) -> None:
     assert sent.returncode == 0, sent.stderr
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="needs shellcheck")
-def test_every_script_is_shellcheck_clean() -> None:
-    checked = subprocess.run(
-        ["shellcheck", "-s", "sh", *(str(SCRIPTS_DIR / name) for name in SH_SCRIPTS)],
-        capture_output=True,
-        text=True,
+@pytest.mark.parametrize(("argv", "line", "parameters"), ONE_LINERS)
+def test_every_one_line_script_is_valid_sh(
+    argv: list[str], line: str, parameters: list[str]
+) -> None:
+    checked = subprocess.run(["sh", "-n", "-c", line], capture_output=True)
+    assert checked.returncode == 0, checked.stderr
+
+
+# `make deps` installs shellcheck (lab/install-deps.sh), and `make test` runs it first: a
+# missing shellcheck is a failure, not a skip, unless this says it is known to be missing
+NO_SHELLCHECK = "CELESTIAL_SSH_NO_SHELLCHECK"
+
+
+def shellcheck(paths: list[Path]) -> subprocess.CompletedProcess[str]:
+    if shutil.which("shellcheck") is None:
+        if os.environ.get(NO_SHELLCHECK) == "1":
+            pytest.skip(f"shellcheck is missing and {NO_SHELLCHECK}=1")
+        pytest.fail(f"shellcheck is missing: run `make deps`, or set {NO_SHELLCHECK}=1")
+    return subprocess.run(
+        ["shellcheck", "-s", "sh", *map(str, paths)], capture_output=True, text=True
     )
+
+
+def test_every_script_is_shellcheck_clean() -> None:
+    checked = shellcheck([SCRIPTS_DIR / name for name in SH_SCRIPTS])
+    assert checked.returncode == 0, checked.stdout
+
+
+def test_every_one_line_script_is_shellcheck_clean(tmp_path: Path) -> None:
+    paths = []
+    for each in ONE_LINERS:
+        _argv, line, _parameters = each.values
+        paths.append(tmp_path / f"{each.id}.sh")
+        paths[-1].write_text(f"#!/bin/sh\n{line}\n")
+    checked = shellcheck(paths)
     assert checked.returncode == 0, checked.stdout
 
 
 def test_the_text_sent_leaves_out_comments_only() -> None:
+    """... and puts each included fragment where its include line stands."""
     for script in SCRIPT_FILES:
-        lines = (SCRIPTS_DIR / script).read_text().splitlines()
-        code = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        code = []
+        for line in (SCRIPTS_DIR / script).read_text().splitlines():
+            if line.startswith("# include: "):
+                code += host_scripts.script_text(line.removeprefix("# include: ")).splitlines()
+            elif line.strip() and not line.lstrip().startswith("#"):
+                code.append(line)
         assert host_scripts.script_text(script).splitlines() == code, script
     assert host_scripts.script_text("checkpoint_stream.sh").startswith("workdir=$1 ")
+
+
+@pytest.mark.parametrize("script", ["checkpoint_stream.sh", "land_archive.sh"])
+def test_hash_stdin_is_written_once_and_sent_with_each_script_that_hashes(script: str) -> None:
+    defined = [name for name in SH_SCRIPTS if "hash_stdin() {" in (SCRIPTS_DIR / name).read_text()]
+    assert defined == ["lib_hash_stdin.sh"]
+    text = host_scripts.script_text(script)
+    assert text.count("hash_stdin() {") == 1
+    assert text.index("hash_stdin() {") < text.index("hash_stdin ")
 
 
 def test_a_missing_script_is_an_error() -> None:
@@ -797,6 +895,57 @@ def test_make_workdir_creates_a_private_directory(host: FakeHost) -> None:
     # what make_workdir prints is what remove_workdir accepts, and removes
     assert host.run(commands.remove_workdir(str(made))).status == 0
     assert not made.exists()
+
+
+def test_write_private_file_writes_the_content_as_given(host: FakeHost) -> None:
+    path = host.workdir / "known_hosts"
+    content = "it's $(touch /tmp/x) `y` \\n %s\n"
+    finished = host.run(commands.write_private_file(str(path), content))
+    assert finished.status == 0, finished.stderr
+    assert path.read_text() == content
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_receive_file_writes_stdin_privately(host: FakeHost) -> None:
+    path = host.workdir / "pre.tar"
+    finished = host.run(commands.receive_file(str(path)), stdin=b"archive")
+    assert finished.status == 0, finished.stderr
+    assert path.read_bytes() == b"archive"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_landing_space_prints_the_directory_then_df(tmp_path: Path) -> None:
+    host = make_host(tmp_path, openssl=False, extra=("df",))
+    host.env["TMPDIR"] = str(host.root)
+    host.env["CELESTIAL_SSH_TMPFS"] = str(host.workdir)
+    disk = host.run(doctor_commands.landing_disk())
+    assert disk.status == 0, disk.stderr
+    parsed = parse_df(disk.stdout.decode())
+    assert parsed is not None and parsed[0] == str(host.root)
+    tmpfs = host.run(doctor_commands.landing_tmpfs()).stdout.decode().splitlines()
+    assert tmpfs[0] == str(host.workdir)
+    assert (
+        tmpfs[1]
+        == subprocess.run(
+            ["stat", "-f", "-c", "%T", str(host.workdir)], capture_output=True, text=True
+        ).stdout.strip()
+    )
+    assert tmpfs[2].startswith("Filesystem")
+
+
+def test_cpu_summary_reads_this_machines_cpus(tmp_path: Path) -> None:
+    if not Path("/proc/cpuinfo").is_file():
+        pytest.skip("needs /proc/cpuinfo")
+    host = make_host(tmp_path, openssl=False, extra=("grep", "awk"))
+    finished = host.run(doctor_commands.cpu_summary())
+    assert finished.status == 0, finished.stderr
+    lines = finished.stdout.decode().splitlines()
+    assert re.fullmatch(r"processors\t: [1-9][0-9]*", lines[0])
+    keys = [line.partition(":")[0].rstrip() for line in lines[1:]]
+    assert len(keys) == len(set(keys)), "one line of each kind"
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    processors = sum(line.startswith("processor") for line in cpuinfo)
+    assert parse_cpuinfo_summary(finished.stdout.decode())["processors"] == processors
 
 
 def test_make_workdir_tags_the_directory_with_the_container_id(host: FakeHost) -> None:
@@ -1616,6 +1765,16 @@ def land(host: FakeHost, payload: bytes) -> None:
     assert finished.status == 0, finished.stderr
 
 
+def restore_of(host: FakeHost, payload: bytes, **options: Any) -> list[str]:
+    """``restore_import`` of ``payload``, landed on ``host``, with its size and digest."""
+    return commands.restore_import(
+        str(host.workdir),
+        expected_bytes=len(payload),
+        expected_sha256=hashlib.sha256(payload).hexdigest(),
+        **options,
+    )
+
+
 def test_restore_import_runs_podman_when_size_and_digest_match(hashing_host: FakeHost) -> None:
     host = hashing_host
     payload = b"a checkpoint archive\n" * 100
@@ -1623,13 +1782,7 @@ def test_restore_import_runs_podman_when_size_and_digest_match(hashing_host: Fak
     host.env["FAKE_PODMAN_STDOUT"] = '{"podman_restore_duration": 99}'
 
     finished = host.run(
-        commands.restore_import(
-            str(host.workdir),
-            expected_bytes=len(payload),
-            expected_sha256=hashlib.sha256(payload).hexdigest(),
-            name="web2",
-            options=CheckpointOptions(tcp_established=True),
-        )
+        restore_of(host, payload, name="web2", options=CheckpointOptions(tcp_established=True))
     )
 
     assert finished.status == 0, finished.stderr
@@ -1653,13 +1806,7 @@ def test_restore_import_keeps_podman_output_in_files(host: FakeHost) -> None:
     payload = b"archive"
     land(host, payload)
     host.env.update(FAKE_PODMAN_STDOUT='{"restore_time": 5}', FAKE_PODMAN_STDERR="a warning")
-    finished = host.run(
-        commands.restore_import(
-            str(host.workdir),
-            expected_bytes=len(payload),
-            expected_sha256=hashlib.sha256(payload).hexdigest(),
-        )
-    )
+    finished = host.run(restore_of(host, payload))
     assert finished.status == 0, finished.stderr
     assert (host.workdir / "restore.out").read_text() == '{"restore_time": 5}\n'
     assert (host.workdir / "restore.err").read_text() == "a warning\n"
@@ -1674,11 +1821,7 @@ def test_restore_import_survives_a_broken_connection(host: FakeHost) -> None:
     land(host, payload)
     host.env.update(FAKE_PODMAN_SLEEP="0.5", FAKE_PODMAN_STDOUT='{"restore_time": 5}')
     host.env["FAKE_PODMAN_STDERR"] = "done"
-    argv = commands.restore_import(
-        str(host.workdir),
-        expected_bytes=len(payload),
-        expected_sha256=hashlib.sha256(payload).hexdigest(),
-    )
+    argv = restore_of(host, payload)
     assert broken_connection(host, argv) == 0
     assert (host.root / "podman-argv.done").exists(), "podman ran to its end"
     assert (host.workdir / "restore.out").read_text() == '{"restore_time": 5}\n'
@@ -1690,13 +1833,7 @@ def test_restore_import_passes_podman_status(host: FakeHost) -> None:
     payload = b"archive"
     land(host, payload)
     host.env.update(FAKE_PODMAN_STATUS="125", FAKE_PODMAN_STDERR="Error: name in use")
-    finished = host.run(
-        commands.restore_import(
-            str(host.workdir),
-            expected_bytes=len(payload),
-            expected_sha256=hashlib.sha256(payload).hexdigest(),
-        )
-    )
+    finished = host.run(restore_of(host, payload))
     assert finished.status == 125
     assert "Error: name in use" in finished.stderr
 
@@ -1745,13 +1882,7 @@ def test_restore_import_exits_97_when_the_digest_file_is_missing(host: FakeHost)
     payload = b"archive"
     land(host, payload)
     (host.workdir / "checkpoint.sha256").unlink()
-    finished = host.run(
-        commands.restore_import(
-            str(host.workdir),
-            expected_bytes=len(payload),
-            expected_sha256=hashlib.sha256(payload).hexdigest(),
-        )
-    )
+    finished = host.run(restore_of(host, payload))
     assert finished.status == 97
     assert host.podman_argv is None
 
