@@ -56,6 +56,23 @@ class CommandResult:
     def ok(self) -> bool:
         return self.exit_status == 0
 
+    @classmethod
+    def of_stream(
+        cls, host: str, command: str, exit_status: int, stderr: bytes | bytearray
+    ) -> CommandResult:
+        """The result of a streamed command (its stdout went to the stream, not here)."""
+        return cls(
+            host=host,
+            command=command,
+            exit_status=exit_status,
+            stdout="",
+            stderr=bytes(stderr).decode(errors="replace"),
+        )
+
+    def what_it_said(self) -> str:
+        """For an error message: the tail of the command's stderr, else its exit status."""
+        return self.stderr.strip()[-300:] or f"exit {self.exit_status}"
+
     def failure(self, message: str, *, hint: str | None = None) -> RemoteCommandFailed:
         """The error for this result (its output: stderr, or stdout when stderr is empty)."""
         return RemoteCommandFailed(
@@ -66,6 +83,13 @@ class CommandResult:
             stderr=self.stderr or self.stdout,
             hint=hint,
         )
+
+
+def no_answer_within(timeout: float, host: str, command: str) -> ConnectionFailed:
+    """The error for a remote command still running at its deadline (the caller kills it)."""
+    return ConnectionFailed(
+        f"{host}: no answer within {timeout:.0f} s from: {command[:200]}", host=host
+    )
 
 
 def _fingerprint(key: paramiko.PKey) -> str:
@@ -308,11 +332,7 @@ class RemoteProcess:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.kill()
-                raise ConnectionFailed(
-                    f"{self.session.host.name}: no answer within {timeout:.0f} s from: "
-                    f"{self.command[:200]}",
-                    host=self.session.host.name,
-                )
+                raise no_answer_within(timeout, self.host_name, self.command)
             self.channel.status_event.wait(min(remaining, 0.5))
         # drain whatever stdout is left so the channel can close cleanly
         with contextlib.suppress(OSError, EOFError):
@@ -320,13 +340,7 @@ class RemoteProcess:
                 self.channel.recv(1 << 20)
         self.drain_stderr()
         status = self.channel.recv_exit_status() if self.channel.exit_status_ready() else -1
-        return CommandResult(
-            host=self.session.host.name,
-            command=self.command,
-            exit_status=status,
-            stdout="",
-            stderr=self._stderr.decode(errors="replace"),
-        )
+        return CommandResult.of_stream(self.host_name, self.command, status, self._stderr)
 
     @property
     def stderr(self) -> str:
