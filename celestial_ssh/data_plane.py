@@ -384,7 +384,7 @@ class DataPlane:
         if not listened.ok:
             raise InvalidInput(
                 f"{target.host.name}: the TLS listener of the probe failed: "
-                f"{what_it_said(listened)}"
+                f"{listened.what_it_said()}"
             )
         return LinkMeasurement(bytes=measured[0], seconds=measured[1], data_plane="tls")
 
@@ -406,13 +406,8 @@ def _run_direct_probe(
             process.kill()
     measured = commands.parse_probe_result(output.decode(errors="replace"))
     if not result.ok or measured is None:
-        raise InvalidInput(f"{source}: the direct link to {target} failed: {what_it_said(result)}")
+        raise InvalidInput(f"{source}: the direct link to {target} failed: {result.what_it_said()}")
     return measured
-
-
-def what_it_said(result: CommandResult) -> str:
-    """For an error message: the tail of a command's stderr, else its exit status."""
-    return result.stderr.strip()[-300:] or f"exit {result.exit_status}"
 
 
 def send_private_files(
@@ -473,7 +468,7 @@ def await_line(
         if chunk == b"":
             ended = process.wait(10)
             raise ConnectionFailed(
-                f"{host}: the stream ended before {ended_before} ({what_it_said(ended)})",
+                f"{host}: the stream ended before {ended_before} ({ended.what_it_said()})",
                 host=host,
             )
         received += chunk or b""

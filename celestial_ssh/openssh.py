@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import ConnectionFailed
-from .ssh import CommandResult
+from .ssh import CommandResult, no_answer_within
 
 # the name the pinned key is filed under: a fixed alias means the lookup never depends on
 # how ssh formats "[host]:port"
@@ -192,20 +192,11 @@ class OpenSSHProcess:
             code = self.process.wait(timeout)
         except subprocess.TimeoutExpired as error:
             self.kill()
-            raise ConnectionFailed(
-                f"{self.host_name}: no answer within {timeout:.0f} s from: {self.command[:200]}",
-                host=self.host_name,
-            ) from error
+            raise no_answer_within(timeout, self.host_name, self.command) from error
         self._stderr_reader.join(5)
         # 255 is ssh's own failure (connection lost or refused); a signal means we killed it
         status = -1 if code == 255 or code < 0 else code
-        return CommandResult(
-            host=self.host_name,
-            command=self.command,
-            exit_status=status,
-            stdout="",
-            stderr=self._stderr.decode(errors="replace"),
-        )
+        return CommandResult.of_stream(self.host_name, self.command, status, self._stderr)
 
     @property
     def stderr(self) -> str:

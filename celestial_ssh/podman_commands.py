@@ -239,6 +239,21 @@ def checkpoint_options_argv(options: CheckpointOptions) -> list[str]:
     return argv
 
 
+def checkpoint_export(path: str, container: str, options: CheckpointOptions) -> list[str]:
+    """``container checkpoint --export`` of ``container`` into ``path`` (a file or FIFO),
+    without the leading ``podman``: the caller puts its own podman argv in front."""
+    validate_container_name(container)
+    return [
+        "container",
+        "checkpoint",
+        "--export",
+        path,
+        *checkpoint_options_argv(options),
+        "--",
+        container,
+    ]
+
+
 def restore_argv(
     archive: str,
     *,

@@ -7,14 +7,13 @@ transport (see :mod:`celestial_ssh.connection` for why not through fabric's ``ru
 A session runs every command through the host's login shell, so each command is a string
 built by :func:`celestial_ssh.shell.join` from quoted arguments. When the login user is not
 root, privileged commands run under ``sudo -n`` (never a prompt, never a password).
+Host keys are checked as OpenSSH checks them, by :mod:`celestial_ssh.host_keys`.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
-import hashlib
 import os
 import select
 import socket
@@ -31,6 +30,12 @@ from .errors import (
     ConnectionFailed,
     HostKeyRejected,
     RemoteCommandFailed,
+)
+from .host_keys import (
+    HostKeyPolicy,
+    changed_host_key_message,
+    find_known_host_entry,
+    load_known_hosts,
 )
 from .hosts import ResolvedHost
 from .shell import join
@@ -56,6 +61,23 @@ class CommandResult:
     def ok(self) -> bool:
         return self.exit_status == 0
 
+    @classmethod
+    def of_stream(
+        cls, host: str, command: str, exit_status: int, stderr: bytes | bytearray
+    ) -> CommandResult:
+        """The result of a streamed command (its stdout went to the stream, not here)."""
+        return cls(
+            host=host,
+            command=command,
+            exit_status=exit_status,
+            stdout="",
+            stderr=bytes(stderr).decode(errors="replace"),
+        )
+
+    def what_it_said(self) -> str:
+        """For an error message: the tail of the command's stderr, else its exit status."""
+        return self.stderr.strip()[-300:] or f"exit {self.exit_status}"
+
     def failure(self, message: str, *, hint: str | None = None) -> RemoteCommandFailed:
         """The error for this result (its output: stderr, or stdout when stderr is empty)."""
         return RemoteCommandFailed(
@@ -68,136 +90,11 @@ class CommandResult:
         )
 
 
-def _fingerprint(key: paramiko.PKey) -> str:
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def _key_type_label(key: paramiko.PKey) -> str:
-    name = key.get_name()
-    if "ed25519" in name:
-        return "ED25519"
-    if "ecdsa" in name:
-        return "ECDSA"
-    if "rsa" in name:
-        return "RSA"
-    return str(name).upper()
-
-
-def find_known_host_entry(files: Sequence[str], lookup_name: str) -> tuple[str, int] | None:
-    """The file and line number holding a key for ``lookup_name`` (hashed entries too)."""
-    for path in files:
-        try:
-            lines = Path(path).read_text().splitlines()
-        except OSError:
-            continue
-        for number, line in enumerate(lines, start=1):
-            entry = _parse_known_hosts_line(line, number)
-            if entry is None:
-                continue
-            for name in entry.hostnames:
-                if name == lookup_name or (
-                    name.startswith("|1|")
-                    and paramiko.HostKeys.hash_host(lookup_name, name) == name
-                ):
-                    return path, number
-    return None
-
-
-def _parse_known_hosts_line(line: str, number: int) -> paramiko.hostkeys.HostKeyEntry | None:
-    """One known_hosts entry, or None for comments, blank lines, markers and lines paramiko
-    cannot read (it raises InvalidHostKey, a bare Exception, for some of those)."""
-    text = line.strip()
-    # @cert-authority and @revoked are OpenSSH features paramiko does not implement
-    if not text or text.startswith(("#", "@")):
-        return None
-    try:
-        return paramiko.hostkeys.HostKeyEntry.from_line(text, number)
-    except Exception:
-        return None
-
-
-def load_known_hosts(host_keys: paramiko.HostKeys, path: str) -> None:
-    """Add every readable entry of ``path`` to ``host_keys``, skipping what paramiko cannot
-    read instead of giving up on the whole file (as ``HostKeys.load`` does)."""
-    try:
-        lines = Path(path).read_text(errors="replace").splitlines()
-    except OSError:
-        return
-    for number, line in enumerate(lines, start=1):
-        entry = _parse_known_hosts_line(line, number)
-        if entry is None or entry.key is None:
-            continue
-        for name in entry.hostnames:
-            host_keys.add(name, entry.key.get_name(), entry.key)
-
-
-def unknown_host_key_message(host: ResolvedHost, key: paramiko.PKey) -> str:
-    return (
-        f"No {_key_type_label(key)} host key is known for {host.known_hosts_name} "
-        f"and you have requested strict checking.\n"
-        f"Host key verification failed for {host.name!r} "
-        f"(key fingerprint {_fingerprint(key)}).\n"
-        f"Check the fingerprint with the host's administrator, then either add it to "
-        f"{_first_known_hosts(host)} (e.g. ssh-keyscan -p {host.port} {host.hostname}) "
-        f"or rerun with --accept-new-host-keys."
+def no_answer_within(timeout: float, host: str, command: str) -> ConnectionFailed:
+    """The error for a remote command still running at its deadline (the caller kills it)."""
+    return ConnectionFailed(
+        f"{host}: no answer within {timeout:.0f} s from: {command[:200]}", host=host
     )
-
-
-def changed_host_key_message(
-    host: ResolvedHost, offered: paramiko.PKey, entry: tuple[str, int] | None
-) -> str:
-    known_file = entry[0] if entry else _first_known_hosts(host)
-    lines = [
-        "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@",
-        "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @",
-        "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@",
-        "IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!",
-        "Someone could be eavesdropping on you right now (man-in-the-middle attack)!",
-        "It is also possible that a host key has just been changed.",
-        f"The fingerprint for the {_key_type_label(offered)} key sent by the remote host is",
-        f"{_fingerprint(offered)}.",
-        "Please contact your system administrator.",
-        f"Add correct host key in {known_file} to get rid of this message.",
-    ]
-    if entry:
-        lines.append(f"Offending {_key_type_label(offered)} key in {entry[0]}:{entry[1]}")
-    lines += [
-        "  remove with:",
-        f'  ssh-keygen -f "{known_file}" -R "{host.known_hosts_name}"',
-        f"Host key for {host.known_hosts_name} has changed and you have requested strict checking.",
-        "Host key verification failed.",
-    ]
-    return "\n".join(lines)
-
-
-def _first_known_hosts(host: ResolvedHost) -> str:
-    return host.known_hosts_files[0] if host.known_hosts_files else "~/.ssh/known_hosts"
-
-
-class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
-    """StrictHostKeyChecking as OpenSSH means it: yes, accept-new, or no."""
-
-    def __init__(self, host: ResolvedHost, notice: NoticeSink):
-        self.host = host
-        self.notice = notice
-
-    def missing_host_key(
-        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
-    ) -> None:
-        mode = self.host.strict_host_key_checking
-        if mode == "yes":
-            raise HostKeyRejected(unknown_host_key_message(self.host, key), host=self.host.name)
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        if mode == "accept-new":
-            path = Path(_first_known_hosts(self.host)).expanduser()
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with path.open("a") as known_hosts:
-                known_hosts.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-            self.notice(
-                f"Permanently added {hostname} ({_key_type_label(key)} {_fingerprint(key)}) "
-                f"to {path}."
-            )
 
 
 # AES-GCM first: paramiko does CTR and HMAC as two passes in Python, GCM in one OpenSSL
@@ -258,7 +155,7 @@ def fabric_connection(
     host_keys = connection.client.get_host_keys()
     for path in (*host.known_hosts_files, "/etc/ssh/ssh_known_hosts"):
         load_known_hosts(host_keys, os.path.expanduser(path))
-    connection.client.set_missing_host_key_policy(_HostKeyPolicy(host, notice))
+    connection.client.set_missing_host_key_policy(HostKeyPolicy(host, notice))
     return connection
 
 
@@ -308,11 +205,7 @@ class RemoteProcess:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.kill()
-                raise ConnectionFailed(
-                    f"{self.session.host.name}: no answer within {timeout:.0f} s from: "
-                    f"{self.command[:200]}",
-                    host=self.session.host.name,
-                )
+                raise no_answer_within(timeout, self.host_name, self.command)
             self.channel.status_event.wait(min(remaining, 0.5))
         # drain whatever stdout is left so the channel can close cleanly
         with contextlib.suppress(OSError, EOFError):
@@ -320,13 +213,7 @@ class RemoteProcess:
                 self.channel.recv(1 << 20)
         self.drain_stderr()
         status = self.channel.recv_exit_status() if self.channel.exit_status_ready() else -1
-        return CommandResult(
-            host=self.session.host.name,
-            command=self.command,
-            exit_status=status,
-            stdout="",
-            stderr=self._stderr.decode(errors="replace"),
-        )
+        return CommandResult.of_stream(self.host_name, self.command, status, self._stderr)
 
     @property
     def stderr(self) -> str:

@@ -101,7 +101,7 @@ class TLSTransfer(HostToHostTransfer):
             ctx.emit(PhaseFailed(Phase.TRANSFER, transfer_s, landed.stderr.strip()))
             raise ConnectionFailed(
                 f"{ctx.target_text}: receiving the checkpoint archive over TLS failed "
-                f"({landed.stderr.strip()[-300:] or f'exit {landed.exit_status}'})",
+                f"({landed.what_it_said()})",
                 host=ctx.target_text,
             )
 

@@ -195,6 +195,53 @@ def test_checkpoint_options_argv(options: CheckpointOptions, expected: list[str]
     assert commands.checkpoint_options_argv(options) == expected
 
 
+@pytest.mark.parametrize(
+    ("path", "container", "options", "expected"),
+    [
+        pytest.param(
+            "/tmp/celestial-shim-x/export.tar",
+            "web",
+            CheckpointOptions(),
+            [
+                "container",
+                "checkpoint",
+                "--export",
+                "/tmp/celestial-shim-x/export.tar",
+                "--compress",
+                "none",
+                "--print-stats",
+                "--",
+                "web",
+            ],
+            id="uncompressed",
+        ),
+        pytest.param(
+            "/var/tmp/a b/export.tar",
+            CID,
+            CheckpointOptions(compression="zstd", tcp_established=True, file_locks=True),
+            [
+                "container",
+                "checkpoint",
+                "--export",
+                "/var/tmp/a b/export.tar",
+                "--compress",
+                "zstd",
+                "--print-stats",
+                "--tcp-established",
+                "--file-locks",
+                "--",
+                CID,
+            ],
+            id="zstd-tcp-locks-local-path-as-one-word",
+        ),
+    ],
+)
+def test_checkpoint_export(
+    path: str, container: str, options: CheckpointOptions, expected: list[str]
+) -> None:
+    assert commands.checkpoint_export(path, container, options) == expected
+
+
 def test_checkpoint_options_refuse_unknown_compression() -> None:
     with pytest.raises(ValueError, match="compression must be one of none, zstd, gzip"):
         CheckpointOptions(compression="xz")
@@ -233,6 +280,10 @@ def test_remove_workdir_refuses_names_that_only_contain_the_prefix() -> None:
         pytest.param(lambda: commands.container_inspect("a;b"), id="container_inspect"),
         pytest.param(lambda: commands.container_remove("-rf"), id="container_remove"),
         pytest.param(lambda: commands.restore_local("$(x)"), id="restore_local"),
+        pytest.param(
+            lambda: commands.checkpoint_export("/tmp/f", "-rf", CheckpointOptions()),
+            id="checkpoint_export-container",
+        ),
         pytest.param(
             lambda: commands.checkpoint_stream("a b", WORKDIR, CheckpointOptions()),
             id="checkpoint_stream-container",

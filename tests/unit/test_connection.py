@@ -18,7 +18,7 @@ from typing import Any
 import paramiko
 import pytest
 
-from celestial_ssh import commands, connection, ssh
+from celestial_ssh import commands, connection, host_keys, ssh
 from celestial_ssh.connection import (
     ConnectionSettings,
     accepting_new_host_keys,
@@ -127,7 +127,7 @@ def test_fabric_connection_carries_our_policy_and_known_hosts(tmp_path: Path) ->
         name="lab-b", hostname="10.0.0.6", port=2222, known_hosts_files=(str(known_hosts),)
     )
     made = ssh.fabric_connection(resolved, lambda message: None)
-    assert isinstance(made.client._policy, ssh._HostKeyPolicy)  # not fabric's AutoAddPolicy
+    assert isinstance(made.client._policy, host_keys.HostKeyPolicy)  # not fabric's AutoAddPolicy
     assert made.client.get_host_keys().lookup("[10.0.0.6]:2222") is not None
     assert not made.is_connected  # fabric opens lazily: nothing connected yet
     assert made.gateway is False  # no ProxyJump of fabric's own
@@ -178,7 +178,7 @@ def test_accept_new_records_the_key_and_the_session_works(
     )
     assert known_hosts.read_text() == known_line(server, server.key)
     assert notices == [
-        f"Permanently added [127.0.0.1]:{server.port} (ECDSA {ssh._fingerprint(server.key)}) "
+        f"Permanently added [127.0.0.1]:{server.port} (ECDSA {host_keys._fingerprint(server.key)}) "
         f"to {known_hosts}."
     ]
     assert not s.is_connected  # the context manager closed it

@@ -9,15 +9,16 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from celestial_ssh import ssh
+from celestial_ssh import host_keys
 from celestial_ssh.errors import ConnectionFailed, HostKeyRejected
-from celestial_ssh.hosts import ResolvedHost
-from celestial_ssh.ssh import (
-    SSHSession,
+from celestial_ssh.host_keys import (
     changed_host_key_message,
     find_known_host_entry,
+    load_known_hosts,
     unknown_host_key_message,
 )
+from celestial_ssh.hosts import ResolvedHost
+from celestial_ssh.ssh import SSHSession
 
 needs_ssh_keygen = pytest.mark.skipif(
     shutil.which("ssh-keygen") is None, reason="needs OpenSSH's ssh-keygen"
@@ -240,7 +241,7 @@ def test_load_known_hosts_keeps_what_follows_unreadable_lines(
     hashed = paramiko.HostKeys.hash_host("[10.0.0.6]:2222")
     path = known_hosts_after(tmp_path, unreadable, other_key, line(hashed, ecdsa))
     host_keys = paramiko.HostKeys()
-    ssh.load_known_hosts(host_keys, str(path))
+    load_known_hosts(host_keys, str(path))
     assert host_keys.lookup("[10.0.0.6]:2222") == {ecdsa.get_name(): ecdsa}
     assert host_keys.lookup("lab-z") is None
     # a marker line's key is not a host key (a CA key must never match '*')
@@ -249,7 +250,7 @@ def test_load_known_hosts_keeps_what_follows_unreadable_lines(
 
 def test_load_known_hosts_of_a_missing_file(tmp_path: Path) -> None:
     host_keys = paramiko.HostKeys()
-    ssh.load_known_hosts(host_keys, str(tmp_path / "absent"))
+    load_known_hosts(host_keys, str(tmp_path / "absent"))
     assert len(host_keys) == 0
 
 
@@ -286,10 +287,10 @@ class Recorder:
 
 def policy_for(
     mode: str, known_hosts: Path
-) -> tuple[ssh._HostKeyPolicy, paramiko.SSHClient, Recorder]:
+) -> tuple[host_keys.HostKeyPolicy, paramiko.SSHClient, Recorder]:
     host = host_on(2222, (str(known_hosts),)).with_strict_host_key_checking(mode)
     notices = Recorder()
-    return ssh._HostKeyPolicy(host, notices), paramiko.SSHClient(), notices
+    return host_keys.HostKeyPolicy(host, notices), paramiko.SSHClient(), notices
 
 
 def test_strict_policy_refuses_an_unknown_key(tmp_path: Path, ecdsa: paramiko.PKey) -> None:
