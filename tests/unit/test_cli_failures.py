@@ -6,14 +6,16 @@ import json
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
 
-from celestial_ssh import connection, migration
+from celestial_ssh import migration
 from celestial_ssh.batch import BatchReport
+from celestial_ssh.connection import ConnectionSettings
 from celestial_ssh.errors import (
     AuthenticationFailed,
     CelestialError,
@@ -27,11 +29,12 @@ from celestial_ssh.errors import (
     PreflightFailed,
     RemoteCommandFailed,
 )
+from celestial_ssh.hosts import ResolvedHost
 from celestial_ssh.recovery import RunningTwice
 from celestial_ssh.report import MigrationReport, Outcome
+from celestial_ssh.ssh import SSHSession
 from celestial_ssh_cli import batch_run
 from celestial_ssh_cli import main as cli_main
-from celestial_ssh_cli import options as cli_options
 from celestial_ssh_cli.failures import ExitCode, exit_code_for, message_for
 from celestial_ssh_cli.main import cli
 
@@ -148,20 +151,22 @@ def test_message_for_a_bug_shows_the_traceback() -> None:
 
 # -- the command line -----------------------------------------------------------------------------
 @pytest.fixture
-def no_hosts(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
-    """Record (and refuse) any host resolution or SSH session the CLI would start."""
+def no_hosts(
+    monkeypatch: pytest.MonkeyPatch, cli_connection: Callable[[ConnectionSettings], None]
+) -> dict[str, list[Any]]:
+    """Record (and refuse) any host resolution or SSH session the CLI would start (a
+    migration opens its sessions only to hosts it resolved)."""
     calls: dict[str, list[Any]] = {"resolve": [], "session": []}
 
-    def resolve(*args: Any, **kwargs: Any) -> None:
+    def resolve(*args: Any, **kwargs: Any) -> ResolvedHost:
         calls["resolve"].append(args)
         raise AssertionError("no host may be resolved")
 
-    def session(*args: Any, **kwargs: Any) -> None:
+    def session(*args: Any, **kwargs: Any) -> SSHSession:
         calls["session"].append(args)
         raise AssertionError("no SSH session may be opened")
 
-    monkeypatch.setattr(migration.connection, "resolve_host", resolve)
-    monkeypatch.setattr(migration.connection, "SSHSession", session)
+    cli_connection(ConnectionSettings(host_resolver=resolve, connector=session))
     monkeypatch.delenv("FORCE_COLOR", raising=False)
     monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
     return calls
@@ -203,15 +208,10 @@ def test_migrate_refuses_hostile_names_before_connecting(
 @pytest.mark.parametrize("command", ["migrate", "probe"])
 def test_a_bad_tls_address_is_refused_before_connecting(
     no_hosts: dict[str, list[Any]],
-    monkeypatch: pytest.MonkeyPatch,
     command: str,
     args: list[str],
     message: str,
 ) -> None:
-    # the probe resolves and connects through its own modules: refused there as well
-    monkeypatch.setattr(cli_options, "resolve_host", migration.connection.resolve_host)
-    monkeypatch.setattr(connection, "resolve_host", migration.connection.resolve_host)
-    monkeypatch.setattr(connection, "SSHSession", migration.connection.SSHSession)
     operands = ["lab-a", "lab-b", *(["web"] if command == "migrate" else [])]
     result = invoke(command, *operands, *args)
     assert result.exit_code == ExitCode.USAGE == 2
