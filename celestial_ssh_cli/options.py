@@ -90,13 +90,13 @@ def data_plane_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # Where every command's connection settings start from: the real resolver (``ssh -G``) and
-# real SSH. Tests put fake hosts here, in one fixture (``cli_hosts`` in tests/unit/conftest.py),
-# instead of patching the library's modules.
+# real SSH. Tests put fake hosts here, in one fixture (``cli_connection``, tests/unit/
+# conftest.py), instead of patching the library's modules.
 BASE_CONNECTION = ConnectionSettings()
 
 
-def inventory_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``-i, --inventory FILE``: an inventory the command's host names may name."""
+def inventory_option(which_names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-i, --inventory FILE``; ``which_names`` ends its help: what may name its hosts."""
     return click.option(
         "-i",
         "--inventory",
@@ -104,7 +104,7 @@ def inventory_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., 
         type=click.Path(dir_okay=False, exists=True),
         default=None,
         help="Inventory (celestial-ssh YAML, Ansible YAML, or ansible-inventory --list JSON) "
-        + help,
+        + which_names,
     )
 
 

@@ -24,6 +24,7 @@ from celestial_ssh.errors import (
     MigrationFailed,
     PreflightFailed,
 )
+from celestial_ssh.hosts import ResolvedHost
 from celestial_ssh.report import MigrationReport, Outcome
 from celestial_ssh_cli import http_shim
 from celestial_ssh_cli.main import cli
@@ -74,9 +75,11 @@ def run_client(
     scenario: Callable[[TestClient[Any, Any]], Awaitable[Any]],
     ssh_config: str | None = "/cfg/ssh_config",
     migrate: FakeMigrate | None = None,
+    connection: ConnectionSettings | None = None,
 ) -> Any:
-    """Run ``scenario`` against the shim; its migrations run through ``migrate``."""
-    connection = ConnectionSettings(ssh_config=ssh_config)
+    """Run ``scenario`` against the shim; its migrations run through ``migrate`` and reach
+    their hosts through ``connection`` (default: just ``ssh_config``)."""
+    connection = connection or ConnectionSettings(ssh_config=ssh_config)
     run_migration = {} if migrate is None else {"run_migration": migrate}
 
     async def main() -> Any:
@@ -232,6 +235,25 @@ def test_start_migration_takes_the_settings_a_plan_takes(podman: Path) -> None:
     [(_, _, _, options)] = fake.calls
     assert (options.tls, options.compression, options.keep_source) == (True, "none", True)
     assert options.ssh_config == "/cfg/ssh_config"
+
+
+def test_start_migration_reaches_hosts_through_the_shims_connection(podman: Path) -> None:
+    fake = FakeMigrate()
+
+    def resolver(name: str) -> ResolvedHost:
+        return ResolvedHost(name=name, hostname=f"{name}.example")
+
+    connection = ConnectionSettings("/cfg/other", resolver, accept_new_host_keys=True)
+    body = {"source": "lab-a", "target": "lab-b", "container": "web"}
+
+    async def scenario(client: TestClient[Any, Any]) -> Any:
+        response = await client.post("/start_migration", json=body, headers=AUTH)
+        return response.status
+
+    assert run_client(podman, scenario, migrate=fake, connection=connection) == 200
+    [(_, _, _, options)] = fake.calls
+    assert (options.ssh_config, options.accept_new_host_keys) == ("/cfg/other", True)
+    assert options.host_resolver is resolver
 
 
 def partial_error(error: Any) -> Any:
