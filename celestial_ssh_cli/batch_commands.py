@@ -89,14 +89,10 @@ def evacuate_command(
     if settings.output in (Output.LIVE, Output.PLAIN):
         click.echo(f"evacuating {host}: reading its containers and the targets' memory", err=True)
     hosts = host_settings(settings.ssh_config, settings.accept_new_host_keys, inventory_file)
-    if hosts.inventory is not None:
-        target_names = hosts.inventory.expand(target_names)
     plan = plan_evacuation(
         host,
-        target_names,
-        ssh_config=hosts.ssh_config,
-        accept_new_host_keys=hosts.accept_new_host_keys,
-        host_resolver=hosts.host_resolver,
+        hosts.expand(target_names),
+        connection=hosts.connection,
         only=only_names,
         keep_source=keep_source,
         compression=compression,

@@ -18,12 +18,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from celestial_ssh.connection import ConnectionSettings
 from celestial_ssh.listing import ContainerRow, list_containers
 from celestial_ssh.readiness import HostReport, doctor
 
 from .boundary import Command
 from .failures import ExitCode, exit_code_for, message_for
-from .options import host_settings, ssh_options
+from .options import host_settings, inventory_option, ssh_options
+
+# doctor's and ps's -i: HOST may name an inventory's host or group
+_HOSTS_INVENTORY = "whose aliases and groups HOST may name; ssh_config applies under it."
 
 
 def _is_terminal() -> bool:
@@ -76,6 +80,7 @@ def _render_doctor_table(reports: list[HostReport]) -> None:
 @click.command("doctor", cls=Command)
 @click.argument("hosts", nargs=-1, required=True)
 @ssh_options
+@inventory_option(_HOSTS_INVENTORY)
 def doctor_command(
     hosts: tuple[str, ...],
     ssh_config: str | None,
@@ -83,6 +88,7 @@ def doctor_command(
     json_output: bool,
     quiet: bool,
     verbose: bool,
+    inventory_file: str | None = None,
 ) -> ExitCode:
     """Check that each HOST can send and receive live migrations.
 
@@ -91,12 +97,8 @@ def doctor_command(
     tmpfs where archives that fit in memory land.
     Exits 0 when every host is ok, 4 when a check fails, 3 when a host is unreachable.
     """
-    settings = host_settings(ssh_config, accept_new_host_keys)
-    reports = doctor(
-        list(hosts),
-        ssh_config=settings.ssh_config,
-        accept_new_host_keys=settings.accept_new_host_keys,
-    )
+    settings = host_settings(ssh_config, accept_new_host_keys, inventory_file)
+    reports = doctor(settings.expand(hosts), connection=settings.connection)
     code = doctor_exit_code(reports)
     if json_output:
         document = {
@@ -113,10 +115,10 @@ def doctor_command(
 
 
 def _list_one(
-    host: str, ssh_config: str | None, accept_new_host_keys: bool
+    host: str, connection: ConnectionSettings
 ) -> tuple[list[ContainerRow], BaseException | None]:
     try:
-        return list_containers(host, ssh_config, accept_new_host_keys), None
+        return list_containers(host, connection=connection), None
     except Exception as error:  # one host's failure is its own row; the others go on
         return [], error
 
@@ -132,6 +134,7 @@ def _checkpointable(row: ContainerRow) -> str:
 @click.command("ps", cls=Command)
 @click.argument("hosts", nargs=-1, required=True)
 @ssh_options
+@inventory_option(_HOSTS_INVENTORY)
 def ps_command(
     hosts: tuple[str, ...],
     ssh_config: str | None,
@@ -139,20 +142,17 @@ def ps_command(
     json_output: bool,
     quiet: bool,
     verbose: bool,
+    inventory_file: str | None = None,
 ) -> ExitCode:
     """List the containers of each HOST and whether each can be live-migrated.
 
     A container is checkpointable when it runs, is not --privileged, shares no namespace
     with the host (--network/--pid/--ipc host) and is not part of a pod.
     """
-    settings = host_settings(ssh_config, accept_new_host_keys)
-    with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
-        results = list(
-            pool.map(
-                lambda host: _list_one(host, settings.ssh_config, settings.accept_new_host_keys),
-                hosts,
-            )
-        )
+    settings = host_settings(ssh_config, accept_new_host_keys, inventory_file)
+    names = settings.expand(hosts)
+    with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
+        results = list(pool.map(lambda host: _list_one(host, settings.connection), names))
     codes = [exit_code_for(error) for _, error in results if error is not None]
     if ExitCode.CONNECTION in codes:
         code = ExitCode.CONNECTION
@@ -171,7 +171,7 @@ def ps_command(
                     "error": None if error is None else str(error),
                     "containers": [row.to_dict() for row in rows],
                 }
-                for host, (rows, error) in zip(hosts, results, strict=True)
+                for host, (rows, error) in zip(names, results, strict=True)
             ],
         }
         click.echo(json.dumps(document, indent=2))
@@ -207,7 +207,7 @@ def ps_command(
                         )
                     )
                 )
-    for host, (_, error) in zip(hosts, results, strict=True):
+    for host, (_, error) in zip(names, results, strict=True):
         if error is not None:
             click.echo(f"{host}: " + message_for(error), err=True)
     return code

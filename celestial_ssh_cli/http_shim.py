@@ -6,7 +6,7 @@ A front end like the CLI (the library never imports aiohttp). Endpoints:
 - ``POST /start_migration``: JSON ``source``, ``target``, ``container`` (or the old names
   ``server_ip`` for the target and ``container_name``), and optionally the settings a batch
   plan takes but ``direct`` (``tls``, ``transport``, ``compression``, ``bwlimit``, ...); runs
-  :func:`celestial_ssh.migrate` over SSH with the server's ssh_config. ``?wait=false``
+  :func:`celestial_ssh.migrate` over SSH with the server's connection settings. ``?wait=false``
   answers 202 at once; poll ``GET /migrations/<id>``.
 - ``GET /container/<id>`` (also ``/containers/<id>``, the old pull path): checkpoint the
   LOCAL container and stream the archive (uncompressed tar) while podman writes it. The
@@ -34,15 +34,16 @@ from typing import Any
 import click
 from aiohttp import web
 
-from celestial_ssh import CelestialError, MigrationOptions, migrate
+from celestial_ssh import CelestialError, MigrationOptions, MigrationReport, migrate
 from celestial_ssh.commands import (
     CheckpointOptions,
-    checkpoint_options_argv,
+    checkpoint_export,
     container_inspect,
     criu_check,
     criu_version,
     restore_local,
 )
+from celestial_ssh.connection import ConnectionSettings
 from celestial_ssh.doctor_commands import podman_version
 from celestial_ssh.errors import InvalidInput
 from celestial_ssh.hosts import HostSpec
@@ -53,12 +54,17 @@ from celestial_ssh.shell import validate_container_name
 
 from .boundary import Command
 from .failures import CommandFailed, ExitCode, http_status_for
+from .options import host_settings
 
 TOKEN_ENV = "CELESTIAL_SSH_TOKEN"
 CHUNK = 1024 * 1024
 
+# celestial_ssh.migrate's signature, as the shim calls it
+Migrate = Callable[[str, str, str, MigrationOptions], MigrationReport]
+
 TOKEN: web.AppKey[str] = web.AppKey("token", str)
-SSH_CONFIG: web.AppKey[str | None] = web.AppKey("ssh_config")
+CONNECTION: web.AppKey[ConnectionSettings] = web.AppKey("connection", ConnectionSettings)
+MIGRATE: web.AppKey[Migrate] = web.AppKey("migrate")
 PODMAN: web.AppKey[tuple[str, ...]] = web.AppKey("podman", tuple)
 MIGRATIONS: web.AppKey[dict[str, dict[str, Any]]] = web.AppKey("migrations", dict)
 EXPORT_STATS: web.AppKey[dict[str, dict[str, Any]]] = web.AppKey("export_stats", dict)
@@ -165,7 +171,7 @@ async def health(request: web.Request) -> web.Response:
 
 # -- /start_migration ----------------------------------------------------------------------
 def _migration_arguments(
-    body: Any, ssh_config: str | None
+    body: Any, connection: ConnectionSettings
 ) -> tuple[str, str, str, MigrationOptions]:
     """The request's hosts, container and options, checked (unknown keys are ignored, as
     the older server did)."""
@@ -189,16 +195,19 @@ def _migration_arguments(
     if settings.get("direct"):
         # it would lend this server's ssh-agent to the source host, on a request's say-so
         raise InvalidInput("'direct' is not taken over HTTP; ask for 'tls' instead")
-    options = MigrationOptions(ssh_config=ssh_config, **option_fields(settings))
+    options = MigrationOptions(
+        connection=connection,
+        **option_fields(settings),
+    )
     check_options(options)
     return source, target, container, options
 
 
 async def _run_migration(
-    source: str, target: str, container: str, options: MigrationOptions
+    app: web.Application, source: str, target: str, container: str, options: MigrationOptions
 ) -> tuple[int, dict[str, Any]]:
     try:
-        report = await asyncio.to_thread(migrate, source, target, container, options)
+        report = await asyncio.to_thread(app[MIGRATE], source, target, container, options)
     except CelestialError as error:
         return http_status_for(error), {
             "status": "failed",
@@ -216,7 +225,7 @@ async def start_migration(request: web.Request) -> web.Response:
     except ValueError:
         return _error(400, "the body must be JSON")
     try:
-        source, target, container, options = _migration_arguments(body, request.app[SSH_CONFIG])
+        source, target, container, options = _migration_arguments(body, request.app[CONNECTION])
     except InvalidInput as error:
         return _error(400, str(error))
     app = request.app
@@ -225,14 +234,14 @@ async def start_migration(request: web.Request) -> web.Response:
         app[MIGRATIONS][migration_id] = {"state": "running"}
 
         async def background() -> None:
-            status, document = await _run_migration(source, target, container, options)
+            status, document = await _run_migration(app, source, target, container, options)
             app[MIGRATIONS][migration_id] = {**document, "state": "finished", "http": status}
 
         _spawn(app, background())
         return web.json_response(
             {"id": migration_id, "poll": f"/migrations/{migration_id}"}, status=202
         )
-    status, document = await _run_migration(source, target, container, options)
+    status, document = await _run_migration(app, source, target, container, options)
     return web.json_response(document, status=status)
 
 
@@ -350,16 +359,9 @@ async def export_container(request: web.Request) -> web.StreamResponse:
         open(os.path.join(workdir, "checkpoint.err"), "wb") as err,
     ):
         # the engine's checkpoint options: uncompressed, with podman's statistics
-        options = checkpoint_options_argv(CheckpointOptions(compression="none"))
         process = await asyncio.create_subprocess_exec(
             *podman,
-            "container",
-            "checkpoint",
-            "--export",
-            fifo,
-            *options,
-            "--",
-            container,
+            *checkpoint_export(fifo, container, CheckpointOptions(compression="none")),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -429,13 +431,20 @@ async def _wait_for_background(app: web.Application) -> None:
 
 
 def create_app(
-    token: str, ssh_config: str | None, podman: Sequence[str] = ("podman",)
+    token: str,
+    connection: ConnectionSettings,
+    podman: Sequence[str] = ("podman",),
+    *,
+    run_migration: Migrate = migrate,
 ) -> web.Application:
+    """The shim; its migrations reach their hosts through ``connection`` and run through
+    ``run_migration`` (tests give a fake)."""
     if not token:
         raise ValueError("the HTTP shim needs a non-empty token")
     app = web.Application(middlewares=[_json_errors, _require_token])
     app[TOKEN] = token
-    app[SSH_CONFIG] = ssh_config
+    app[CONNECTION] = connection
+    app[MIGRATE] = run_migration
     app[PODMAN] = tuple(podman)
     app[MIGRATIONS] = {}
     app[EXPORT_STATS] = {}
@@ -481,6 +490,6 @@ def serve(host: str, port: int, token_file: str | None, ssh_config: str | None) 
             "(every endpoint but /health checks it)",
             ExitCode.USAGE,
         )
-    app = create_app(token, ssh_config)
+    app = create_app(token, host_settings(ssh_config, accept_new_host_keys=False).connection)
     click.echo(f"celestial-ssh: serving the HTTP shim on http://{host}:{port}", err=True)
     web.run_app(app, host=host, port=port, print=None, handle_signals=True)

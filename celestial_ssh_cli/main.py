@@ -22,7 +22,7 @@ from .display import Output, choose_display, choose_output, megabytes
 from .failures import CommandFailed, exit_code_for, message_for
 from .fleet_commands import doctor_command, ps_command
 from .http_shim import serve
-from .options import data_plane_options, host_settings, ssh_options
+from .options import data_plane_options, host_settings, inventory_option, ssh_options
 from .report_file import report_rows
 from .signals import cancel_on_signals
 
@@ -30,6 +30,7 @@ TLS_ADDRESS_HELP = (
     "With --tls: the target's IP address that the source connects to, and the target "
     "listens on (default: the one this machine's SSH session to the target arrived on)."
 )
+TWO_HOSTS_INVENTORY = "whose aliases SOURCE and TARGET may name; ssh_config applies under it."
 
 
 def _migration_lead(error: BaseException, params: Params) -> dict[str, Any]:
@@ -113,15 +114,7 @@ def cli() -> None:
     is_flag=True,
     help="Checkpoint and restore established TCP connections.",
 )
-@click.option(
-    "-i",
-    "--inventory",
-    "inventory_file",
-    type=click.Path(dir_okay=False, exists=True),
-    default=None,
-    help="Inventory (celestial-ssh YAML, Ansible YAML, or ansible-inventory --list JSON) "
-    "whose aliases SOURCE and TARGET may name; ssh_config applies under it.",
-)
+@inventory_option(TWO_HOSTS_INVENTORY)
 @click.option(
     "--report",
     "report_file",
@@ -160,17 +153,12 @@ def migrate_command(
     except CelestialError as error:
         # before the migration exists: the message alone, no JSON document
         raise CommandFailed(message_for(error), exit_code_for(error)) from error
-    if hosts.inventory is not None:
-        for warning in hosts.inventory.warnings:
-            click.echo(f"warning: {warning}", err=True)
     options = MigrationOptions(
-        host_resolver=hosts.host_resolver,
-        ssh_config=hosts.ssh_config,
+        connection=hosts.connection,
         new_name=new_name,
         keep_source=keep_source,
         compression=compression,
         tcp_established=tcp_established,
-        accept_new_host_keys=hosts.accept_new_host_keys,
         transport=transport,
         direct=direct,
         tls=tls,
@@ -211,6 +199,7 @@ migrate_command.name = "migrate"
 @click.argument("target")
 @click.argument("container")
 @ssh_options
+@inventory_option(TWO_HOSTS_INVENTORY)
 def recover_command(
     source: str,
     target: str,
@@ -220,6 +209,7 @@ def recover_command(
     json_output: bool,
     quiet: bool,
     verbose: bool,
+    inventory_file: str | None = None,
 ) -> None:
     """Bring CONTAINER back to exactly one running copy after an interrupted migration.
 
@@ -227,14 +217,8 @@ def recover_command(
     it waits for whatever still runs on the hosts, then restores the source from its
     checkpoint unless the target already runs the container, and removes leftovers.
     """
-    hosts = host_settings(ssh_config, accept_new_host_keys)
-    report = recover(
-        source,
-        target,
-        container,
-        ssh_config=hosts.ssh_config,
-        accept_new_host_keys=hosts.accept_new_host_keys,
-    )
+    hosts = host_settings(ssh_config, accept_new_host_keys, inventory_file)
+    report = recover(source, target, container, connection=hosts.connection)
     if json_output:
         click.echo(
             json.dumps(
@@ -269,6 +253,7 @@ def recover_command(
 @click.option("--direct", is_flag=True, help="Stream from the source straight to the target.")
 @click.option("--tls", is_flag=True, help="Stream from the source to the target over TLS.")
 @click.option("--tls-address", metavar="ADDRESS", default=None, help=TLS_ADDRESS_HELP)
+@inventory_option(TWO_HOSTS_INVENTORY)
 def probe_command(
     source: str,
     target: str,
@@ -282,13 +267,14 @@ def probe_command(
     direct: bool,
     tls: bool = False,
     tls_address: str | None = None,
+    inventory_file: str | None = None,
 ) -> None:
     """Measure how fast the data plane moves bytes from SOURCE to TARGET (changes nothing)."""
     try:
         nbytes = int(parse_rate(size))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--bytes") from error
-    hosts = host_settings(ssh_config, accept_new_host_keys)
+    hosts = host_settings(ssh_config, accept_new_host_keys, inventory_file)
     measured = probe_link(
         source,
         target,
@@ -297,7 +283,7 @@ def probe_command(
         direct=direct,
         tls=tls,
         tls_address=tls_address,
-        host_resolver=hosts.resolve,
+        connection=hosts.connection,
     )
     document = {
         "status": "succeeded",

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
 
 from celestial_ssh.compression_choice import parse_rate
+from celestial_ssh.connection import ConnectionSettings
 from celestial_ssh.data_plane import TRANSPORTS
-from celestial_ssh.hosts import ResolvedHost, resolve_host
 from celestial_ssh.inventory import Inventory, load_inventory
 
 
@@ -89,42 +89,59 @@ def data_plane_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+# Where every command's connection settings start from: the real resolver (``ssh -G``) and
+# real SSH. Tests put fake hosts here, in one fixture (``cli_connection``, tests/unit/
+# conftest.py), instead of patching the library's modules.
+BASE_CONNECTION = ConnectionSettings()
+
+
+def inventory_option(which_names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-i, --inventory FILE``; ``which_names`` ends its help: what may name its hosts."""
+    return click.option(
+        "-i",
+        "--inventory",
+        "inventory_file",
+        type=click.Path(dir_okay=False, exists=True),
+        default=None,
+        help="Inventory (celestial-ssh YAML, Ansible YAML, or ansible-inventory --list JSON) "
+        + which_names,
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class HostSettings:
-    """How a command reaches hosts: --ssh-config, --accept-new-host-keys and --inventory.
+    """How a command reaches hosts: the library's connection settings (made of --ssh-config,
+    --accept-new-host-keys and --inventory), and the inventory, for its groups.
 
     Built by :func:`host_settings` alone, for every command.
     """
 
-    ssh_config: str | None
-    accept_new_host_keys: bool
+    connection: ConnectionSettings
     inventory: Inventory | None = None
 
-    @property
-    def host_resolver(self) -> Callable[[str], ResolvedHost] | None:
-        """The inventory's resolver (its settings over ssh_config), if there is one."""
+    def expand(self, names: Iterable[str]) -> list[str]:
+        """Host names for ``names``: an inventory's groups become their hosts."""
         if self.inventory is None:
-            return None
-        return functools.partial(self.inventory.resolve, ssh_config=self.ssh_config)
-
-    def resolve(self, name: str) -> ResolvedHost:
-        """A host resolved with the host-key policy applied, for library calls that take a
-        resolver and no policy of their own (``probe``)."""
-        if self.inventory is not None:
-            host = self.inventory.resolve(name, self.ssh_config)
-        else:
-            host = resolve_host(name, self.ssh_config)
-        if self.accept_new_host_keys and host.strict_host_key_checking == "yes":
-            host = host.with_strict_host_key_checking("accept-new")
-        return host
+            return list(names)
+        return self.inventory.expand(names)
 
 
 def host_settings(
     ssh_config: str | None, accept_new_host_keys: bool, inventory_file: str | None = None
 ) -> HostSettings:
-    """The one place a command turns its connection options into settings.
+    """The one place a command turns its connection options into settings; an inventory's
+    warnings go to stderr here.
 
     Raises the library's errors for an inventory it cannot read.
     """
-    inventory = load_inventory(inventory_file) if inventory_file is not None else None
-    return HostSettings(ssh_config, accept_new_host_keys, inventory)
+    connection = dataclasses.replace(
+        BASE_CONNECTION, ssh_config=ssh_config, accept_new_host_keys=accept_new_host_keys
+    )
+    if inventory_file is None:
+        return HostSettings(connection)
+    inventory = load_inventory(inventory_file)
+    for warning in inventory.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    # the inventory's settings over ssh_config's
+    resolver = functools.partial(inventory.resolve, ssh_config=ssh_config)
+    return HostSettings(connection.with_resolver(resolver), inventory)

@@ -1,16 +1,22 @@
 """Unit tests run no real ``ssh`` client: the engine's ``auto`` data plane is paramiko here,
-which is the one the fake sessions stand in for. Tests of the OpenSSH data plane ask for it."""
+which is the one the fake sessions stand in for. Tests of the OpenSSH data plane ask for it.
+
+CLI tests reach fake hosts through ``cli_connection``: the one seam where the commands'
+connection settings start from."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from celestial_ssh import data_plane
+from celestial_ssh.connection import ConnectionSettings
+from celestial_ssh_cli import options as cli_options
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 
@@ -29,3 +35,14 @@ def load_bench_script(filename: str, module_name: str) -> ModuleType:
 @pytest.fixture(autouse=True)
 def no_openssh_client(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(data_plane, "openssh_client", lambda: None)
+
+
+@pytest.fixture
+def cli_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[[ConnectionSettings], None]:
+    """Call it with the settings (a fake resolver and connector) every CLI command in the
+    test starts from; --ssh-config, --accept-new-host-keys and --inventory apply over them."""
+
+    def use(connection: ConnectionSettings) -> None:
+        monkeypatch.setattr(cli_options, "BASE_CONNECTION", connection)
+
+    return use

@@ -46,7 +46,7 @@ from celestial_ssh.migration import Migration, MigrationOptions
 from celestial_ssh.podman_json import parse_memory_usage, parse_size
 from celestial_ssh.report import MigrationReport, Outcome
 from celestial_ssh.ssh import CommandResult
-from celestial_ssh_cli import batch_commands, batch_run
+from celestial_ssh_cli import batch_commands
 from celestial_ssh_cli.batch_commands import batch_command, evacuate_command
 from tests.unit.fakes import FakeFleet, FakeLab, FakeSession, connecting
 from tests.unit.fakes.lab import SRC, TGT
@@ -354,11 +354,13 @@ class FakeMigration:
 
 
 @pytest.fixture
-def fleet(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
+def fleet(
+    monkeypatch: pytest.MonkeyPatch, cli_connection: Callable[[ConnectionSettings], None]
+) -> Iterator[Fleet]:
     fleet = Fleet()
     monkeypatch.setattr(batch.runner, "Migration", fleet.make)
-    # the batch command reaches the fake hosts, whatever ssh options it was given
-    fleet.hosts.serve_cli(monkeypatch, batch_run, "run_batch")
+    # the batch commands reach the fake hosts, with the ssh options they were given
+    cli_connection(fleet.connection())
     yield fleet
 
 
@@ -723,6 +725,46 @@ def test_evacuate_cli_runs_the_plan_it_made(
     assert made[0]["only"] == ["web", "db"]
     assert sorted(fleet.started) == ["db", "web"]
     assert json.loads(result.stdout)["counts"]["migrated"] == 2
+
+
+EVACUATION_INVENTORY = """\
+all:
+  hosts:
+    lab-a: {ansible_host: 10.9.0.1}
+  children:
+    targets:
+      hosts:
+        lab-b: {ansible_host: 10.9.0.2, ansible_ssh_common_args: -o ForwardX11=yes}
+        lab-c: {ansible_host: 10.9.0.3}
+"""
+
+
+def test_evacuate_with_an_inventory_reaches_every_host_through_it(
+    cli: click.Group, fleet: Fleet, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(EVACUATION_INVENTORY)
+    planned_with: list[ConnectionSettings] = []
+
+    def fake_plan(host: str, targets: list[str], **kwargs: Any) -> Plan:
+        assert targets == ["lab-b", "lab-c"]  # the group, expanded
+        planned_with.append(kwargs["connection"])
+        return plan_of("web", "db", source=host, target=targets[0])
+
+    monkeypatch.setattr(batch_commands, "plan_evacuation", fake_plan)
+    result = CliRunner().invoke(
+        cli, ["evacuate", "lab-a", "--to", "targets", "--inventory", str(inventory), "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(fleet.started) == ["db", "web"]
+    # the plan and every migration resolve the hosts through the inventory, not ssh_config
+    [connection] = planned_with
+    assert connection.resolve("lab-b").hostname == "10.9.0.2"
+    resolvers = [options.connection_settings().host_resolver for options in fleet.options]
+    assert all(resolver is not None for resolver in resolvers)
+    assert [resolver("lab-b").hostname for resolver in resolvers if resolver] == ["10.9.0.2"] * 2
+    # and its warnings are shown, as migrate shows them
+    assert f"warning: {inventory}:7: ansible_ssh_common_args is not used" in result.stderr
 
 
 def test_evacuate_cli_reports_an_unreachable_host(

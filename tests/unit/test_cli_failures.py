@@ -6,14 +6,15 @@ import json
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
 
-from celestial_ssh import connection
 from celestial_ssh.batch import BatchReport
+from celestial_ssh.connection import ConnectionSettings, Connector
 from celestial_ssh.errors import (
     AuthenticationFailed,
     CelestialError,
@@ -27,11 +28,12 @@ from celestial_ssh.errors import (
     PreflightFailed,
     RemoteCommandFailed,
 )
+from celestial_ssh.hosts import ResolvedHost
 from celestial_ssh.recovery import RunningTwice
 from celestial_ssh.report import MigrationReport, Outcome
+from celestial_ssh.ssh import NoticeSink, SSHSession
 from celestial_ssh_cli import batch_run
 from celestial_ssh_cli import main as cli_main
-from celestial_ssh_cli import options as cli_options
 from celestial_ssh_cli.failures import ExitCode, exit_code_for, message_for
 from celestial_ssh_cli.main import cli
 
@@ -148,23 +150,35 @@ def test_message_for_a_bug_shows_the_traceback() -> None:
 
 # -- the command line -----------------------------------------------------------------------------
 @pytest.fixture
-def no_hosts(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
-    """Record (and refuse) any host resolution or SSH session the CLI would start."""
+def no_hosts(
+    monkeypatch: pytest.MonkeyPatch, cli_connection: Callable[[ConnectionSettings], None]
+) -> dict[str, list[Any]]:
+    """Record (and refuse) any host resolution or SSH session the CLI would start (a
+    migration opens its sessions only to hosts it resolved)."""
     calls: dict[str, list[Any]] = {"resolve": [], "session": []}
 
-    def resolve(*args: Any, **kwargs: Any) -> None:
+    def resolve(*args: Any, **kwargs: Any) -> ResolvedHost:
         calls["resolve"].append(args)
         raise AssertionError("no host may be resolved")
 
-    def session(*args: Any, **kwargs: Any) -> None:
+    def session(*args: Any, **kwargs: Any) -> SSHSession:
         calls["session"].append(args)
         raise AssertionError("no SSH session may be opened")
 
-    monkeypatch.setattr(connection, "resolve_host", resolve)
-    monkeypatch.setattr(connection, "SSHSession", session)
+    cli_connection(ConnectionSettings(host_resolver=resolve, connector=session))
     monkeypatch.delenv("FORCE_COLOR", raising=False)
     monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
     return calls
+
+
+def refusing_connector(sessions: list[Any]) -> Connector:
+    """A connector that records the host it was asked for and opens nothing."""
+
+    def connect(host: ResolvedHost, notice: NoticeSink) -> SSHSession:
+        sessions.append(host)
+        raise AssertionError("no SSH session may be opened")
+
+    return connect
 
 
 def invoke(*args: str) -> Any:
@@ -203,13 +217,10 @@ def test_migrate_refuses_hostile_names_before_connecting(
 @pytest.mark.parametrize("command", ["migrate", "probe"])
 def test_a_bad_tls_address_is_refused_before_connecting(
     no_hosts: dict[str, list[Any]],
-    monkeypatch: pytest.MonkeyPatch,
     command: str,
     args: list[str],
     message: str,
 ) -> None:
-    # the probe resolves and connects through its own modules: refused there as well
-    monkeypatch.setattr(cli_options, "resolve_host", connection.resolve_host)
     operands = ["lab-a", "lab-b", *(["web"] if command == "migrate" else [])]
     result = invoke(command, *operands, *args)
     assert result.exit_code == ExitCode.USAGE == 2
@@ -235,9 +246,11 @@ def test_migrate_json_reports_refused_input(no_hosts: dict[str, list[Any]]) -> N
     assert no_hosts == {"resolve": [], "session": []}
 
 
-def test_migrate_with_a_missing_ssh_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_migrate_with_a_missing_ssh_config(
+    tmp_path: Path, cli_connection: Callable[[ConnectionSettings], None]
+) -> None:
     sessions: list[Any] = []
-    monkeypatch.setattr(connection, "SSHSession", lambda *a, **k: sessions.append(a))
+    cli_connection(ConnectionSettings(connector=refusing_connector(sessions)))
     missing = tmp_path / "nowhere" / "ssh_config"
     result = invoke("migrate", "lab-a", "lab-b", "web", "-F", str(missing))
     # click.Path(dir_okay=False) does not require the file: the library refuses it
@@ -283,9 +296,11 @@ def test_click_usage_errors(
     assert no_hosts == {"resolve": [], "session": []}
 
 
-def test_hostile_host_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hostile_host_is_a_usage_error(
+    cli_connection: Callable[[ConnectionSettings], None],
+) -> None:
     sessions: list[Any] = []
-    monkeypatch.setattr(connection, "SSHSession", lambda *a, **k: sessions.append(a))
+    cli_connection(ConnectionSettings(connector=refusing_connector(sessions)))
     result = invoke("migrate", "-oProxyCommand=x", "lab-b", "web")
     assert result.exit_code == ExitCode.USAGE  # click takes it for an unknown option -o
     assert "No such option '-o'" in result.stderr
@@ -293,10 +308,10 @@ def test_hostile_host_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_hostile_host_after_double_dash_is_refused_by_the_library(
-    monkeypatch: pytest.MonkeyPatch,
+    cli_connection: Callable[[ConnectionSettings], None],
 ) -> None:
     sessions: list[Any] = []
-    monkeypatch.setattr(connection, "SSHSession", lambda *a, **k: sessions.append(a))
+    cli_connection(ConnectionSettings(connector=refusing_connector(sessions)))
     result = invoke("migrate", "--", "-oProxyCommand=x", "lab-b", "web")
     assert result.exit_code == ExitCode.USAGE
     assert "'-oProxyCommand=x' is not a host" in result.stderr

@@ -17,12 +17,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
 from celestial_ssh.commands import restore_local
+from celestial_ssh.connection import ConnectionSettings
 from celestial_ssh.errors import (
     ConnectionFailed,
     InvalidInput,
     MigrationFailed,
     PreflightFailed,
 )
+from celestial_ssh.hosts import ResolvedHost
 from celestial_ssh.report import MigrationReport, Outcome
 from celestial_ssh_cli import http_shim
 from celestial_ssh_cli.main import cli
@@ -72,9 +74,16 @@ def run_client(
     podman: Path | str,
     scenario: Callable[[TestClient[Any, Any]], Awaitable[Any]],
     ssh_config: str | None = "/cfg/ssh_config",
+    migrate: FakeMigrate | None = None,
+    connection: ConnectionSettings | None = None,
 ) -> Any:
+    """Run ``scenario`` against the shim; its migrations run through ``migrate`` and reach
+    their hosts through ``connection`` (default: just ``ssh_config``)."""
+    connection = connection or ConnectionSettings(ssh_config=ssh_config)
+    run_migration = {} if migrate is None else {"run_migration": migrate}
+
     async def main() -> Any:
-        app = http_shim.create_app(TOKEN, ssh_config, podman=(str(podman),))
+        app = http_shim.create_app(TOKEN, connection, podman=(str(podman),), **run_migration)
         async with TestClient(TestServer(app)) as client:
             return await scenario(client)
 
@@ -190,29 +199,23 @@ def test_unknown_path_is_json_404(podman: Path) -> None:
         {"source": "lab-a", "server_ip": "lab-b", "container_name": "web"},
     ],
 )
-def test_start_migration_new_and_old_field_names(
-    podman: Path, monkeypatch: pytest.MonkeyPatch, body: dict[str, str]
-) -> None:
+def test_start_migration_new_and_old_field_names(podman: Path, body: dict[str, str]) -> None:
     fake = FakeMigrate()
-    monkeypatch.setattr(http_shim, "migrate", fake)
 
     async def scenario(client: TestClient[Any, Any]) -> Any:
         response = await client.post("/start_migration", json=body, headers=AUTH)
         return response.status, await response.json()
 
-    status, document = run_client(podman, scenario)
+    status, document = run_client(podman, scenario, migrate=fake)
     assert status == 200
     assert document == fake_report().to_dict()
     [(source, target, container, options)] = fake.calls
     assert (source, target, container) == ("lab-a", "lab-b", "web")
-    assert options.ssh_config == "/cfg/ssh_config"
+    assert options.connection_settings().ssh_config == "/cfg/ssh_config"
 
 
-def test_start_migration_takes_the_settings_a_plan_takes(
-    podman: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_start_migration_takes_the_settings_a_plan_takes(podman: Path) -> None:
     fake = FakeMigrate()
-    monkeypatch.setattr(http_shim, "migrate", fake)
     body = {
         "source": "lab-a",
         "target": "lab-b",
@@ -228,10 +231,28 @@ def test_start_migration_takes_the_settings_a_plan_takes(
         response = await client.post("/start_migration", json=body, headers=AUTH)
         return response.status
 
-    assert run_client(podman, scenario) == 200
+    assert run_client(podman, scenario, migrate=fake) == 200
     [(_, _, _, options)] = fake.calls
     assert (options.tls, options.compression, options.keep_source) == (True, "none", True)
-    assert options.ssh_config == "/cfg/ssh_config"
+    assert options.connection_settings().ssh_config == "/cfg/ssh_config"
+
+
+def test_start_migration_reaches_hosts_through_the_shims_connection(podman: Path) -> None:
+    fake = FakeMigrate()
+
+    def resolver(name: str) -> ResolvedHost:
+        return ResolvedHost(name=name, hostname=f"{name}.example")
+
+    connection = ConnectionSettings("/cfg/other", resolver, accept_new_host_keys=True)
+    body = {"source": "lab-a", "target": "lab-b", "container": "web"}
+
+    async def scenario(client: TestClient[Any, Any]) -> Any:
+        response = await client.post("/start_migration", json=body, headers=AUTH)
+        return response.status
+
+    assert run_client(podman, scenario, migrate=fake, connection=connection) == 200
+    [(_, _, _, options)] = fake.calls
+    assert options.connection is connection
 
 
 def partial_error(error: Any) -> Any:
@@ -254,17 +275,15 @@ def partial_error(error: Any) -> Any:
         (RuntimeError("a bug"), 500),
     ],
 )
-def test_errors_map_to_status_codes(
-    podman: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException, expected: int
-) -> None:
-    monkeypatch.setattr(http_shim, "migrate", FakeMigrate(error=error))
+def test_errors_map_to_status_codes(podman: Path, error: BaseException, expected: int) -> None:
+    fake = FakeMigrate(error=error)
     body = {"source": "lab-a", "target": "lab-b", "container": "web"}
 
     async def scenario(client: TestClient[Any, Any]) -> Any:
         response = await client.post("/start_migration", json=body, headers=AUTH)
         return response.status, await response.json()
 
-    status, document = run_client(podman, scenario)
+    status, document = run_client(podman, scenario, migrate=fake)
     assert status == expected
     assert document["status"] == "failed"
     assert str(error) in document["error"]
@@ -292,26 +311,22 @@ def test_errors_map_to_status_codes(
         {"source": "lab-a", "target": "lab-b", "container": "web", "direct": True},
     ],
 )
-def test_bad_migration_input_is_400(
-    podman: Path, monkeypatch: pytest.MonkeyPatch, body: Any
-) -> None:
+def test_bad_migration_input_is_400(podman: Path, body: Any) -> None:
     fake = FakeMigrate()
-    monkeypatch.setattr(http_shim, "migrate", fake)
 
     async def scenario(client: TestClient[Any, Any]) -> Any:
         response = await client.post("/start_migration", json=body, headers=AUTH)
         not_json = await client.post("/start_migration", data=b"{oops", headers=AUTH)
         return response.status, await response.json(), not_json.status
 
-    status, document, not_json = run_client(podman, scenario)
+    status, document, not_json = run_client(podman, scenario, migrate=fake)
     assert (status, not_json) == (400, 400)
     assert document["status"] == "failed"
     assert fake.calls == []
 
 
-def test_wait_false_answers_202_and_polls(podman: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wait_false_answers_202_and_polls(podman: Path) -> None:
     fake = FakeMigrate(delay=30)
-    monkeypatch.setattr(http_shim, "migrate", fake)
     body = {"source": "lab-a", "target": "lab-b", "container": "web"}
 
     async def scenario(client: TestClient[Any, Any]) -> Any:
@@ -328,7 +343,7 @@ def test_wait_false_answers_202_and_polls(podman: Path, monkeypatch: pytest.Monk
         unknown = await client.get("/migrations/nope", headers=AUTH)
         return accepted, running, final, unknown.status
 
-    (status, accepted), running, final, unknown = run_client(podman, scenario)
+    (status, accepted), running, final, unknown = run_client(podman, scenario, migrate=fake)
     assert status == 202
     assert accepted["poll"] == f"/migrations/{accepted['id']}"
     assert running == {"state": "running"}
@@ -338,8 +353,8 @@ def test_wait_false_answers_202_and_polls(podman: Path, monkeypatch: pytest.Monk
     assert unknown == 404
 
 
-def test_wait_false_keeps_the_error_document(podman: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http_shim, "migrate", FakeMigrate(error=ConnectionFailed("down")))
+def test_wait_false_keeps_the_error_document(podman: Path) -> None:
+    fake = FakeMigrate(error=ConnectionFailed("down"))
     body = {"source": "lab-a", "target": "lab-b", "container": "web"}
 
     async def scenario(client: TestClient[Any, Any]) -> Any:
@@ -352,7 +367,7 @@ def test_wait_false_keeps_the_error_document(podman: Path, monkeypatch: pytest.M
             await asyncio.sleep(0.02)
         raise AssertionError("never finished")
 
-    final = run_client(podman, scenario)
+    final = run_client(podman, scenario, migrate=fake)
     assert final["status"] == "failed"
     assert final["error"] == "down"
     assert final["http"] == 502

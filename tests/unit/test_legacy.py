@@ -158,7 +158,7 @@ def test_runs_the_ssh_migration_with_migrates_options(fake_engine: type[FakeMigr
     assert json.loads(result.stdout) == report().to_dict()
     [migration] = fake_engine.created
     assert migration.args == ("10.0.0.1", "10.0.0.2", "web")
-    assert migration.options.ssh_config == "/etc/lab_ssh_config"
+    assert migration.options.connection_settings().ssh_config == "/etc/lab_ssh_config"
     assert migration.options.keep_source is True
     assert migration.options.compression == "auto"  # migrate's default
 

@@ -674,7 +674,7 @@ def test_recover_command_success(recovering: FakeRecover) -> None:
         "web runs on lab-b (exactly one copy)",
     ]
     assert recovering.calls == [
-        ((SRC, TGT, "web"), {"ssh_config": None, "accept_new_host_keys": False})
+        ((SRC, TGT, "web"), {"connection": ConnectionSettings(None, accept_new_host_keys=False)})
     ]
 
 
@@ -684,7 +684,7 @@ def test_recover_command_passes_the_ssh_options(recovering: FakeRecover, tmp_pat
     outcome = invoke(SRC, TGT, "web", "-F", config, "--accept-new-host-keys")
     assert outcome.exit_code == 0
     assert recovering.calls == [
-        ((SRC, TGT, "web"), {"ssh_config": config, "accept_new_host_keys": True})
+        ((SRC, TGT, "web"), {"connection": ConnectionSettings(config, accept_new_host_keys=True)})
     ]
 
 
