@@ -256,6 +256,13 @@ class SSHSession:
         return True
 
     def connect(self) -> None:
+        try:
+            self._connect()
+        except BaseException:
+            self.close()  # the jump hops too: a failed connect leaves no connection open
+            raise
+
+    def _connect(self) -> None:
         host = self.host
         key_files = [path for path in host.identity_files if os.path.isfile(path)]
         gateway = self._open_jump_host() if host.proxy_jump else None
@@ -290,17 +297,17 @@ class SSHSession:
                 hint=f"It is neither a Host alias in {config} nor a name DNS knows. "
                 "Check the spelling, or pass --ssh-config with the file that defines it.",
             ) from error
-        except paramiko.ChannelException as error:
-            # only the jump host opens a channel before we are connected: it could not
-            # reach the host for us
-            connection.client.close()
-            raise ConnectionFailed(
-                f"{host.name}: jump host {(host.proxy_jump or '').split(',')[-1]} could not "
-                f"reach {host.hostname}:{host.port}: {error}",
-                host=host.name,
-            ) from error
         except (OSError, paramiko.SSHException, EOFError) as error:
+            # no transport yet behind a jump host: the jump's channel to the host failed
+            # (refused, timed out), before any byte reached the host itself
+            through_jump = gateway is not None and connection.client.get_transport() is None
             connection.client.close()
+            if through_jump:
+                raise ConnectionFailed(
+                    f"{host.name}: jump host {(host.proxy_jump or '').split(',')[-1]} could not "
+                    f"reach {host.hostname}:{host.port}: {error or type(error).__name__}",
+                    host=host.name,
+                ) from error
             raise ConnectionFailed(
                 f"{host.name}: cannot connect to {host.hostname} port {host.port}: "
                 f"{error or type(error).__name__}",

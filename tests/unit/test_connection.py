@@ -9,8 +9,11 @@ refused, a changed key must still give OpenSSH's warning.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,14 +21,14 @@ from typing import Any
 import paramiko
 import pytest
 
-from celestial_ssh import commands, connection, host_keys, ssh
+from celestial_ssh import commands, connection, host_keys, hosts, ssh
 from celestial_ssh.connection import (
     ConnectionSettings,
     accepting_new_host_keys,
     connection_settings,
     find_privileges,
 )
-from celestial_ssh.errors import HostKeyRejected, PreflightFailed
+from celestial_ssh.errors import ConnectionFailed, HostKeyRejected, PreflightFailed
 from celestial_ssh.hosts import ResolvedHost
 from celestial_ssh.ssh import SUDO_PREFIX, SSHSession
 from tests.unit.fakes import FakeFleet, FakeSession, host
@@ -276,3 +279,25 @@ def test_open_asks_nothing_and_find_privileges_reports_the_refusal() -> None:
     found = find_privileges(session)  # type: ignore[arg-type]
     assert not found.ok and found.how is None
     assert found.refusal is not None and found.refusal.stderr == "sudo: no tty\n"
+
+
+def test_a_jump_host_that_cannot_reach_the_host_says_so_and_leaves_nothing_open(
+    server: SSHServer, client_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the in-process server logs the jump in, then refuses its direct-tcpip channel
+    jump = lab_host(server, client_key, tmp_path / "known_hosts", "no")
+    monkeypatch.setattr(hosts, "resolve_host", lambda text, config=None: jump)
+    behind = dataclasses.replace(
+        jump, name="behind", hostname="10.255.0.1", port=22, proxy_jump="jumpbox"
+    )
+    session = SSHSession(behind)
+    with pytest.raises(
+        ConnectionFailed, match=re.escape("jump host jumpbox could not reach 10.255.0.1:22")
+    ):
+        session.connect()
+    assert not session.is_connected
+    deadline = time.monotonic() + 5
+    while any(t.is_active() for t in server.transports) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.transports, "the jump host was logged in to"
+    assert not any(t.is_active() for t in server.transports), "the jump's connection was left open"
