@@ -12,6 +12,7 @@ import click
 from celestial_ssh.compression_choice import parse_rate
 from celestial_ssh.connection import ConnectionSettings
 from celestial_ssh.data_plane import TRANSPORTS
+from celestial_ssh.errors import InvalidInput
 from celestial_ssh.inventory import Inventory, load_inventory
 
 
@@ -120,10 +121,18 @@ class HostSettings:
     inventory: Inventory | None = None
 
     def expand(self, names: Iterable[str]) -> list[str]:
-        """Host names for ``names``: an inventory's groups become their hosts."""
+        """Host names for ``names``: an inventory's groups become their hosts. A named group
+        with no hosts is refused: a fleet check that checked nothing must not pass."""
         if self.inventory is None:
             return list(names)
-        return self.inventory.expand(names)
+        inventory = self.inventory
+        empty = [n for n in names if n not in inventory.hosts and inventory.groups.get(n) == []]
+        if empty:
+            raise InvalidInput(
+                f"group {', '.join(map(repr, empty))} in {inventory.path or 'the inventory'} "
+                "has no hosts"
+            )
+        return inventory.expand(names)
 
 
 def host_settings(

@@ -82,6 +82,18 @@ def test_doctor_and_ps_take_an_inventory_group(
     assert sorted(host.name for host in unreachable) == ["lab-a", "lab-b", "lab-c"]
 
 
+@pytest.mark.parametrize("command", ["doctor", "ps"])
+def test_an_empty_inventory_group_is_refused_not_checked_as_nothing(
+    unreachable: list[ResolvedHost], tmp_path: Path, command: str
+) -> None:
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(INVENTORY + "  spare: []\n")
+    result = CliRunner().invoke(cli, [command, "spare", "-i", str(inventory), "--json"])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert f"group 'spare' in {inventory} has no hosts" in result.stderr
+    assert unreachable == []
+
+
 def test_without_an_inventory_hosts_resolve_through_the_settings_resolver(
     cli_connection: Callable[[ConnectionSettings], None], tmp_path: Path
 ) -> None:
