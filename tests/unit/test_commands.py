@@ -736,6 +736,28 @@ def test_the_text_sent_leaves_out_comments_only() -> None:
     assert host_scripts.script_text("checkpoint_stream.sh").startswith("workdir=$1 ")
 
 
+@pytest.mark.parametrize("script", SH_SCRIPTS)
+def test_leaving_out_comments_changes_no_command(script: str) -> None:
+    """The shell's own reading of the file and of the text sent is the same program: a
+    '#' line inside a multi-line string would be data, and leaving it out would show here
+    (bash --pretty-print drops comments, keeps data). Blank lines it keeps between
+    commands are not compared; no script has a here-document, whose blank lines would be."""
+
+    def pretty(text: str) -> str:
+        printed = subprocess.run(
+            ["bash", "--pretty-print"], input=text, capture_output=True, text=True, check=True
+        )
+        return "\n".join(line for line in printed.stdout.splitlines() if line.strip())
+
+    lines = []
+    for line in (SCRIPTS_DIR / script).read_text().splitlines():
+        if line.startswith("# include: "):
+            line = (SCRIPTS_DIR / line.removeprefix("# include: ")).read_text()
+        lines.append(line)
+    assert pretty(host_scripts.script_text(script)) == pretty("\n".join(lines))
+    assert "<<" not in host_scripts.script_text(script)
+
+
 @pytest.mark.parametrize("script", ["checkpoint_stream.sh", "land_archive.sh"])
 def test_hash_stdin_is_written_once_and_sent_with_each_script_that_hashes(script: str) -> None:
     defined = [name for name in SH_SCRIPTS if "hash_stdin() {" in (SCRIPTS_DIR / name).read_text()]
