@@ -440,6 +440,26 @@ def test_a_tls_link_says_ready_after_the_handshake_and_carries_the_archive(
         _kill_group(source)
 
 
+def _land_hashed(target_dir: str, source_dir: str, payload: Path) -> tuple[int, str, list[int]]:
+    """Stream ``payload`` to a listener that hashes what lands into the target's work
+    directory; its status and stderr, and the user IDs its socat ran as."""
+    landed = Path(target_dir) / "checkpoint.tar"
+    listener = Listener(target_dir, str(landed), digest=f"{target_dir}/checkpoint.sha256")
+    source = _stream(source_dir, listener.port, payload)
+    try:
+        assert source.stdout is not None and source.stdin is not None
+        assert source.stdout.readline() == commands.READY_LINE
+        uids = listener.socat_uids()
+        source.stdin.write(commands.GO_LINE)
+        source.stdin.flush()
+        source.communicate(timeout=15)
+        status, listener_err = listener.finish()
+    finally:
+        listener.stop()
+        _kill_group(source)
+    return status, listener_err, uids
+
+
 @needs_socat
 def test_the_listener_hashes_the_archive_as_it_lands(tmp_path: Path) -> None:
     # --tls: the target's digest of what landed, for restore_import to compare with the
@@ -447,28 +467,15 @@ def test_the_listener_hashes_the_archive_as_it_lands(tmp_path: Path) -> None:
     source_dir, target_dir = _both_ends(tmp_path)
     payload = tmp_path / "payload"
     payload.write_bytes(os.urandom(3 << 20))
+    status, listener_err, uids = _land_hashed(target_dir, source_dir, payload)
+    assert status == 0, listener_err
+    # socat still writes as the root shell opened its output, now a FIFO, then drops root
+    assert uids == [pwd.getpwnam("nobody").pw_uid]
     landed = Path(target_dir) / "checkpoint.tar"
-    digest = Path(target_dir) / "checkpoint.sha256"
-    listener = Listener(target_dir, str(landed), digest=str(digest))
-    source = _stream(source_dir, listener.port, payload)
-    try:
-        assert source.stdout is not None and source.stdin is not None
-        assert source.stdout.readline() == commands.READY_LINE
-        # socat still writes as the root shell opened its output, now a FIFO, then drops root
-        assert listener.socat_uids() == [pwd.getpwnam("nobody").pw_uid]
-        source.stdin.write(commands.GO_LINE)
-        source.stdin.flush()
-        _, err = source.communicate(timeout=15)
-        assert source.returncode == 0, err
-        status, listener_err = listener.finish()
-        assert status == 0, listener_err
-    finally:
-        listener.stop()
-        _kill_group(source)
     assert landed.read_bytes() == payload.read_bytes()
     assert landed.stat().st_mode & 0o077 == 0
     expected = hashlib.sha256(payload.read_bytes()).hexdigest()
-    assert digest.read_text().split()[0] == expected
+    assert (Path(target_dir) / "checkpoint.sha256").read_text().split()[0] == expected
     assert sorted(p.name for p in Path(target_dir).iterdir() if "checkpoint" in p.name) == [
         "checkpoint.sha256",
         "checkpoint.tar",
@@ -480,21 +487,8 @@ def test_a_listener_that_cannot_write_the_archive_fails(tmp_path: Path) -> None:
     source_dir, target_dir = _both_ends(tmp_path)
     payload = tmp_path / "payload"
     payload.write_bytes(os.urandom(1 << 20))
-    landed = Path(target_dir) / "checkpoint.tar"
-    landed.mkdir()  # tee cannot open it, even as root
-    digest = Path(target_dir) / "checkpoint.sha256"
-    listener = Listener(target_dir, str(landed), digest=str(digest))
-    source = _stream(source_dir, listener.port, payload)
-    try:
-        assert source.stdout is not None and source.stdin is not None
-        assert source.stdout.readline() == commands.READY_LINE
-        source.stdin.write(commands.GO_LINE)
-        source.stdin.flush()
-        source.communicate(timeout=15)
-        status, listener_err = listener.finish()
-    finally:
-        listener.stop()
-        _kill_group(source)
+    (Path(target_dir) / "checkpoint.tar").mkdir()  # tee cannot open it, even as root
+    status, listener_err, _ = _land_hashed(target_dir, source_dir, payload)
     assert status != 0
     assert "writing the archive failed" in listener_err
 
