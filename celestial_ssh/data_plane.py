@@ -302,18 +302,21 @@ class DataPlane:
         address: str,
         output: str,
         *,
+        digest: str | None = None,
         port: int,
         stall_timeout_s: float,
         accept_timeout_s: float,
     ) -> tuple[StreamProcess, int]:
         """Start the target's TLS listener (on the control connection: no data passes
-        through SSH) and return it with the port it listens on. Its stdin stays open until
-        it is killed (the listener ends with it); paramiko's ``wait()`` leaves it open."""
+        through SSH) and return it with the port it listens on; it writes the SHA-256 of
+        what lands to ``digest`` when given. Its stdin stays open until it is killed (the
+        listener ends with it); paramiko's ``wait()`` leaves it open."""
         listener = target.start(
             tls_link.listen(
                 workdir,
                 address,
                 output,
+                digest=digest,
                 port=port,
                 stall_timeout_s=stall_timeout_s,
                 accept_timeout_s=accept_timeout_s,

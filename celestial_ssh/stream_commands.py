@@ -41,17 +41,18 @@ def checkpoint_stream(
     """Checkpoint ``container`` and write the archive to stdout while podman produces it
     (``checkpoint_stream.sh``, which says how and why).
 
-    ``hashed`` also takes the SHA-256 of what it sends: wanted wherever our own code relays
-    the bytes (the coordinator), so a fault there is caught end to end; a ``--direct``
-    stream goes from ``ssh`` to ``sshd`` under SSH's own integrity check and skips it (on
-    our 2-core machines the hashing tee cost a fifth of the stream's speed).
+    ``hashed`` also takes the SHA-256 of what it sends, as it sends it (a ``tee`` into
+    the hasher: CPU, not a second read): every data path asks for it, and the target
+    checks it against its own digest of what landed before it restores, so a fault
+    anywhere between podman's export and the restore is caught end to end.
 
     ``gated``: say :data:`~celestial_ssh.stream_markers.READY_LINE` and wait for
     :data:`~celestial_ssh.stream_markers.GO_LINE` before anything else.
 
     ``announce``: write :data:`~celestial_ssh.stream_markers.EXPORTED_MARKER` and the size
-    to descriptor :data:`~celestial_ssh.stream_markers.ANNOUNCE_FD` once podman (at debug
-    level) says its export succeeded and the reader has copied the last byte.
+    (and, when ``hashed``, the SHA-256) to descriptor
+    :data:`~celestial_ssh.stream_markers.ANNOUNCE_FD` once podman (at debug level) says
+    its export succeeded and the reader has copied (and hashed) the last byte.
 
     The stats JSON and the exit status land in the work directory. CRIU's images stay in
     podman's storage, so the source can restore locally if anything later fails.
@@ -208,9 +209,9 @@ def landed_bytes_watch(workdir: str, interval_s: float, limit_s: int) -> list[st
 def land_archive(workdir: str, *, hashed: bool = True, announce: bool = False) -> list[str]:
     """Receive the archive on stdin into a regular file, hashing it as it arrives.
 
-    The size and digest are checked by :func:`restore_import` before podman sees the file.
-    Without ``hashed`` (``--direct``: no coordinator digest to compare with) only the
-    size is checked. ``announce`` says ready on stdout once it is listening.
+    The size and digest are checked by :func:`restore_import` before podman sees the file
+    (every data path lands hashed; without ``hashed`` only a size could be checked).
+    ``announce`` says ready on stdout once it is listening.
     """
     validate_remote_path(workdir)
     return run_script(

@@ -25,9 +25,10 @@ GO_LINE = b"go\n"
 
 # the last stderr line of the checkpoint script: how many bytes of archive it wrote
 SOURCE_BYTES_MARKER = "celestial-ssh-source-bytes"
-# An announcing checkpoint script says this, with the archive's size, as soon as podman has
-# written the whole archive: podman then still tears down the container's network and
-# storage (0.15-0.25 s measured on our lab), which the restore need not wait for.
+# An announcing checkpoint script says this, with the archive's size (and its SHA-256 when
+# it hashes), as soon as podman has written the whole archive: podman then still tears
+# down the container's network and storage (0.15-0.25 s measured on our lab), which the
+# restore need not wait for.
 EXPORTED_MARKER = "celestial-ssh-exported"
 # the file descriptor the announcement goes to (the script's caller opens it)
 ANNOUNCE_FD = 5
@@ -44,9 +45,25 @@ def _marker_number(line: str, marker: str) -> int | None:
     return None
 
 
+def _is_digest(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def parse_exported_archive(line: str) -> tuple[int, str | None] | None:
+    """The archive's size and SHA-256 (None: not said) from an :data:`EXPORTED_MARKER`
+    line, ``celestial-ssh-exported SIZE [SHA256]``; else None."""
+    fields = line.split()
+    if len(fields) == 3 and _is_digest(fields[2]):
+        size = _marker_number(" ".join(fields[:2]), EXPORTED_MARKER)
+        return None if size is None else (size, fields[2])
+    size = _marker_number(line, EXPORTED_MARKER)
+    return None if size is None else (size, None)
+
+
 def parse_exported(line: str) -> int | None:
     """The archive's size from an :data:`EXPORTED_MARKER` line, else None."""
-    return _marker_number(line, EXPORTED_MARKER)
+    exported = parse_exported_archive(line)
+    return None if exported is None else exported[0]
 
 
 def parse_link_ended(line: str) -> int | None:
@@ -61,17 +78,21 @@ class StreamAnnouncements:
     The restore may start once the archive is complete on the source (:data:`EXPORTED_MARKER`)
     and has landed on the target: over TLS the target's listener tells the coordinator
     that itself; over ``ssh`` (``link_must_end``) only the source sees its link end, and
-    says so (:data:`LINK_ENDED_MARKER`).
+    says so (:data:`LINK_ENDED_MARKER`). With ``digest_required``, only an announcement
+    that carries the archive's SHA-256 will do (the target checks it before restoring);
+    without one the restore waits for the script's end, whose last line decides.
     """
 
     link_must_end: bool
+    digest_required: bool = False
     exported: int | None = None
+    exported_sha256: str | None = None
     link_status: int | None = None
 
     def add(self, line: str) -> None:
-        exported, ended = parse_exported(line), parse_link_ended(line)
+        exported, ended = parse_exported_archive(line), parse_link_ended(line)
         if exported is not None:
-            self.exported = exported
+            self.exported, self.exported_sha256 = exported
         if ended is not None:
             self.link_status = ended
 
@@ -79,6 +100,8 @@ class StreamAnnouncements:
     def restorable_size(self) -> int | None:
         """The archive's size once the restore may start, else None."""
         if self.exported is None or (self.link_must_end and self.link_status != 0):
+            return None
+        if self.digest_required and self.exported_sha256 is None:
             return None
         return self.exported
 
@@ -103,9 +126,7 @@ def parse_source_bytes(stderr: str) -> int | None:
 def parse_source_sum(stderr: str) -> str | None:
     """The archive's SHA-256 as the source streamed it (a hashed stream's marker line)."""
     fields = _source_marker(stderr)
-    if len(fields) != 2 or len(fields[1]) != 64:
-        return None
-    return fields[1] if all(c in "0123456789abcdef" for c in fields[1]) else None
+    return fields[1] if len(fields) == 2 and _is_digest(fields[1]) else None
 
 
 def parse_probe_result(stdout: str) -> tuple[int, float] | None:

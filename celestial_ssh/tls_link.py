@@ -215,13 +215,15 @@ def listen(
     address: str,
     output: str,
     *,
+    digest: str | None = None,
     port: int = 0,
     stall_timeout_s: float,
     accept_timeout_s: float,
 ) -> list[str]:
     """The target's end (``tls_listen.sh``): accept one TLS connection on ``address``,
     write what it carries to ``output`` (a path in ``workdir``, or /dev/null for a probe),
-    then exit with socat's status.
+    hashing it on the way into ``digest`` when given (as ``land_archive`` does), then
+    exit with socat's status.
 
     Ends with the caller's channel (its stdin). Prints ``celestial-ssh-listening PORT``
     once bound. From the accepted connection on, socat runs as :data:`UNPRIVILEGED_USER`
@@ -233,6 +235,8 @@ def listen(
     validate_remote_path(workdir)
     if output != "/dev/null":
         validate_remote_path(output)
+    if digest is not None:
+        validate_remote_path(digest)
     # socat 1.7 makes a listening socket IPv4 unless told otherwise
     family = ",pf=ip6" if ipaddress.ip_address(address).version == 6 else ""
     listen_address = (
@@ -243,6 +247,7 @@ def listen(
         "tls_listen.sh",
         f"{workdir}/{LISTEN_LOG}",
         output,
+        digest or "-",
         str(BUFFER_BYTES),
         f"{stall_timeout_s + accept_timeout_s:g}",
         listen_address,

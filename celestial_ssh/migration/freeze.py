@@ -13,7 +13,7 @@ from ..ssh import CommandResult
 from ..units import megabytes, megabytes_per_s
 from .context import MigrationContext
 from .state import State
-from .transfer import Transfer
+from .transfer import Transfer, VerifiedArchive
 from .wording import one_line
 
 
@@ -44,7 +44,8 @@ def checkpoint_and_transfer(ctx: MigrationContext) -> None:
         )
         raise
     if streamed.announced_bytes is not None:
-        _archive_complete(ctx, transfer, exporter, streamed.announced_bytes, started)
+        announced = VerifiedArchive(streamed.announced_bytes, streamed.announced_sha256)
+        _archive_complete(ctx, transfer, exporter, announced, started)
         return
     checkpoint_s = time.monotonic() - started
     ctx.report.timings[Phase.CHECKPOINT.value] = round(checkpoint_s, 4)
@@ -54,10 +55,10 @@ def checkpoint_and_transfer(ctx: MigrationContext) -> None:
             checkpoint_s, checkpointed.stderr.strip(), "the checkpoint failed"
         )
         raise _checkpoint_failure(ctx, checkpointed)
-    moved_bytes = transfer.verify_archive(checkpointed, streamed, checkpoint_s)
-    ctx.emit(PhaseFinished(Phase.CHECKPOINT, checkpoint_s, megabytes(moved_bytes)))
+    archive = transfer.verify_archive(checkpointed, streamed, checkpoint_s)
+    ctx.emit(PhaseFinished(Phase.CHECKPOINT, checkpoint_s, megabytes(archive.size)))
     transfer.await_landing(started)
-    _landed(ctx, moved_bytes, streamed.relayed_sha256, started, streamed.seconds)
+    _landed(ctx, archive, started, streamed.seconds)
 
 
 def _checkpoint_failure(ctx: MigrationContext, checkpointed: CommandResult) -> Exception:
@@ -87,12 +88,9 @@ def _checkpoint_failure(ctx: MigrationContext, checkpointed: CommandResult) -> E
 
 
 def _landed(
-    ctx: MigrationContext,
-    moved_bytes: int,
-    relayed_sum: str | None,
-    started: float,
-    stream_s: float,
+    ctx: MigrationContext, archive: VerifiedArchive, started: float, stream_s: float
 ) -> None:
+    moved_bytes = archive.size
     transfer_s = time.monotonic() - started
     ctx.report.timings[Phase.TRANSFER.value] = round(transfer_s, 4)
     ctx.emit(TransferProgress("checkpoint", moved_bytes, moved_bytes, finished=True))
@@ -104,7 +102,8 @@ def _landed(
     )
     ctx.report.bytes_transferred += moved_bytes
     ctx.report.archive_bytes = moved_bytes
-    ctx.report.archive_sha256 = relayed_sum
+    # what the restore's go line carries, for the target to check before it restores
+    ctx.report.archive_sha256 = archive.sha256
     ctx.progress.state = State.LANDED
 
 
@@ -112,7 +111,7 @@ def _archive_complete(
     ctx: MigrationContext,
     transfer: Transfer,
     exporter: StreamProcess,
-    exported: int,
+    exported: VerifiedArchive,
     started: float,
 ) -> None:
     """The source said the archive is complete (and, over ``ssh``, landed) while podman
@@ -120,8 +119,8 @@ def _archive_complete(
     not wait for that. The checkpoint's exit is collected once the restore was sent."""
     checkpoint_s = time.monotonic() - started
     ctx.report.timings[Phase.CHECKPOINT.value] = round(checkpoint_s, 4)
-    ctx.emit(PhaseFinished(Phase.CHECKPOINT, checkpoint_s, megabytes(exported)))
+    ctx.emit(PhaseFinished(Phase.CHECKPOINT, checkpoint_s, megabytes(exported.size)))
     # a rollback from here waits for the checkpoint's end by its status file
     transfer.await_landing(started)
     ctx.checkpoint_ending = (exporter, time.monotonic())
-    _landed(ctx, exported, None, started, checkpoint_s)
+    _landed(ctx, exported, started, checkpoint_s)

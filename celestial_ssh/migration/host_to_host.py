@@ -1,6 +1,7 @@
 """What the two host-to-host data paths (``--direct`` over ssh, ``--tls``) share: the
 archive never passes this machine, so a watch on the target reports how much has landed,
-and the source's own count is the archive's size."""
+and the source's own count and SHA-256 (taken as it streams) are what the target checks
+before it restores (the target hashes the archive as it lands)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ..errors import ConnectionFailed
 from ..events import TransferProgress
 from ..ssh import CommandResult
 from ..streaming import RelayStopped
-from .transfer import Streamed, Transfer
+from .transfer import Streamed, Transfer, VerifiedArchive
 
 DIRECT_PROGRESS_INTERVAL_S = 0.25
 # the landing watch normally ends when its channel closes; this bounds it if that is missed
@@ -44,26 +45,36 @@ class HostToHostTransfer(Transfer):
         ctx.await_ready(self.landing_watch, ctx.target_text)
 
     def stream(self, exporter: StreamProcess, started: float) -> Streamed:
-        moved_bytes, announced = self._watch_stream(exporter)
-        return Streamed(moved_bytes, None, time.monotonic() - started, announced)
+        moved_bytes, said = self._watch_stream(exporter)
+        if said is None:
+            return Streamed(moved_bytes, None, time.monotonic() - started)
+        return Streamed(
+            moved_bytes,
+            None,
+            time.monotonic() - started,
+            said.restorable_size,
+            said.exported_sha256,
+        )
 
-    def _watch_stream(self, exporter: StreamProcess) -> tuple[int, int | None]:
+    def _watch_stream(
+        self, exporter: StreamProcess
+    ) -> tuple[int, commands.StreamAnnouncements | None]:
         """Wait for a direct stream, reporting how much has landed on the target.
 
         Its end is noticed within ``DIRECT_END_POLL_S`` (that wait is downtime); the landed
         size comes from the landing watch started before the freeze, read in another thread.
         The announcing checkpoint ends the wait earlier, once the source says its archive
-        is complete (and, over ``ssh``, that its link has ended: see
+        is complete, with its digest (and, over ``ssh``, that its link has ended: see
         :class:`~celestial_ssh.commands.StreamAnnouncements`). Returns the bytes landed by
-        the last look and the size the restore may go with (None: wait for the script's
-        end); honours a cancel and the stall timeout.
+        the last look and what the source announced, once the restore may go with it
+        (None: wait for the script's end); honours a cancel and the stall timeout.
         """
         ctx = self.ctx
         watch = self.landing_watch
         assert watch is not None
         landed = [0, time.monotonic()]  # bytes, when they last changed
         done = threading.Event()
-        said = commands.StreamAnnouncements(link_must_end=self.link_must_end)
+        said = commands.StreamAnnouncements(link_must_end=self.link_must_end, digest_required=True)
         announced = threading.Event()
 
         def listen() -> None:
@@ -118,20 +129,34 @@ class HostToHostTransfer(Transfer):
         finally:
             done.set()
             watch.kill()
-        return int(landed[0]), said.restorable_size if announced.is_set() else None
+        return int(landed[0]), said if announced.is_set() else None
 
     def verify_archive(
         self, checkpointed: CommandResult, streamed: Streamed, checkpoint_s: float
-    ) -> int:
-        """No copy passed this machine: the source's count is the size, and it must say."""
+    ) -> VerifiedArchive:
+        """No copy passed this machine: the source's count is the size and its digest is
+        what the target checks, and it must say both."""
+        source = self.ctx.source_text
         source_bytes = commands.parse_source_bytes(checkpointed.stderr)
         if source_bytes is None:
             raise ConnectionFailed(
-                f"{self.ctx.source_text} did not report the archive's size, and no copy "
+                f"{source} did not report the archive's size, and no copy "
                 "passed this machine to count it; it was not restored",
-                host=self.ctx.source_text,
+                host=source,
             )
-        return source_bytes
+        source_sum = commands.parse_source_sum(checkpointed.stderr)
+        if source_sum is None:
+            self.kill_receivers()
+            self.ctx.fail_checkpoint_and_transfer(
+                checkpoint_s, "no archive digest", "no archive digest"
+            )
+            raise ConnectionFailed(
+                f"{source} did not report the archive's SHA-256, and no copy passed this "
+                f"machine to hash it, so {self.ctx.target_text} could not check what "
+                "landed; it was not restored",
+                host=source,
+            )
+        return VerifiedArchive(source_bytes, source_sum)
 
     def close(self) -> None:
         super().close()

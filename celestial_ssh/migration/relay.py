@@ -11,7 +11,7 @@ from ..data_plane import LinkMeasurement, StreamProcess
 from ..errors import ConnectionFailed, RemoteCommandFailed
 from ..events import Phase, PhaseFailed
 from ..ssh import CommandResult
-from .transfer import Streamed, Transfer
+from .transfer import Streamed, Transfer, VerifiedArchive
 
 
 class RelayTransfer(Transfer):
@@ -57,7 +57,7 @@ class RelayTransfer(Transfer):
 
     def verify_archive(
         self, checkpointed: CommandResult, streamed: Streamed, checkpoint_s: float
-    ) -> int:
+    ) -> VerifiedArchive:
         ctx = self.ctx
         source = ctx.source_text
         source_bytes = commands.parse_source_bytes(checkpointed.stderr)
@@ -87,7 +87,7 @@ class RelayTransfer(Transfer):
                 f"(SHA-256 {source_sum[:16]}... on the source, {relayed_sum[:16]}... here); "
                 "it was not restored",
             )
-        return moved_bytes
+        return VerifiedArchive(moved_bytes, relayed_sum)
 
     def _reject_archive(self, checkpoint_s: float, message: str) -> NoReturn:
         """The relayed archive is not what the source sent: never restore it."""

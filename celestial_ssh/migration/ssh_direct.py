@@ -50,9 +50,13 @@ class SSHDirectTransfer(HostToHostTransfer):
         source, target = ctx.sessions()
         source_workdir, target_workdir = ctx.progress.workdirs()
         plane = ctx.data_plane()
-        land = commands.land_archive(target_workdir, hashed=False, announce=True)
+        land = commands.land_archive(target_workdir, hashed=True, announce=True)
         checkpoint = commands.checkpoint_stream(
-            ctx.progress.info().id, source_workdir, ctx.checkpoint_options(), announce=True
+            ctx.progress.info().id,
+            source_workdir,
+            ctx.checkpoint_options(),
+            hashed=True,
+            announce=True,
         )
         exporter = plane.start(
             source,

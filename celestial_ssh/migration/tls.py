@@ -68,6 +68,7 @@ class TLSTransfer(HostToHostTransfer):
             target_workdir,
             self.address,
             f"{target_workdir}/{commands.ARCHIVE_NAME}",
+            digest=f"{target_workdir}/{commands.SUM_NAME}",
             port=ctx.options.tls_port,
             stall_timeout_s=stall,
             accept_timeout_s=READY_TIMEOUT_S,
@@ -82,7 +83,11 @@ class TLSTransfer(HostToHostTransfer):
             stall_timeout_s=stall,
         )
         checkpoint = commands.checkpoint_stream(
-            ctx.progress.info().id, source_workdir, ctx.checkpoint_options(), announce=True
+            ctx.progress.info().id,
+            source_workdir,
+            ctx.checkpoint_options(),
+            hashed=True,
+            announce=True,
         )
         exporter = source.start(commands.direct_checkpoint_stream(checkpoint, source_workdir, link))
         started.append(exporter)

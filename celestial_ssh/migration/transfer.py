@@ -26,12 +26,23 @@ from .context import MigrationContext
 class Streamed:
     """What a stream moved: bytes counted (relayed, or landed on the target), the relayed
     SHA-256 (None when nothing passed this machine), seconds spent streaming, and the
-    archive size the source announced as complete (None: wait for the checkpoint's end)."""
+    archive size and SHA-256 the source announced as complete (None: wait for the
+    checkpoint's end)."""
 
     moved_bytes: int
     relayed_sha256: str | None
     seconds: float
     announced_bytes: int | None = None
+    announced_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class VerifiedArchive:
+    """The archive as the target will check it before restoring: its size and SHA-256
+    (the go line carries both)."""
+
+    size: int
+    sha256: str | None
 
 
 class Transfer(ABC):
@@ -74,8 +85,9 @@ class Transfer(ABC):
     @abstractmethod
     def verify_archive(
         self, checkpointed: CommandResult, streamed: Streamed, checkpoint_s: float
-    ) -> int:
-        """Check what arrived against what the source says it sent; the archive's size."""
+    ) -> VerifiedArchive:
+        """Check what arrived against what the source says it sent; the archive's size
+        and the digest the target checks."""
 
     @abstractmethod
     def await_landing(self, started: float) -> None:

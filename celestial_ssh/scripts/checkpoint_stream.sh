@@ -4,10 +4,11 @@
 # checkpoint_stream.sh WORKDIR GATED HASHED ANNOUNCE PODMAN_CHECKPOINT...
 #   WORKDIR   the migration's work directory on this host
 #   GATED     "gated": say "ready" and wait for "go" on stdin before anything else
-#   HASHED    "hashed": also take the SHA-256 of what is sent (coordinator relays)
-#   ANNOUNCE  "announce": say "celestial-ssh-exported SIZE" on descriptor 5 as soon as
-#             podman says its export succeeded and the whole archive has been copied
-#             (podman then runs at debug level, and still tidies up for a while)
+#   HASHED    "hashed": also take the SHA-256 of what is sent, as it is sent
+#   ANNOUNCE  "announce": say "celestial-ssh-exported SIZE" (with SHA256 when hashed) on
+#             descriptor 5 as soon as podman says its export succeeded and the whole
+#             archive has been copied (and hashed) (podman then runs at debug level, and
+#             still tidies up for a while)
 #   PODMAN_CHECKPOINT...  the podman command, exporting into WORKDIR/checkpoint.fifo
 #
 # podman cannot export to stdout (it prints the container's name there), so it exports
@@ -35,6 +36,8 @@ errors=$workdir/checkpoint.err
 count=$workdir/dd.count
 hash_fifo=$workdir/hash.fifo
 source_sum=$workdir/source.sha256
+# the hasher has written source.sha256
+hashed_all=$workdir/source.sha256.done
 # the reader has ended; ... and dd copied everything
 copied=$workdir/dd.done
 copied_whole=$workdir/dd.ok
@@ -67,7 +70,8 @@ fi
 if [ "$hashed" = hashed ]; then
   mkfifo -m 600 "$hash_fifo" || exit 96
   # if no hasher runs, the FIFO is still drained so tee never dies of SIGPIPE
-  { hash_stdin || cat > /dev/null; } < "$hash_fifo" > "$source_sum" &
+  { { hash_stdin || cat > /dev/null; } < "$hash_fifo" > "$source_sum"; : > "$hashed_all"; } 5>&- &
+  hasher=$!
 fi
 
 # The reader copies the archive to stdout; if stdout breaks, the rest is drained so podman
@@ -95,7 +99,15 @@ if [ "$announce" = announce ]; then
               sleep 0.005
             done
             if [ -e "$copied_whole" ]; then
-              echo "celestial-ssh-exported $(tail -n 1 "$count" | cut -d " " -f 1)" >&5
+              sum=
+              if [ "$hashed" = hashed ]; then
+                # the hasher ends just after the last byte went through tee
+                while [ ! -e "$hashed_all" ] && kill -0 "$hasher" 2>/dev/null; do
+                  sleep 0.005
+                done
+                sum=$(cut -d " " -f 1 < "$source_sum")
+              fi
+              echo "celestial-ssh-exported $(tail -n 1 "$count" | cut -d " " -f 1)${sum:+ $sum}" >&5
             fi
           } &
           ;;
@@ -137,7 +149,7 @@ fi
 rm -f "$fifo"
 if [ "$hashed" = hashed ]; then
   wait
-  rm -f "$hash_fifo"
+  rm -f "$hash_fifo" "$hashed_all"
 fi
 
 echo "$status" > "$status_file"

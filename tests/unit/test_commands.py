@@ -758,7 +758,7 @@ def test_leaving_out_comments_changes_no_command(script: str) -> None:
     assert "<<" not in host_scripts.script_text(script)
 
 
-@pytest.mark.parametrize("script", ["checkpoint_stream.sh", "land_archive.sh"])
+@pytest.mark.parametrize("script", ["checkpoint_stream.sh", "land_archive.sh", "tls_listen.sh"])
 def test_hash_stdin_is_written_once_and_sent_with_each_script_that_hashes(script: str) -> None:
     defined = [name for name in SH_SCRIPTS if "hash_stdin() {" in (SCRIPTS_DIR / name).read_text()]
     assert defined == ["lib_hash_stdin.sh"]
@@ -786,6 +786,24 @@ def test_a_missing_script_is_an_error() -> None:
 )
 def test_parse_exported(line: str, expected: int | None) -> None:
     assert commands.parse_exported(line) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (f"celestial-ssh-exported 1234 {SHA}", (1234, SHA)),
+        (f"celestial-ssh-exported 1234 {SHA}\n", (1234, SHA)),
+        ("celestial-ssh-exported 1234", (1234, None)),  # a source that does not hash
+        (f"celestial-ssh-exported 1234 {SHA.upper()}", None),
+        (f"celestial-ssh-exported 1234 {SHA[:-1]}", None),
+        (f"celestial-ssh-exported x {SHA}", None),
+        (f"celestial-ssh-exported 1234 {SHA} more", None),
+        (f"celestial-ssh-link-ended 0 {SHA}", None),
+    ],
+)
+def test_parse_exported_archive(line: str, expected: tuple[int, str | None] | None) -> None:
+    assert commands.parse_exported_archive(line) == expected
+    assert commands.parse_exported(line) == (expected[0] if expected else None)
 
 
 def test_values_reach_the_scripts_as_single_words() -> None:
@@ -1354,10 +1372,14 @@ def test_checkpoint_stream_reports_the_size_of_what_it_streamed(host: FakeHost) 
 BASH = shutil.which("bash") or "bash"
 
 
-def start_announcing(host: FakeHost) -> tuple[subprocess.Popen[bytes], int]:
+def start_announcing(
+    host: FakeHost, *, hashed: bool = False
+) -> tuple[subprocess.Popen[bytes], int]:
     """Start an announcing checkpoint stream of "web" with descriptor 5 open for writing;
     return it and the read end."""
-    argv = commands.checkpoint_stream("web", str(host.workdir), CheckpointOptions(), announce=True)
+    argv = commands.checkpoint_stream(
+        "web", str(host.workdir), CheckpointOptions(), hashed=hashed, announce=True
+    )
     refuse_the_real_lock_dir(argv)
     read_end, write_end = os.pipe()
     process = subprocess.Popen(
@@ -1417,6 +1439,52 @@ def test_announcing_checkpoint_stream_says_the_size_before_podman_has_ended(
     )
     assert err.decode().splitlines()[-1] == f"celestial-ssh-source-bytes {len(payload)}"
     assert sorted(p.name for p in host.workdir.iterdir() if p.name.endswith(".fifo")) == []
+
+
+def test_a_hashed_announcing_checkpoint_stream_says_the_digest_with_the_size(
+    hashing_host: FakeHost,
+) -> None:
+    # host to host, the target checks this digest before it restores: it comes with the
+    # early announcement, taken as the archive streamed (no second read)
+    host = hashing_host
+    payload = os.urandom(3 * 1024 * 1024 + 7)
+    (host.root / "payload").write_bytes(payload)
+    host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_SLEEP="3")
+    process, announced = start_announcing(host, hashed=True)
+    digest = hashlib.sha256(payload).hexdigest()
+    try:
+        assert process.stdout is not None
+        streamed = process.stdout.read()  # its end comes with the last byte
+        line = read_line(announced, timeout=2.5)
+        assert line == f"celestial-ssh-exported {len(payload)} {digest}\n"
+        assert commands.parse_exported_archive(line) == (len(payload), digest)
+        assert not (host.root / "podman-argv.done").exists(), "podman had not ended yet"
+        _, err = process.communicate(timeout=10)
+    finally:
+        os.close(announced)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, err
+    assert streamed == payload
+    assert commands.parse_source_sum(err.decode()) == digest  # and at the end, as before
+    left = sorted(p.name for p in host.workdir.iterdir())
+    assert not [name for name in left if name.endswith((".fifo", ".sha256.done"))]
+
+
+def test_a_hashed_announcement_without_a_hasher_says_the_size_only(tmp_path: Path) -> None:
+    # no openssl, no sha256sum: the size alone, which the engine will not restore with
+    host = make_host(tmp_path, openssl=False, without=("sha256sum",))
+    (host.root / "payload").write_bytes(b"an archive")
+    host.env["FAKE_PODMAN_PAYLOAD"] = str(host.root / "payload")
+    process, announced = start_announcing(host, hashed=True)
+    try:
+        line = read_line(announced, timeout=5)
+        _, err = process.communicate(timeout=10)
+    finally:
+        os.close(announced)
+    assert process.returncode == 0, err
+    assert commands.parse_exported_archive(line) == (len(b"an archive"), None)
+    assert commands.parse_source_sum(err.decode()) is None
 
 
 @pytest.mark.parametrize("status", [0, 125], ids=["succeeds", "fails"])
@@ -1675,6 +1743,76 @@ def test_stream_announcements(
     for line in lines:
         said.add(line)
     assert (said.restorable_size, said.link_failed) == (size, failed)
+
+
+@pytest.mark.parametrize(
+    ("lines", "size", "digest"),
+    [
+        pytest.param([f"celestial-ssh-exported 9 {SHA}"], 9, SHA, id="with-digest"),
+        pytest.param(["celestial-ssh-exported 9"], None, None, id="size-only"),
+        pytest.param(
+            [f"celestial-ssh-exported 9 {SHA}", "celestial-ssh-link-ended 0"],
+            9,
+            SHA,
+            id="landed-over-ssh",
+        ),
+    ],
+)
+def test_announcements_that_must_carry_the_digest(
+    lines: list[str], size: int | None, digest: str | None
+) -> None:
+    # host to host, the restore goes early only with the source's digest to check
+    said = commands.StreamAnnouncements(link_must_end=False, digest_required=True)
+    for line in lines:
+        said.add(line)
+    assert (said.restorable_size, said.exported_sha256) == (size, digest)
+
+
+@pytest.mark.parametrize("damaged", [False, True], ids=["intact", "a-byte-flipped"])
+def test_a_direct_archive_is_checked_against_the_sources_digest_before_the_restore(
+    tmp_path: Path, damaged: bool
+) -> None:
+    """--direct as the engine chains it: the source hashes as it streams and announces the
+    digest; the target hashes what lands; the gated restore compares them (97: never
+    restored)."""
+    host = make_host(tmp_path, openssl=True, extra=("tr",))
+    payload = bytearray(os.urandom(1024 * 1024 + 3))
+    payload[4321] = 0  # at least one byte the damaging link changes
+    (host.root / "payload").write_bytes(payload)
+    host.env["FAKE_PODMAN_PAYLOAD"] = str(host.root / "payload")
+    target = host.root / "celestial-ssh.target"
+    target.mkdir()
+    checkpoint = commands.checkpoint_stream(
+        "web", str(host.workdir), CheckpointOptions(), hashed=True, announce=True
+    )
+    # the "ssh to the target" is a local command here, its remote command the real lander;
+    # a damaging link changes bytes on the way, after the source's hash
+    link = commands.land_archive(str(target), hashed=True, announce=True)
+    if damaged:
+        link = ["sh", "-c", 'tr "\\000" "\\001" | "$@"', "damage", *link]
+    streamed = host.run(
+        commands.direct_checkpoint_stream(checkpoint, str(host.workdir), link), stdin=b"go\n"
+    )
+    assert streamed.status == 0, streamed.stderr
+    said = commands.StreamAnnouncements(link_must_end=True, digest_required=True)
+    for line in streamed.stdout.decode().splitlines():
+        said.add(line)
+    assert said.restorable_size == len(payload)
+    assert said.exported_sha256 == hashlib.sha256(payload).hexdigest()
+    assert commands.parse_source_sum(streamed.stderr) == said.exported_sha256
+    assert ((target / "checkpoint.tar").read_bytes() == payload) is not damaged
+    del host.env["FAKE_PODMAN_PAYLOAD"]
+    (host.root / "podman-argv").unlink()
+    restored = host.run(
+        commands.gated_restore_import(str(target)),
+        stdin=commands.restore_go_line(len(payload), said.exported_sha256),
+    )
+    if damaged:
+        assert restored.status == commands.EXIT_ARCHIVE_CHECKSUM_MISMATCH, restored.stderr
+        assert host.podman_argv is None, "podman never saw the damaged archive"
+    else:
+        assert restored.status == 0, restored.stderr
+        assert host.podman_argv is not None and "--import" in host.podman_argv
 
 
 def test_direct_stream_reports_a_broken_link(host: FakeHost) -> None:

@@ -514,14 +514,17 @@ def test_tls_without_socat_on_a_host_stops_in_preflight(lab: FakeLab, host: str)
 
 
 class TLSExporter(FakeProcess):
-    """The ``--tls`` source script: it runs until the engine waits for its end, and says
-    the archive is complete (if ``announces``) while podman still tidies up."""
+    """The host-to-host source script (``--tls``, ``--direct``): it runs until the engine
+    waits for its end, and says ``announcement`` (the archive is complete, unless empty)
+    while podman still tidies up."""
 
-    def __init__(self, session: LabSession, command: str, outcome: CommandResult, announces: bool):
+    def __init__(
+        self, session: LabSession, command: str, outcome: CommandResult, announcement: str
+    ):
         super().__init__(session, command, outcome)
-        if announces:
-            self.stdout += f"{commands.EXPORTED_MARKER} {ARCHIVE_BYTES}\n".encode()
-        self.announces = announces
+        self.stdout += announcement.encode()
+        # an announcement the engine may restore with (it carries the digest)
+        self.announces = ARCHIVE_SHA in announcement
         self.polls = 0
         self.timeouts = 3  # its first reads time out, as a quiet channel's do
         self.ended = False
@@ -550,8 +553,16 @@ class TLSExporter(FakeProcess):
         return self.outcome
 
 
+# what a hashing source announces once its archive is complete: size and SHA-256
+EXPORTED = f"{commands.EXPORTED_MARKER} {ARCHIVE_BYTES} {ARCHIVE_SHA}\n"
+
+
 def tls_lab(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch, *, announces: bool = True
+    lab: FakeLab,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    announces: bool = True,
+    announcement: str = EXPORTED,
 ) -> list[TLSExporter]:
     """Answers for a ``--tls`` migration; returns the list its exporter will be put in."""
     for host in (SRC, TGT):
@@ -559,16 +570,34 @@ def tls_lab(
         lab.answer(host, "tar -x --no-same-owner", result())  # the TLS credentials
     lab.answer(TGT, "SSH_CONNECTION", result("10.0.0.2\n"))
     lab.answer(TGT, "OPENSSL-LISTEN", result("celestial-ssh-listening 4433\n"))
+    return host_to_host_lab(lab, monkeypatch, announcement if announces else "")
+
+
+def direct_lab(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch, announcement: str = EXPORTED
+) -> list[TLSExporter]:
+    """Answers for a ``--direct`` migration: the source logs in to the target, which says
+    ready through that link; the link ends once the archive has landed."""
+    lab.answer(SRC, "target.known_hosts", result())  # pinning, and the source's login check
+    link_ended = f"{commands.LINK_ENDED_MARKER} 0\n" if announcement else ""
+    return host_to_host_lab(lab, monkeypatch, announcement + link_ended)
+
+
+def host_to_host_lab(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch, announcement: str
+) -> list[TLSExporter]:
     lab.answer(TGT, "stat -c %s", result(f"0\n{ARCHIVE_BYTES}\n"))  # the landing watch
-    lab.answer(SRC, "container checkpoint", source_bytes(ARCHIVE_BYTES, digest=""))
+    lab.answer(SRC, "container checkpoint", source_bytes(ARCHIVE_BYTES))
     exporters: list[TLSExporter] = []
     start = LabSession.start
 
-    def starting(session: LabSession, argv: list[str], *, privileged: bool = True) -> Any:
-        process = start(session, argv, privileged=privileged)
+    def starting(
+        session: LabSession, argv: list[str], *, privileged: bool = True, **kwargs: Any
+    ) -> Any:
+        process = start(session, argv, privileged=privileged, **kwargs)
         if "container checkpoint" not in process.command:
             return process
-        exporter = TLSExporter(session, process.command, process.outcome, announces)
+        exporter = TLSExporter(session, process.command, process.outcome, announcement)
         lab.processes[lab.processes.index(process)] = exporter
         exporters.append(exporter)
         return exporter
@@ -590,7 +619,9 @@ def test_tls_restores_once_the_archive_is_complete(
     assert exporter.ended
     assert engine.report.outcome is Outcome.MIGRATED
     assert engine.report.archive_bytes == ARCHIVE_BYTES
-    assert f"go {ARCHIVE_BYTES} -\n".encode() in lab_restorer(lab).written
+    # the target checks the source's digest before it restores
+    assert lab_restorer(lab).written == [commands.restore_go_line(ARCHIVE_BYTES, ARCHIVE_SHA)]
+    assert engine.report.archive_sha256 == ARCHIVE_SHA
     assert engine.report.warnings == []
     # how long podman tidied up after the archive was complete, beside the restore
     assert "source_tidy_up" in engine.report.timings
@@ -612,7 +643,7 @@ def test_a_checkpoint_failing_after_its_archive_was_complete_is_reported_not_rol
     lab: FakeLab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tls_lab(lab, monkeypatch)
-    failed = source_bytes(ARCHIVE_BYTES, digest="", status=125, stderr="Error: tearing down\n")
+    failed = source_bytes(ARCHIVE_BYTES, status=125, stderr="Error: tearing down\n")
     lab.answer(SRC, "container checkpoint", failed)
     engine = run(lab, MigrationOptions(tls=True, compression="none"))
     # the restore had been sent: rolling back could make two running copies
@@ -648,7 +679,7 @@ def test_what_the_source_says_after_the_archive_was_complete_is_a_warning(
     lab: FakeLab, monkeypatch: pytest.MonkeyPatch, status: int, said: str
 ) -> None:
     tls_lab(lab, monkeypatch)
-    lab.answer(SRC, "container checkpoint", source_bytes(ARCHIVE_BYTES, digest="", status=status))
+    lab.answer(SRC, "container checkpoint", source_bytes(ARCHIVE_BYTES, status=status))
     engine = run(lab, MigrationOptions(tls=True, compression="none"))
     assert engine.report.outcome is Outcome.MIGRATED
     assert engine.report.warnings == [said]
@@ -671,6 +702,98 @@ def test_a_landing_failing_after_the_announcement_waits_for_the_checkpoint_then_
     assert not exporters[0].ended  # never waited for: the rollback asks the host instead
     restored = join(commands.restore_local(CID))
     assert lab.position(SRC, CHECKPOINT_WAIT) < lab.position(SRC, restored)
+
+
+def host_to_host_path(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch, path: str, announcement: str = EXPORTED
+) -> tuple[list[TLSExporter], MigrationOptions]:
+    """A ``--tls`` or ``--direct`` lab whose source announces ``announcement``."""
+    if path == "tls":
+        return tls_lab(lab, monkeypatch, announcement=announcement), MigrationOptions(
+            tls=True, compression="none"
+        )
+    return direct_lab(lab, monkeypatch, announcement), MigrationOptions(
+        direct=True, compression="none"
+    )
+
+
+@pytest.mark.parametrize("announces", [True, False], ids=["early", "late"])
+@pytest.mark.parametrize("path", ["tls", "direct"])
+def test_a_host_to_host_restore_goes_with_the_sources_digest(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch, path: str, announces: bool
+) -> None:
+    # the source hashes the archive as it streams it and says the digest early (with the
+    # archive complete) or at its end; the target hashes what lands, and its restore
+    # compares the two before podman sees the archive
+    exporters, options = host_to_host_path(lab, monkeypatch, path, EXPORTED if announces else "")
+    engine = run(lab, options)
+    [exporter] = exporters
+    assert engine.report.outcome is Outcome.MIGRATED
+    assert engine.report.warnings == []  # no fallback to relaying
+    assert exporter.ended_before_go is not announces
+    assert lab_restorer(lab).written == [commands.restore_go_line(ARCHIVE_BYTES, ARCHIVE_SHA)]
+    assert engine.report.archive_sha256 == ARCHIVE_SHA
+    assert " hashed announce " in exporter.command  # the source's checkpoint stream
+    if path == "direct":
+        assert "land-archive" in exporter.command and "no-hashed" not in exporter.command
+    else:
+        [listener] = [c for c in lab.commands_on(TGT) if "OPENSSL-LISTEN" in c]
+        archive, digest = (
+            f"{WORKDIRS[TGT]}/{name}" for name in ("checkpoint.tar", "checkpoint.sha256")
+        )
+        assert f" {archive} {digest} " in listener
+
+
+@pytest.mark.parametrize("path", ["tls", "direct"])
+def test_a_host_to_host_archive_damaged_on_the_way_rolls_back(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    _, options = host_to_host_path(lab, monkeypatch, path)
+    # what restore_import says when the landed archive's digest is not the source's
+    damaged = result(status=97, stderr=f"archive SHA-256 on this host is {'6' * 64}, ...")
+    lab.answer(TGT, "restore --import", damaged)
+    restorable_source(lab)
+    engine, error = fail(lab, MigrationFailed, options)
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    assert "the archive arrived damaged (SHA-256 mismatch); it was not restored" in str(error)
+    assert "it runs again on lab-a, from its checkpoint" in str(error)
+    assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
+    assert lab.phases()[-3:] == [
+        ("failed", Phase.RESTORE),
+        ("started", Phase.ROLLBACK),
+        ("finished", Phase.ROLLBACK),
+    ]
+
+
+@pytest.mark.parametrize(
+    "announcement",
+    ["", f"{commands.EXPORTED_MARKER} {ARCHIVE_BYTES}\n"],
+    ids=["said-nothing-early", "said-the-size-only"],
+)
+@pytest.mark.parametrize("path", ["tls", "direct"])
+def test_a_host_to_host_source_without_a_digest_is_never_restored(
+    lab: FakeLab, monkeypatch: pytest.MonkeyPatch, path: str, announcement: str
+) -> None:
+    # its hasher failed: nothing on the target can be checked against the source, so the
+    # restore waits for the checkpoint's end, whose last line has no digest either
+    exporters, options = host_to_host_path(lab, monkeypatch, path, announcement)
+    lab.answer(SRC, "container checkpoint", source_bytes(ARCHIVE_BYTES, digest=""))
+    restorable_source(lab)
+    engine, error = fail(lab, MigrationFailed, options)
+    assert engine.report.outcome is Outcome.ROLLED_BACK
+    assert (
+        "lab-a did not report the archive's SHA-256, and no copy passed this machine to hash "
+        "it, so lab-b could not check what landed; it was not restored"
+    ) in str(error)
+    assert exporters[0].ended_before_go is True
+    assert not lab_restorer(lab).went
+    assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
+    assert lab.phases()[-4:] == [
+        ("failed", Phase.CHECKPOINT),
+        ("failed", Phase.TRANSFER),
+        ("started", Phase.ROLLBACK),
+        ("finished", Phase.ROLLBACK),
+    ]
 
 
 def lab_restorer(lab: FakeLab) -> DeferredFakeProcess:

@@ -8,6 +8,7 @@ bytes, and refuses a peer whose certificate is not the one it was given.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import pwd
@@ -237,6 +238,7 @@ def test_the_listener_command() -> None:
         "tls-listen",
         f"{WORKDIR}/tls-listen.log",
         f"{WORKDIR}/checkpoint.tar",
+        "-",
         "1048576",
         "360",
         "OPENSSL-LISTEN:4433,bind=127.0.0.12,"
@@ -244,13 +246,22 @@ def test_the_listener_command() -> None:
         "openssl-min-proto-version=TLS1.2,openssl-max-proto-version=TLS1.2,accept-timeout=60",
     ]
     assert argv[2].startswith(
-        "log=$1 output=$2 buffer_bytes=$3 idle_timeout_s=$4 listen_address=$5\n"
+        "log=$1 output=$2 digest=$3 buffer_bytes=$4 idle_timeout_s=$5 listen_address=$6\n"
         "umask 077\nunprivileged=,su=nobody\nid -u nobody >/dev/null 2>&1 || unprivileged=\n"
     )
     assert (
         'socat -d -d -u -b "$buffer_bytes" -T "$idle_timeout_s" '
-        '"$listen_address$unprivileged" - > "$output" 2> "$log" &\n'
+        '"$listen_address$unprivileged" - > "$landing" 2> "$log" &\n'
     ) in argv[2]
+    hashed = tls_link.listen(
+        WORKDIR,
+        "127.0.0.12",
+        f"{WORKDIR}/checkpoint.tar",
+        digest=f"{WORKDIR}/checkpoint.sha256",
+        stall_timeout_s=300,
+        accept_timeout_s=60,
+    )
+    assert hashed[5:7] == [f"{WORKDIR}/checkpoint.tar", f"{WORKDIR}/checkpoint.sha256"]
 
 
 def test_the_link_command_connects_before_it_opens_the_fifo() -> None:
@@ -328,9 +339,13 @@ def _both_ends(tmp_path: Path) -> tuple[str, str]:
 
 
 class Listener:
-    def __init__(self, workdir: str, output: str, address: str = "127.0.0.1"):
+    def __init__(
+        self, workdir: str, output: str, address: str = "127.0.0.1", digest: str | None = None
+    ):
         self.process = subprocess.Popen(
-            tls_link.listen(workdir, address, output, stall_timeout_s=10, accept_timeout_s=10),
+            tls_link.listen(
+                workdir, address, output, digest=digest, stall_timeout_s=10, accept_timeout_s=10
+            ),
             stdin=subprocess.PIPE,  # the coordinator's channel, open while it waits
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -423,6 +438,59 @@ def test_a_tls_link_says_ready_after_the_handshake_and_carries_the_archive(
     finally:
         listener.stop()
         _kill_group(source)
+
+
+def _land_hashed(target_dir: str, source_dir: str, payload: Path) -> tuple[int, str, list[int]]:
+    """Stream ``payload`` to a listener that hashes what lands into the target's work
+    directory; its status and stderr, and the user IDs its socat ran as."""
+    landed = Path(target_dir) / "checkpoint.tar"
+    listener = Listener(target_dir, str(landed), digest=f"{target_dir}/checkpoint.sha256")
+    source = _stream(source_dir, listener.port, payload)
+    try:
+        assert source.stdout is not None and source.stdin is not None
+        assert source.stdout.readline() == commands.READY_LINE
+        uids = listener.socat_uids()
+        source.stdin.write(commands.GO_LINE)
+        source.stdin.flush()
+        source.communicate(timeout=15)
+        status, listener_err = listener.finish()
+    finally:
+        listener.stop()
+        _kill_group(source)
+    return status, listener_err, uids
+
+
+@needs_socat
+def test_the_listener_hashes_the_archive_as_it_lands(tmp_path: Path) -> None:
+    # --tls: the target's digest of what landed, for restore_import to compare with the
+    # source's, is taken on the way in (tee), never by reading the archive again
+    source_dir, target_dir = _both_ends(tmp_path)
+    payload = tmp_path / "payload"
+    payload.write_bytes(os.urandom(3 << 20))
+    status, listener_err, uids = _land_hashed(target_dir, source_dir, payload)
+    assert status == 0, listener_err
+    # socat still writes as the root shell opened its output, now a FIFO, then drops root
+    assert uids == [pwd.getpwnam("nobody").pw_uid]
+    landed = Path(target_dir) / "checkpoint.tar"
+    assert landed.read_bytes() == payload.read_bytes()
+    assert landed.stat().st_mode & 0o077 == 0
+    expected = hashlib.sha256(payload.read_bytes()).hexdigest()
+    assert (Path(target_dir) / "checkpoint.sha256").read_text().split()[0] == expected
+    assert sorted(p.name for p in Path(target_dir).iterdir() if "checkpoint" in p.name) == [
+        "checkpoint.sha256",
+        "checkpoint.tar",
+    ]
+
+
+@needs_socat
+def test_a_listener_that_cannot_write_the_archive_fails(tmp_path: Path) -> None:
+    source_dir, target_dir = _both_ends(tmp_path)
+    payload = tmp_path / "payload"
+    payload.write_bytes(os.urandom(1 << 20))
+    (Path(target_dir) / "checkpoint.tar").mkdir()  # tee cannot open it, even as root
+    status, listener_err, _ = _land_hashed(target_dir, source_dir, payload)
+    assert status != 0
+    assert "writing the archive failed" in listener_err
 
 
 @needs_socat

@@ -289,7 +289,13 @@ class LabSession(FakeSession):
             raise answer
         return dataclasses.replace(answer, host=self.host.name, command=command)
 
-    def start(self, argv: list[str], *, privileged: bool = True) -> FakeProcess:
+    def host_key(self) -> tuple[str, str]:
+        """What ``--direct`` pins on the source (the data plane asks for it)."""
+        return "ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyOf" + self.host.name
+
+    def start(
+        self, argv: list[str], *, privileged: bool = True, forward_agent: bool = False
+    ) -> FakeProcess:
         command = self.command_line(argv, privileged=privileged)
         if "read -r go want_size" in command:
             deferred = DeferredFakeProcess(self, command)
