@@ -39,11 +39,16 @@ from .ssh import CommandResult, SSHSession
 from .streaming import ByteStream, relay
 
 TRANSPORTS = ("auto", "openssh", "paramiko")
+# the archive's path (MigrationOptions.data_path): auto (a TLS link from the source to the
+# target, proved before the freeze, else relay) | tls (that link or nothing) | ssh (the
+# source logs in to the target) | relay (through the coordinator)
+DATA_PATHS = ("auto", "tls", "ssh", "relay")
 # how often a wait for a stream's ready line looks at a cancel request
 READY_POLL_S = 0.5
 # a link probe stops after this long (at 50 Mbit/s, 32 MB would take five seconds)
 PROBE_MAX_SECONDS = 0.5
 DIRECT_KNOWN_HOSTS_NAME = "target.known_hosts"
+TLS_CONNECT_TIMEOUT_S = tls_link.CONNECT_TIMEOUT_S
 
 
 class StreamProcess(ByteStream, Protocol):
@@ -73,6 +78,16 @@ class LinkMeasurement:
     @property
     def bytes_per_s(self) -> float:
         return self.bytes / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class TLSEnds:
+    """The TLS link's two ends, as :meth:`DataPlane.prepare_tls` found them: the address
+    the target listens on, and the program each end runs (socat or python3)."""
+
+    address: str
+    source_program: str
+    target_program: str
 
 
 class DataPlane:
@@ -247,7 +262,7 @@ class DataPlane:
         measured = _run_direct_probe(process, source.host.name, target.host.name, timeout)
         return LinkMeasurement(bytes=measured[0], seconds=measured[1], data_plane="direct")
 
-    # -- --tls ------------------------------------------------------------------------
+    # -- the TLS link (--data-path auto or tls) ------------------------------------------
     def prepare_tls(
         self,
         source: SSHSession,
@@ -257,10 +272,11 @@ class DataPlane:
         *,
         timeout: float,
         address: str | None = None,
-    ) -> str:
-        """Before the freeze: give each end a throwaway TLS identity and the other end's
-        certificate (over the verified SSH sessions); return the address the target
-        listens on: ``address``, else the one its SSH session arrived on."""
+    ) -> TLSEnds:
+        """Before the freeze: find each end's TLS program, give each end a throwaway TLS
+        identity and the other end's certificate (over the verified SSH sessions), and
+        find the address the target listens on: ``address``, else the one its SSH session
+        arrived on. All at once: five round trips in the time of one."""
         given = tls_link.validate_address(address) if address is not None else None
 
         def listening_address() -> str:
@@ -275,10 +291,20 @@ class DataPlane:
             )
             return tls_link.parse_address(found.stdout, target.host.name)
 
+        def program(session: SSHSession) -> str:
+            found = session.run(
+                tls_link.find_tls_program(),
+                timeout=timeout,
+                check=True,
+                what="looking for a TLS program",
+            )
+            return tls_link.parse_tls_program(found.stdout, session.host.name)
+
         credentials = tls_link.make_credentials()
-        # the address and both ends' files at once: three round trips in the time of one
-        found, *_ = run_together(
+        found, source_program, target_program, *_ = run_together(
             listening_address,
+            partial(program, source),
+            partial(program, target),
             *(
                 partial(
                     send_private_files,
@@ -293,13 +319,17 @@ class DataPlane:
                 )
             ),
         )
-        return cast(str, found)
+        return TLSEnds(
+            address=cast(str, found),
+            source_program=cast(str, source_program),
+            target_program=cast(str, target_program),
+        )
 
     def start_tls_listener(
         self,
         target: SSHSession,
         workdir: str,
-        address: str,
+        ends: TLSEnds,
         output: str,
         *,
         digest: str | None = None,
@@ -314,12 +344,13 @@ class DataPlane:
         listener = target.start(
             tls_link.listen(
                 workdir,
-                address,
+                ends.address,
                 output,
                 digest=digest,
                 port=port,
                 stall_timeout_s=stall_timeout_s,
                 accept_timeout_s=accept_timeout_s,
+                program=ends.target_program,
             )
         )
         try:
@@ -332,16 +363,30 @@ class DataPlane:
 
     @staticmethod
     def tls_link(
-        source_workdir: str, address: str, port: int, fifo: str, *, stall_timeout_s: float
+        source_workdir: str,
+        ends: TLSEnds,
+        port: int,
+        fifo: str,
+        *,
+        stall_timeout_s: float,
+        connect_timeout_s: float = TLS_CONNECT_TIMEOUT_S,
     ) -> commands.DirectLink:
         """How the source's script reaches the target's TLS listener."""
         return commands.DirectLink(
             tuple(
-                tls_link.link(source_workdir, address, port, fifo, stall_timeout_s=stall_timeout_s)
+                tls_link.link(
+                    source_workdir,
+                    ends.address,
+                    port,
+                    fifo,
+                    stall_timeout_s=stall_timeout_s,
+                    connect_timeout_s=connect_timeout_s,
+                    program=ends.source_program,
+                )
             ),
             ready_log=tls_link.link_log(source_workdir),
             ready_pattern=tls_link.HANDSHAKE_DONE,
-            program="socat",
+            program=ends.source_program,
         )
 
     def measure_tls(
@@ -350,18 +395,20 @@ class DataPlane:
         target: SSHSession,
         source_workdir: str,
         target_workdir: str,
-        address: str,
+        ends: TLSEnds,
         nbytes: int,
         *,
         port: int = 0,
         max_seconds: float = PROBE_MAX_SECONDS,
         timeout: float = 120.0,
+        connect_timeout_s: float = TLS_CONNECT_TIMEOUT_S,
     ) -> LinkMeasurement:
-        """Like :meth:`measure_direct`, over the ``--tls`` link."""
+        """Like :meth:`measure_direct`, over the TLS link; ``connect_timeout_s`` bounds
+        what a firewall that drops the packets costs."""
         listener, bound = self.start_tls_listener(
             target,
             target_workdir,
-            address,
+            ends,
             "/dev/null",
             port=port,
             stall_timeout_s=timeout,
@@ -369,10 +416,11 @@ class DataPlane:
         )
         link = self.tls_link(
             source_workdir,
-            address,
+            ends,
             bound,
             commands.direct_probe_fifo(source_workdir),
             stall_timeout_s=timeout,
+            connect_timeout_s=connect_timeout_s,
         )
         try:
             measured = _run_direct_probe(

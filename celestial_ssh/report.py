@@ -37,6 +37,10 @@ class MigrationReport:
     compression_choice: str | None = None
     # the data plane that carried the archive: openssh | paramiko | direct (...)
     transport: str | None = None
+    # the archive's path: tls | ssh (host to host) | relay (through the coordinator), and
+    # why that one (asked for, proved by auto, or auto's fallback and its cause)
+    data_path: str | None = None
+    data_path_reason: str | None = None
     # what became of --pre-copy (None when it was not asked for)
     precopy: str | None = None
     # where the archive landed on the target: tmpfs (it fit in memory) or disk

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import commands
 from .compression_choice import parse_rate
-from .data_plane import TRANSPORTS
+from .data_plane import DATA_PATHS, TRANSPORTS
 from .errors import InvalidInput
 
 # a document's name -> the MigrationOptions field it sets
@@ -21,6 +21,7 @@ SETTINGS: dict[str, str] = {
     "compression": "compression",
     "tcp_established": "tcp_established",
     "transport": "transport",
+    "data_path": "data_path",
     "direct": "direct",
     "tls": "tls",
     "bwlimit": "bwlimit_bytes_per_s",
@@ -40,6 +41,10 @@ def parse_setting(key: str, value: object, *, at: str) -> Any:
     if key == "transport":
         if value not in TRANSPORTS:
             raise InvalidInput(f"{at}: transport {value!r} is not one of {', '.join(TRANSPORTS)}")
+        return value
+    if key == "data_path":
+        if value not in DATA_PATHS:
+            raise InvalidInput(f"{at}: data_path {value!r} is not one of {', '.join(DATA_PATHS)}")
         return value
     if key == "bwlimit":
         if value is None or value == "none":

@@ -219,6 +219,7 @@ def listen(
     port: int = 0,
     stall_timeout_s: float,
     accept_timeout_s: float,
+    program: str = "socat",
 ) -> list[str]:
     """The target's end (``tls_listen.sh``): accept one TLS connection on ``address``,
     write what it carries to ``output`` (a path in ``workdir``, or /dev/null for a probe),
@@ -276,6 +277,7 @@ def link(
     *,
     stall_timeout_s: float,
     connect_timeout_s: float = 30,
+    program: str = "socat",
 ) -> list[str]:
     """The source's end, as argv: connect to the target first (``-U``: socat opens its
     first address, the connection, before it waits on ``fifo`` for a writer), then send
@@ -312,3 +314,23 @@ def link_log(workdir: str) -> str:
 def socat_available() -> list[str]:
     """Exit 0 when socat is on PATH (``--tls`` needs it on both hosts)."""
     return sh_script("command -v socat >/dev/null 2>&1")
+
+
+# how long the source's end tries to reach the target before it gives up
+CONNECT_TIMEOUT_S = 30.0
+
+
+def find_tls_program() -> list[str]:
+    """Print the program this host's end of the link runs (PLACEHOLDER: socat only)."""
+    return sh_script("command -v socat >/dev/null 2>&1 && echo socat || true")
+
+
+def parse_tls_program(output: str, host: str) -> str:
+    program = output.strip()
+    if program not in ("socat",):
+        raise PreflightFailed(
+            f"{host}: no program for the TLS link (socat or python3)",
+            host=host,
+            hint="Install socat (e.g. apt-get install socat) or python3 there.",
+        )
+    return program

@@ -71,6 +71,7 @@ class BatchSettings:
     ssh_config: str | None
     accept_new_host_keys: bool
     transport: str
+    data_path: str
     direct: bool
     bwlimit: float | None
     tls: bool
@@ -96,6 +97,7 @@ def batch_options(command: Callable[..., Any]) -> Callable[..., Any]:
         quiet: bool,
         verbose: bool,
         transport: str,
+        data_path: str,
         direct: bool,
         bwlimit: float | None,
         tls: bool = False,
@@ -111,6 +113,7 @@ def batch_options(command: Callable[..., Any]) -> Callable[..., Any]:
             ssh_config=ssh_config,
             accept_new_host_keys=accept_new_host_keys,
             transport=transport,
+            data_path=data_path,
             direct=direct,
             bwlimit=bwlimit,
             tls=tls,
@@ -188,6 +191,7 @@ def run_plan(plan: Plan, settings: BatchSettings, hosts: HostSettings) -> ExitCo
             on_event=on_event,
             cancel=cancel.event,
             transport=settings.transport,
+            data_path=settings.data_path,
             direct=settings.direct,
             bwlimit_bytes_per_s=settings.bwlimit,
             tls=settings.tls,

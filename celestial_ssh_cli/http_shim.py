@@ -192,9 +192,12 @@ def _migration_arguments(
         for key in SETTINGS
         if body.get(key) is not None  # null: not given, as the older server ignored it
     }
-    if settings.get("direct"):
+    if settings.get("direct") or settings.get("data_path") == "ssh":
         # it would lend this server's ssh-agent to the source host, on a request's say-so
-        raise InvalidInput("'direct' is not taken over HTTP; ask for 'tls' instead")
+        raise InvalidInput(
+            "'direct' (data_path 'ssh') is not taken over HTTP; the default (data_path "
+            "'auto') streams host to host over TLS where it can"
+        )
     options = MigrationOptions(
         connection=connection,
         **option_fields(settings),

@@ -27,7 +27,7 @@ from .report_file import report_rows
 from .signals import cancel_on_signals
 
 TLS_ADDRESS_HELP = (
-    "With --tls: the target's IP address that the source connects to, and the target "
+    "The target's IP address that the source connects to for the TLS link, and the target "
     "listens on (default: the one this machine's SSH session to the target arrived on)."
 )
 TWO_HOSTS_INVENTORY = "whose aliases SOURCE and TARGET may name; ssh_config applies under it."
@@ -94,7 +94,8 @@ def cli() -> None:
     default=0,
     show_default=True,
     metavar="PORT",
-    help="With --tls: the port the target listens on (0: any free one).",
+    help="The port the target listens on for the TLS link (0: any free one); pin it to "
+    "open it in a firewall.",
 )
 @click.option(
     "--tls-address",
@@ -138,6 +139,7 @@ def migrate_command(
     tcp_established: bool,
     report_file: str | None,
     transport: str,
+    data_path: str,
     direct: bool,
     bwlimit: float | None,
     precopy: bool,
@@ -160,6 +162,7 @@ def migrate_command(
         compression=compression,
         tcp_established=tcp_established,
         transport=transport,
+        data_path=data_path,
         direct=direct,
         tls=tls,
         tls_port=tls_port,

@@ -11,7 +11,7 @@ import click
 
 from celestial_ssh.compression_choice import parse_rate
 from celestial_ssh.connection import ConnectionSettings
-from celestial_ssh.data_plane import TRANSPORTS
+from celestial_ssh.data_plane import DATA_PATHS, TRANSPORTS
 from celestial_ssh.errors import InvalidInput
 from celestial_ssh.inventory import Inventory, load_inventory
 
@@ -62,20 +62,20 @@ def data_plane_options(function: Callable[..., Any]) -> Callable[..., Any]:
             "paramiko; auto takes OpenSSH when this machine has an ssh client.",
         ),
         click.option(
-            "--direct",
-            is_flag=True,
-            help="Stream from the source straight to the target (this machine's link is "
-            "not in the path). The source logs in to the target with your forwarded "
-            "ssh-agent, or its own keys; falls back to relaying if it cannot.",
+            "--data-path",
+            type=click.Choice(DATA_PATHS),
+            default="auto",
+            show_default=True,
+            help="How the archive goes from the source to the target. auto: straight from "
+            "the source to the target over mutually authenticated TLS (throwaway keys "
+            "handed over SSH; socat or python3 on each host, a TCP port open from source "
+            "to target), proved before the freeze, else relayed through this machine, "
+            "with a warning that says why. tls: that link or fail. ssh: the source logs "
+            "in to the target with your forwarded ssh-agent or its own keys. relay: "
+            "always through this machine.",
         ),
-        click.option(
-            "--tls",
-            is_flag=True,
-            help="Stream from the source straight to the target over TLS instead of SSH "
-            "(faster; needs socat on both hosts and a TCP port open from source to target). "
-            "Each end gets a throwaway key over SSH and trusts only the other's; no agent "
-            "is forwarded.",
-        ),
+        click.option("--direct", is_flag=True, help="The same as --data-path ssh."),
+        click.option("--tls", is_flag=True, help="The same as --data-path tls."),
         click.option(
             "--bwlimit",
             "bwlimit",

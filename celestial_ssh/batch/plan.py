@@ -11,8 +11,8 @@ A plan is YAML::
         to: lab-b
         name: web-2                   # optional, per entry only
         keep_source: true             # optional, overrides the defaults
-        tls: true                     # transport, direct, tls, bwlimit: override the
-                                      # command line's flags for this entry
+        data_path: relay              # transport, data_path, direct, tls, bwlimit:
+                                      # override the command line's flags for this entry
 
 Errors name the entry and the line of the plan file.
 """
@@ -36,7 +36,7 @@ from ..shell import validate_container_name
 
 DEFAULT_KEYS = tuple(SETTINGS)
 # settings the command line also gives for the whole batch: the plan's word wins for its entries
-DATA_PLANE_KEYS = ("transport", "direct", "tls", "bwlimit")
+DATA_PLANE_KEYS = ("transport", "data_path", "direct", "tls", "bwlimit")
 ENTRY_KEYS = ("container", "from", "to", "name", *DEFAULT_KEYS)
 TOP_KEYS = ("inventory", "defaults", "migrations")
 
@@ -67,13 +67,20 @@ class PlanEntry:
         return f"migration #{self.index}{at}"
 
     def options(self, base: MigrationOptions | None = None) -> MigrationOptions:
+        data_plane = option_fields(self.data_plane)
+        # the entry's data path replaces the command line's, however either spells it
+        if "data_path" in data_plane:
+            data_plane.setdefault("tls", False)
+            data_plane.setdefault("direct", False)
+        elif data_plane.get("tls") or data_plane.get("direct"):
+            data_plane["data_path"] = "auto"
         return replace(
             base or MigrationOptions(),
             new_name=self.new_name,
             keep_source=self.keep_source,
             compression=self.compression,
             tcp_established=self.tcp_established,
-            **option_fields(self.data_plane),
+            **data_plane,
         )
 
 

@@ -182,6 +182,7 @@ class BatchRun:
         on_event: BatchEventSink | None = None,
         cancel: threading.Event | None = None,
         transport: str = "auto",
+        data_path: str = "auto",
         direct: bool = False,
         bwlimit_bytes_per_s: float | None = None,
         tls: bool = False,
@@ -208,6 +209,7 @@ class BatchRun:
         self.cancel = cancel or threading.Event()
         # how every migration's archive travels (the same for the whole batch)
         self.transport = transport
+        self.data_path = data_path
         self.direct = direct
         self.bwlimit_bytes_per_s = bwlimit_bytes_per_s
         self.tls = tls
@@ -276,6 +278,7 @@ class BatchRun:
                 connection=self.connection,
                 preflight_only=self.dry_run,
                 transport=self.transport,
+                data_path=self.data_path,
                 direct=self.direct,
                 bwlimit_bytes_per_s=self.bwlimit_bytes_per_s,
                 tls=self.tls,
@@ -394,6 +397,7 @@ class BatchSettings(RunSettings, total=False):
 
     connection: ConnectionSettings | None
     transport: str
+    data_path: str
     direct: bool
     bwlimit_bytes_per_s: float | None
     tls: bool
@@ -408,9 +412,9 @@ def run_batch(
     """Run every migration of ``plan`` (a :class:`Plan` or a plan file); see :class:`BatchRun`
     for the keyword arguments.
 
-    ``transport``, ``direct``, ``bwlimit_bytes_per_s`` and ``tls`` apply to every migration,
-    as the :class:`~celestial_ssh.migration.MigrationOptions` fields of those names (each
-    ``--tls`` listener takes a port of its own choosing). ``connection`` says how the
+    ``transport``, ``data_path``, ``direct``, ``bwlimit_bytes_per_s`` and ``tls`` apply to
+    every migration, as the :class:`~celestial_ssh.migration.MigrationOptions` fields of
+    those names (each TLS listener takes a port of its own choosing). ``connection`` says how the
     hosts are reached (``ssh_config``, ``accept_new_host_keys`` and ``host_resolver`` are
     its older spelling and, given, replace its fields).
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .. import commands, tls_link
 from ..commands import CheckpointOptions
 from ..connection import ConnectionSettings, connection_settings
-from ..data_plane import TRANSPORTS
+from ..data_plane import DATA_PATHS, TRANSPORTS
 from ..errors import InvalidInput
 from ..hosts import ResolvedHost
 from ..shell import validate_container_name
@@ -24,18 +24,22 @@ class MigrationOptions:
     # none | zstd | gzip | auto (auto measures the link and samples the container's memory
     # before the freeze; the library's default sends no probe traffic unless asked)
     compression: str = "none"
-    # the data plane: auto (OpenSSH client when there is one) | openssh | paramiko
+    # the data plane of the coordinator's own streams: auto (OpenSSH client when there is
+    # one) | openssh | paramiko
     transport: str = "auto"
-    # the source streams straight to the target when it can log in there (agent forwarding
-    # or its own keys); otherwise the archive is relayed through this machine
+    # the archive's path (DATA_PATHS): auto proves a TLS link from the source to the target
+    # before the freeze and relays through this machine only when there is none; tls
+    # insists on that link; ssh has the source log in to the target (agent forwarding or
+    # its own keys; relays if it cannot); relay always passes this machine
+    data_path: str = "auto"
+    # the older spellings of data_path "ssh" and "tls" (they win over "auto"; tls over
+    # direct, as it always did)
     direct: bool = False
-    # the source streams straight to the target over mutually authenticated TLS (socat on
-    # both hosts; throwaway keys given to each end over SSH) instead of SSH; implies direct
-    # and never falls back to relaying. tls_port 0: the target picks a free port
     tls: bool = False
+    # the TLS link's port on the target (0: the target picks a free one)
     tls_port: int = 0
-    # --tls: the target's address the source connects to (None: the one the coordinator's
-    # SSH session to the target arrived on)
+    # the target's address the source connects to (None: the one the coordinator's SSH
+    # session to the target arrived on)
     tls_address: str | None = None
     # cap on the relayed stream, bytes per second (None: as fast as the link goes)
     bwlimit_bytes_per_s: float | None = None
@@ -65,6 +69,14 @@ class MigrationOptions:
             host_resolver=self.host_resolver,
         )
 
+    def chosen_data_path(self) -> str:
+        """The data path asked for, with ``tls`` and ``direct`` read as their values."""
+        if self.tls:
+            return "tls"
+        if self.direct:
+            return "ssh"
+        return self.data_path
+
     def checkpoint_options(self, compression: str | None = None) -> CheckpointOptions:
         chosen = compression or self.compression
         if chosen == "auto":
@@ -83,13 +95,44 @@ def check_options(options: MigrationOptions) -> None:
     limit = options.bwlimit_bytes_per_s
     if limit is not None and limit <= 0:
         raise InvalidInput("the bandwidth limit must be a positive rate")
+    path = _check_data_path(options)
     tls_link.validate_port(options.tls_port)
-    if options.tls_port and not options.tls:
-        raise InvalidInput("--tls-port needs --tls", hint="Add --tls, or leave out the port.")
-    tls_link.check_address_option(options.tls_address, tls=options.tls)
-    if limit is not None and (options.direct or options.tls):
+    uses_tls = path in ("auto", "tls")
+    if options.tls_port and not uses_tls:
         raise InvalidInput(
-            f"--bwlimit cannot be combined with {'--tls' if options.tls else '--direct'}",
-            hint="The limit is applied where the stream passes this machine; a direct "
+            f"--tls-port has no use with --data-path {path}",
+            hint="The port is the TLS link's (--data-path auto or tls); leave it out.",
+        )
+    tls_link.check_address_option(options.tls_address, tls=True)
+    if options.tls_address is not None and not uses_tls:
+        raise InvalidInput(
+            f"--tls-address has no use with --data-path {path}",
+            hint="The address is the TLS link's (--data-path auto or tls); leave it out.",
+        )
+    if limit is not None and path in ("tls", "ssh"):
+        raise InvalidInput(
+            f"--bwlimit cannot be combined with {_spelling(options)}",
+            hint="The limit is applied where the stream passes this machine; a host-to-host "
             "stream never does. Leave out one of them.",
         )
+
+
+def _check_data_path(options: MigrationOptions) -> str:
+    if options.data_path not in DATA_PATHS:
+        raise InvalidInput(f"data path {options.data_path!r} is not one of {', '.join(DATA_PATHS)}")
+    path = options.chosen_data_path()
+    if options.data_path not in ("auto", path):
+        raise InvalidInput(
+            f"{_spelling(options)} contradicts --data-path {options.data_path}",
+            hint="Name one data path: --data-path auto|tls|ssh|relay.",
+        )
+    return path
+
+
+def _spelling(options: MigrationOptions) -> str:
+    """How the user named a host-to-host path (for messages)."""
+    if options.tls:
+        return "--tls"
+    if options.direct:
+        return "--direct"
+    return f"--data-path {options.data_path}"

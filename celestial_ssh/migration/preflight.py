@@ -53,8 +53,10 @@ def preflight(ctx: MigrationContext) -> None:
             "memory": commands.container_stats(ctx.container),
         }
         target_asks: dict[str, list[str]] = {"containers": commands.container_list_all()}
-        if ctx.options.tls:
-            source_asks["socat"] = target_asks["socat"] = tls_link.socat_available()
+        # --data-path tls cannot do without; auto finds out while preparing, and relays
+        insists_on_tls = ctx.options.chosen_data_path() == "tls"
+        if insists_on_tls:
+            source_asks["tls"] = target_asks["tls"] = tls_link.find_tls_program()
         timeout = ctx.options.command_timeout_s
         (source_facts, source_answers), (target_facts, target_answers) = ctx.hosts.both(
             lambda session: host_facts(
@@ -69,9 +71,9 @@ def preflight(ctx: MigrationContext) -> None:
             )
         if ctx.options.precopy:
             _check_precopy(ctx)
-        if ctx.options.tls:
-            _check_socat(source, source_answers["socat"])
-            _check_socat(target, target_answers["socat"])
+        if insists_on_tls:
+            _check_tls_program(source, source_answers["tls"])
+            _check_tls_program(target, target_answers["tls"])
         info = _inspect_source(ctx, source_answers["inspect"])
         ctx.lock = take_migration_lock(
             source, ctx.container, info.id, timeout_s=timeout, warn=ctx.warn
@@ -202,14 +204,17 @@ def _warn_about_leftovers(
         )
 
 
-def _check_socat(session: SSHSession, found: CommandResult) -> None:
-    if not found.ok:
+def _check_tls_program(session: SSHSession, found: CommandResult) -> None:
+    host = session.host.name
+    try:
+        tls_link.parse_tls_program(found.stdout if found.ok else "", host)
+    except PreflightFailed as error:
         raise PreflightFailed(
-            f"{session.host.name}: --tls needs socat, which is not installed there",
-            host=session.host.name,
-            hint="Install socat on both hosts (e.g. apt-get install socat), or leave out "
-            "--tls; nothing was changed on either host.",
-        )
+            f"{host}: --data-path tls needs socat or python3, and neither is there",
+            host=host,
+            hint=f"{error.hint} Or leave out --tls (the default relays where the hosts "
+            "cannot stream to each other); nothing was changed on either host.",
+        ) from error
 
 
 def _inspect_source(ctx: MigrationContext, result: CommandResult) -> ContainerInfo:

@@ -44,16 +44,49 @@ def prepare(ctx: MigrationContext) -> None:
 
 
 def choose_transfer(ctx: MigrationContext) -> Transfer:
-    """The data path the options ask for, set up; ``--direct`` falls back to relaying when
-    the source cannot log in to the target (``--tls`` never does)."""
-    transfer: Transfer
-    if ctx.options.tls:
-        transfer = TLSTransfer(ctx)
-    elif ctx.options.direct:
-        transfer = SSHDirectTransfer(ctx)
-    else:
-        transfer = RelayTransfer(ctx)
-    return transfer if transfer.prepare() else RelayTransfer(ctx)
+    """The data path the options ask for, set up.
+
+    ``auto`` proves a TLS link from the source to the target and relays through this
+    machine when there is none (saying why, and what would make it work); ``ssh`` relays
+    when the source cannot log in to the target; ``tls`` never relays.
+    """
+    path = ctx.options.chosen_data_path()
+    if path == "relay":
+        return _relayed(ctx, "asked for (--data-path relay)")
+    if path == "auto" and ctx.options.bwlimit_bytes_per_s is not None:
+        return _relayed(ctx, "--bwlimit caps the stream where it passes this machine")
+    transfer: Transfer = (
+        SSHDirectTransfer(ctx) if path == "ssh" else TLSTransfer(ctx, proved=path == "auto")
+    )
+    if transfer.prepare():
+        ctx.report.data_path = "ssh" if path == "ssh" else "tls"
+        ctx.report.data_path_reason = _why_host_to_host(path, transfer)
+        ctx.notice(f"the archive goes host to host: {ctx.report.data_path_reason}")
+        return transfer
+    if isinstance(transfer, TLSTransfer):
+        ctx.warn(
+            f"{ctx.source_text} cannot stream to {ctx.target_text} over TLS "
+            f"({transfer.why_not}); the archive is relayed through this machine"
+        )
+        return _relayed(ctx, f"no host-to-host link: {transfer.why_not}")
+    return _relayed(ctx, "the source cannot log in to the target (--data-path ssh)")
+
+
+def _relayed(ctx: MigrationContext, reason: str) -> RelayTransfer:
+    ctx.report.data_path = "relay"
+    ctx.report.data_path_reason = reason
+    return RelayTransfer(ctx)
+
+
+def _why_host_to_host(path: str, transfer: Transfer) -> str:
+    if path == "ssh":
+        return "asked for (--data-path ssh)"
+    if path == "tls":
+        return "asked for (--data-path tls)"
+    proof = transfer.proof if isinstance(transfer, TLSTransfer) else None
+    if proof is None:
+        return "auto"
+    return f"auto: TLS link proved ({megabytes(proof.bytes)} in {proof.seconds:.2f} s)"
 
 
 def _make_workdirs(ctx: MigrationContext) -> None:

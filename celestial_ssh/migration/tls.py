@@ -1,35 +1,80 @@
-"""``--tls``: the target listens and the source connects over mutually authenticated TLS
-(socat on both hosts, throwaway keys handed to each end over SSH). No fallback: the user
-asked for this link, and whatever fails here fails before anything changed."""
+"""The TLS link: the target listens and the source connects over mutually authenticated
+TLS (socat or python3 at each end, throwaway keys handed to each end over SSH).
+
+``--data-path auto`` (the default) proves the link before the freeze and relays when it
+cannot; ``--data-path tls`` (``--tls``) has no fallback: the user asked for this link, and
+whatever fails here fails before anything changed."""
 
 from __future__ import annotations
 
 import time
 
-from .. import commands
-from ..data_plane import LinkMeasurement, StreamProcess
-from ..errors import ConnectionFailed
+from .. import commands, tls_link
+from ..data_plane import LinkMeasurement, StreamProcess, TLSEnds
+from ..errors import CelestialError, ConnectionFailed
 from ..events import Phase, PhaseFailed
-from .context import READY_TIMEOUT_S
+from .context import READY_TIMEOUT_S, MigrationContext
 from .host_to_host import HostToHostTransfer
+from .wording import one_line
+
+# auto: the proof that the link works, before the freeze: the handshake and this much
+PROOF_BYTES = 1 << 20
+# auto: how long the source tries to reach the target (a firewall that drops the packets
+# costs this much, before the freeze), and how long the whole proof may take
+PROOF_CONNECT_TIMEOUT_S = 2.0
+PROOF_TIMEOUT_S = 10.0
 
 
 class TLSTransfer(HostToHostTransfer):
-    """source -> target, over a TLS link no data of which passes through SSH."""
+    """source -> target, over a TLS link no data of which passes through SSH.
+
+    ``proved``: the link is proved before the freeze (a handshake and
+    :data:`PROOF_BYTES`), and whatever fails until then makes :meth:`prepare` say False
+    (the archive is then relayed; :attr:`why_not` says why) instead of raising.
+    """
 
     # the listener is waited for instead (await_landing)
     link_must_end = False
     listener: StreamProcess | None = None
-    # the address the target listens on, once both ends hold their credentials (prepare)
-    address = ""
+    # the address the target listens on and each end's program, once both ends hold
+    # their credentials (prepare)
+    ends: TLSEnds | None = None
+
+    def __init__(self, ctx: MigrationContext, *, proved: bool = False):
+        super().__init__(ctx)
+        self.proved = proved
+        self.why_not = ""
+        self.proof: LinkMeasurement | None = None
 
     def prepare(self) -> bool:
-        """Hand each end its credentials before the freeze."""
+        """Hand each end its credentials before the freeze (and prove the link)."""
+        ctx = self.ctx
+        started = time.monotonic()
+        try:
+            self.ends = self._hand_out_credentials()
+            if self.proved:
+                self.proof = self.measure_link(
+                    PROOF_BYTES,
+                    timeout=PROOF_TIMEOUT_S,
+                    connect_timeout_s=PROOF_CONNECT_TIMEOUT_S,
+                )
+        except CelestialError as error:
+            if not self.proved:
+                raise
+            self.why_not = _why(error)
+            return False
+        finally:
+            ctx.time_step("tls_setup", started)
+        ends = self.ends
+        programs = sorted({ends.source_program, ends.target_program})
+        ctx.report.transport = f"direct TLS ({' and '.join(programs)}, to {ends.address})"
+        return True
+
+    def _hand_out_credentials(self) -> TLSEnds:
         ctx = self.ctx
         source, target = ctx.sessions()
         source_workdir, target_workdir = ctx.progress.workdirs()
-        started = time.monotonic()
-        self.address = ctx.data_plane().prepare_tls(
+        return ctx.data_plane().prepare_tls(
             source,
             target,
             source_workdir,
@@ -37,11 +82,14 @@ class TLSTransfer(HostToHostTransfer):
             timeout=ctx.options.command_timeout_s,
             address=ctx.options.tls_address,
         )
-        ctx.time_step("tls_setup", started)
-        ctx.report.transport = f"direct TLS (socat, to {self.address})"
-        return True
 
-    def measure_link(self, probe_bytes: int) -> LinkMeasurement:
+    def measure_link(
+        self,
+        probe_bytes: int,
+        *,
+        timeout: float = 120.0,
+        connect_timeout_s: float = tls_link.CONNECT_TIMEOUT_S,
+    ) -> LinkMeasurement:
         ctx = self.ctx
         source, target = ctx.sessions()
         source_workdir, target_workdir = ctx.progress.workdirs()
@@ -50,10 +98,17 @@ class TLSTransfer(HostToHostTransfer):
             target,
             source_workdir,
             target_workdir,
-            self.address,
+            self._ends(),
             probe_bytes,
             port=ctx.options.tls_port,
+            timeout=timeout,
+            connect_timeout_s=connect_timeout_s,
         )
+
+    def _ends(self) -> TLSEnds:
+        if self.ends is None:
+            raise RuntimeError("the TLS link is used before it was prepared")
+        return self.ends
 
     def _connect(self, started: list[StreamProcess]) -> StreamProcess:
         """The target listens, the source connects and completes the handshake; both run
@@ -66,7 +121,7 @@ class TLSTransfer(HostToHostTransfer):
         listener, port = plane.start_tls_listener(
             target,
             target_workdir,
-            self.address,
+            self._ends(),
             f"{target_workdir}/{commands.ARCHIVE_NAME}",
             digest=f"{target_workdir}/{commands.SUM_NAME}",
             port=ctx.options.tls_port,
@@ -77,7 +132,7 @@ class TLSTransfer(HostToHostTransfer):
         self.listener = listener
         link = plane.tls_link(
             source_workdir,
-            self.address,
+            self._ends(),
             port,
             commands.direct_link_fifo(source_workdir),
             stall_timeout_s=stall,
@@ -113,3 +168,8 @@ class TLSTransfer(HostToHostTransfer):
     def kill_receivers(self) -> None:
         if self.listener is not None:
             self.listener.kill()
+
+
+def _why(error: CelestialError) -> str:
+    """What went wrong, with its fix when the error knows one."""
+    return f"{one_line(error)}. {error.hint}" if error.hint else one_line(error)

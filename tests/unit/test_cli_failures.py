@@ -206,15 +206,28 @@ def test_migrate_refuses_hostile_names_before_connecting(
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("command", "args", "message"),
     [
-        pytest.param(["--tls-address", "10.0.0.6"], "--tls-address needs --tls", id="no-tls"),
         pytest.param(
-            ["--tls", "--tls-address", "lab-b"], "--tls-address 'lab-b' is not an IP", id="name"
+            "probe", ["--tls-address", "10.0.0.6"], "--tls-address needs --tls", id="probe-no-tls"
+        ),
+        pytest.param(
+            "migrate",
+            ["--data-path", "relay", "--tls-address", "10.0.0.6"],
+            "--tls-address has no use with --data-path relay",
+            id="migrate-relay",
+        ),
+        *(
+            pytest.param(
+                command,
+                ["--tls", "--tls-address", "lab-b"],
+                "--tls-address 'lab-b' is not an IP",
+                id=f"{command}-name",
+            )
+            for command in ("migrate", "probe")
         ),
     ],
 )
-@pytest.mark.parametrize("command", ["migrate", "probe"])
 def test_a_bad_tls_address_is_refused_before_connecting(
     no_hosts: dict[str, list[Any]],
     command: str,

@@ -504,9 +504,9 @@ def test_after_staging_the_memory_in_use_is_read_again(lab: FakeLab) -> None:
 @pytest.mark.parametrize("host", [SRC, TGT])
 def test_tls_without_socat_on_a_host_stops_in_preflight(lab: FakeLab, host: str) -> None:
     for each in (SRC, TGT):
-        lab.answer(each, "command -v socat", result(status=1 if each == host else 0))
+        lab.answer(each, "command -v socat", result("" if each == host else "socat\n"))
     engine, error = fail(lab, PreflightFailed, MigrationOptions(tls=True))
-    assert error.message == f"{host}: --tls needs socat, which is not installed there"
+    assert error.message == f"{host}: --data-path tls needs socat or python3, and neither is there"
     assert "nothing was changed" in (error.hint or "")
     assert engine.report.outcome is Outcome.NOT_STARTED
     assert lab.streams() == []
@@ -566,7 +566,7 @@ def tls_lab(
 ) -> list[TLSExporter]:
     """Answers for a ``--tls`` migration; returns the list its exporter will be put in."""
     for host in (SRC, TGT):
-        lab.answer(host, "command -v socat", result())
+        lab.answer(host, "command -v socat", result("socat\n"))
         lab.answer(host, "tar -x --no-same-owner", result())  # the TLS credentials
     lab.answer(TGT, "SSH_CONNECTION", result("10.0.0.2\n"))
     lab.answer(TGT, "OPENSSL-LISTEN", result("celestial-ssh-listening 4433\n"))

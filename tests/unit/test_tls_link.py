@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from celestial_ssh import commands, host_scripts, tls_link
-from celestial_ssh.data_plane import DataPlane
+from celestial_ssh.data_plane import DataPlane, TLSEnds
 from celestial_ssh.errors import ConnectionFailed, InvalidInput, PreflightFailed
 from celestial_ssh.ssh import CommandResult
 
@@ -121,7 +121,8 @@ class RecordingSession:
 
     def run(self, argv: list[str], **_options: object) -> CommandResult:
         self.commands.append(list(argv))
-        return CommandResult(self.host.name, " ".join(argv), 0, self.ssh_server_address, "")
+        said = "socat\n" if argv == tls_link.find_tls_program() else self.ssh_server_address
+        return CommandResult(self.host.name, " ".join(argv), 0, said, "")
 
     def start(self, argv: list[str], **_options: object) -> Receiver:
         self.commands.append(list(argv))
@@ -147,7 +148,7 @@ class Receiver:
 
 def _prepare(address: str | None) -> tuple[str, RecordingSession, RecordingSession]:
     source, target = RecordingSession("lab-a"), RecordingSession("lab-b")
-    chosen = DataPlane("paramiko").prepare_tls(
+    ends = DataPlane("paramiko").prepare_tls(
         source,  # type: ignore[arg-type]
         target,  # type: ignore[arg-type]
         "/var/tmp/celestial-ssh.src",
@@ -155,7 +156,8 @@ def _prepare(address: str | None) -> tuple[str, RecordingSession, RecordingSessi
         timeout=5,
         address=address,
     )
-    return chosen, source, target
+    assert (ends.source_program, ends.target_program) == ("socat", "socat")
+    return ends.address, source, target
 
 
 def test_the_target_listens_where_its_ssh_session_arrived_by_default() -> None:
@@ -394,7 +396,7 @@ def _stream(
 ) -> subprocess.Popen[bytes]:
     link = DataPlane.tls_link(
         source_dir,
-        address,
+        TLSEnds(address, "socat", "socat"),
         port,
         commands.direct_link_fifo(source_dir),
         stall_timeout_s=10,
@@ -510,7 +512,7 @@ def test_the_archive_lands_while_an_announcing_checkpoint_still_runs(tmp_path: P
     ]
     link = DataPlane.tls_link(
         source_dir,
-        "127.0.0.1",
+        TLSEnds("127.0.0.1", "socat", "socat"),
         listener.port,
         commands.direct_link_fifo(source_dir),
         stall_timeout_s=10,

@@ -328,6 +328,8 @@ class FakeLab:
         self.relay_error: BaseException | None = None
         self.during_relay: Callable[[], None] | None = None  # runs halfway through a stream
         self.events: list[Event] = []
+        # whether the default data path (auto) is left to try a TLS link (see options)
+        self.proves_tls = False
         self._lock = threading.Lock()
 
     # -- scripting ---------------------------------------------------------------------
@@ -369,8 +371,12 @@ class FakeLab:
         )
 
     def options(self, options: MigrationOptions | None = None, **fields: Any) -> MigrationOptions:
-        """``options`` (or ``MigrationOptions(**fields)``) reaching this lab's hosts."""
+        """``options`` (or ``MigrationOptions(**fields)``) reaching this lab's hosts. The
+        default data path (auto) becomes relay unless :attr:`proves_tls` is set: these
+        fake hosts run no TLS link unless a test scripts one."""
         options = options or MigrationOptions(**fields)
+        if options.chosen_data_path() == "auto" and not self.proves_tls:
+            options = dataclasses.replace(options, data_path="relay")
         return dataclasses.replace(options, connection=self.settings(options.connection))
 
     def connect(self, host: ResolvedHost, notice: Any = None) -> LabSession:
