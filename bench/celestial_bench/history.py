@@ -15,7 +15,8 @@ One line per mode and size of each `make bench` run: medians of the runs that wo
 local lab (lab-a -> lab-b, one machine). `bench/run.py` appends the lines of every run; the
 latest run in full is `latest.md` / `latest.json`, older raw runs are in git history. Modes
 are the labels of `bench/celestial_bench/settings.py` (`far-*`: the distant-coordinator
-section, its delay each way to each host). The method is in `bench/README.md`.
+section, its rate and delay each way to each host; `tool` was the no-flag default, relayed,
+until `default` came with the automatic data path). The method is in `bench/README.md`.
 
 | date (UTC) | machine | mode | size | downtime s | ÷ floor | total s | commit, note |
 |---|---|---|---|---|---|---|---|
@@ -34,12 +35,14 @@ def history_lines(document: dict[str, Any], note: str = "") -> list[str]:
     ]
     distant = document.get("distant")
     if distant:
+        # older results: one size for the section, no rate, no ratio to a floor
+        link = distant.get("rate") and f"{distant['rate']}, {distant['delay']}"
         rows += [
             (
-                f"{row['mode']} ({distant['delay']})",
-                distant["size_mb"],
+                f"{row['mode']} ({link or distant['delay']})",
+                row.get("size_mb", distant.get("size_mb")),
                 row["downtime_s"],
-                None,
+                row.get("vs_floor"),
                 row["total_s"],
             )
             for row in distant["summary"]

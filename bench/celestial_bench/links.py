@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from .settings import (
     Mode,
     log,
 )
-from .summary import distant_summary
+from .summary import distant_summary, shown_steps
 
 
 def known_host_name(host: str, port: int) -> str:
@@ -162,14 +163,35 @@ def slow_links(
     return section
 
 
+@dataclass(frozen=True)
+class Link:
+    """The coordinator's link to each host: a rate each way (None: not limited) and a
+    one-way delay, as bench/throttle.py takes them."""
+
+    rate: str | None
+    delay: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.rate} and {self.delay} each way" if self.rate else f"{self.delay} each way"
+
+
 def distant_coordinator(
-    lab: Lab, image: str, delay: str, runs: int, size_mb: int, migrate_help: str
+    lab: Lab, image: str, link: Link, runs: int, sizes: Sequence[int], migrate_help: str
 ) -> dict[str, Any]:
-    """Both hosts behind bench/throttle.py --delay (the coordinator far from them, the hosts
-    near each other): what the remote commands' round trips add to a migration."""
-    section: dict[str, Any] = {"delay": delay, "size_mb": size_mb, "runs": [], "notes": []}
-    modes, skipped = runnable_modes(DISTANT_MODES, migrate_help)
-    section["notes"] += [f"{label} skipped: {why}" for label, why in skipped.items()]
+    """Both hosts behind bench/throttle.py (the coordinator far from them behind a slow link,
+    the hosts near each other): what round trips and the coordinator's own link cost a
+    migration, and whether the default data path avoids that link."""
+    section: dict[str, Any] = {
+        "delay": link.delay,
+        "rate": link.rate,
+        "link": link.text,
+        "sizes": list(sizes),
+        "runs": [],
+        "notes": [],
+    }
+    modes, notes = runnable_modes(DISTANT_MODES, migrate_help)
+    section["notes"] += [f"{label}: {note}" for label, note in notes.items()]
     upstreams = {host: sshd_address(host) for host in (SOURCE, TARGET)}
     with (
         contextlib.ExitStack() as proxies,
@@ -178,27 +200,33 @@ def distant_coordinator(
         proxied = {}
         for alias, host in ((FAR_SOURCE, SOURCE), (FAR_TARGET, TARGET)):
             listen = free_loopback(upstreams[host][1])  # free: the proxies before are bound
-            proxies.enter_context(throttled(listen, upstreams[host], delay=delay))
+            # each proxy has a bucket per direction: a relayed archive comes down the source's
+            # and goes up the target's, the two directions of one link of this rate
+            proxies.enter_context(throttled(listen, upstreams[host], link.rate, link.delay))
             proxied[alias] = (host, listen)
         section["proxies"] = {
             alias: f"{listen[0]}:{listen[1]} -> {host}" for alias, (host, listen) in proxied.items()
         }
         config = write_proxied_config(Path(scratch), proxied)
         for run in range(runs):
-            for mode in modes[run % len(modes) :] + modes[: run % len(modes)]:
-                log(f"distant coordinator ({delay} each way): {size_mb} MiB, {mode.text}")
-                record = run_once(
-                    lab,
-                    mode,
-                    image=image,
-                    size_mb=size_mb,
-                    run=run,
-                    config=config,
-                    source=FAR_SOURCE,
-                    target=FAR_TARGET,
-                )
-                record["delay"] = delay
-                section["runs"].append(record)
-                log(describe(record))
-    section["summary"] = distant_summary(section["runs"], modes)
+            for index, size_mb in enumerate(sizes):
+                shift = (run + index) % len(modes)
+                for mode in [*modes[shift:], *modes[:shift]]:
+                    log(f"distant coordinator ({link.text}): {size_mb} MiB, {mode.text}")
+                    # the floor is one shell on lab-a (the lab's own alias, not the proxy's)
+                    record = run_once(
+                        lab,
+                        mode,
+                        image=image,
+                        size_mb=size_mb,
+                        run=run,
+                        config=config,
+                        source=FAR_SOURCE,
+                        target=FAR_TARGET,
+                    )
+                    record.update(delay=link.delay, rate=link.rate)
+                    section["runs"].append(record)
+                    log(describe(record))
+    section["summary"] = distant_summary(section["runs"], modes, sizes)
+    section["steps"] = shown_steps(section["runs"])
     return section

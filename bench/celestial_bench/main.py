@@ -10,13 +10,26 @@ from typing import Any
 
 from .data_plane import data_plane
 from .lab import Lab, ensure_image, image_name, ssh_agent, wait_for_quiet_lab
-from .links import distant_coordinator, slow_links
+from .links import Link, distant_coordinator, slow_links
 from .machine import machine
 from .processes import check_rusage
 from .report import print_report, write_results
 from .runs import describe, help_text, run_once, runnable_modes
-from .settings import BENCH, CHECK_EVERY, CLI, INTERVAL_MS, LAB_CONFIG, MODES, Mode, log
-from .summary import summarise
+from .settings import (
+    BENCH,
+    CHECK_EVERY,
+    CLI,
+    DISTANT_DELAY,
+    DISTANT_RATE,
+    FALLBACK_ADDRESS,
+    INTERVAL_MS,
+    LAB_CONFIG,
+    MODES,
+    Mode,
+    fallback_mode,
+    log,
+)
+from .summary import decision_summary, summarise
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -53,14 +66,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--distant-delay",
-        default="25ms",
-        help="one-way delay between this machine and each host (default 25ms)",
+        default=DISTANT_DELAY,
+        help=f"one-way delay between this machine and each host (default {DISTANT_DELAY})",
+    )
+    parser.add_argument(
+        "--distant-rate",
+        default=DISTANT_RATE,
+        help=f"this machine's link to each host, each way (default {DISTANT_RATE}; "
+        "'none': no limit)",
     )
     parser.add_argument(
         "--distant-runs", type=int, default=3, help="distant-coordinator runs per mode (default 3)"
     )
     parser.add_argument(
-        "--distant-size", type=int, default=16, help="distant workload in MiB (default 16)"
+        "--distant-sizes",
+        "--distant-size",
+        dest="distant_sizes",
+        default="256",
+        help="distant workload sizes in MiB (default 256; e.g. 256,1024)",
+    )
+    parser.add_argument(
+        "--fallback-address",
+        default=FALLBACK_ADDRESS,
+        help="--tls-address of the `fallback` mode: an address the target cannot listen on "
+        f"(default {FALLBACK_ADDRESS})",
     )
     parser.add_argument("--results", type=Path, default=BENCH / "results", help="output directory")
     parser.add_argument(
@@ -69,6 +98,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     args.slow_links = [s.strip() for s in args.slow_links.split(",") if s.strip()]
+    args.distant_sizes = [int(s) for s in args.distant_sizes.split(",") if s.strip()]
+    if args.distant_rate.strip().lower() in ("", "none", "0"):
+        args.distant_rate = None
     return args
 
 
@@ -82,17 +114,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     migrate_help = help_text("migrate") or ""
     wanted = args.modes.split(",") if args.modes else [m.label for m in MODES]
     known = {m.label: m for m in MODES}
+    known["fallback"] = fallback_mode(args.fallback_address)
     unknown = [label for label in wanted if label not in known]
     if unknown:
         log(f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(known)}")
         return 2
-    modes, skipped = runnable_modes([known[label] for label in wanted], migrate_help)
-    notes = {label: f"skipped: {why}" for label, why in skipped.items()}
-    for label, why in skipped.items():
-        log(f"mode {label} skipped: {why}")
+    modes, notes = runnable_modes([known[label] for label in wanted], migrate_help)
+    for label, note in notes.items():
+        log(f"mode {label}: {note}")
     started = time.monotonic()
     document: dict[str, Any] = {
-        "schema": 1,
+        # 2: the distant section has several sizes, a rate, a floor and steps read from the
+        # reports; runs have before_freeze_s. Readers take schema 1 documents too.
+        "schema": 2,
         "options": {
             "sizes": args.sizes,
             "runs": args.runs,
@@ -103,8 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.skip_distant
             else {
                 "delay": args.distant_delay,
+                "rate": args.distant_rate,
                 "runs": args.distant_runs,
-                "size_mb": args.distant_size,
+                "sizes": args.distant_sizes,
             },
             "runs_throughput": args.throughput_runs,
             "interval_ms": INTERVAL_MS,
@@ -128,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "throughput": None,
         "slow_links": None,
         "distant": None,
+        "decision": None,
         "interrupted": False,
     }
     lab = Lab()
@@ -140,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         lab.clean_up()
         document["summary"] = summarise(document["runs"], modes, args.sizes)
+        document["decision"] = decision_summary(document["runs"], document["summary"])
         document["duration_s"] = round(time.monotonic() - started, 1)
         paths = write_results(document, args.results)
     print_report(document, paths)
@@ -178,5 +215,10 @@ def measure_all(
         )
     if not args.skip_distant:
         document["distant"] = distant_coordinator(
-            lab, image, args.distant_delay, args.distant_runs, args.distant_size, migrate_help
+            lab,
+            image,
+            Link(rate=args.distant_rate, delay=args.distant_delay),
+            args.distant_runs,
+            args.distant_sizes,
+            migrate_help,
         )

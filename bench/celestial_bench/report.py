@@ -10,7 +10,14 @@ from typing import Any
 from .history import append_history
 from .machine import machine_line
 from .settings import INTERVAL_MS, REPO
-from .tables import distant_table, main_table, size_text, slow_table, throughput_table
+from .tables import (
+    decision_table,
+    distant_table,
+    main_table,
+    size_text,
+    slow_table,
+    throughput_table,
+)
 
 
 def all_notes(document: dict[str, Any]) -> list[str]:
@@ -56,6 +63,13 @@ def markdown_report(document: dict[str, Any]) -> str:
         main_table(document["summary"], markdown=True),
     ]
     parts += [f"\n- {note}" for note in all_notes(document)]
+    decision = document.get("decision")
+    if decision and decision.get("rows"):
+        parts += markdown_section(
+            "The data path before the freeze (medians)",
+            decision_table(decision, markdown=True),
+            [DECISION_NOTE.format(reference=decision["reference"])],
+        )
     if document.get("throughput"):
         section = document["throughput"]
         parts += markdown_section(
@@ -73,12 +87,28 @@ def markdown_report(document: dict[str, Any]) -> str:
     if document.get("distant"):
         section = document["distant"]
         parts += markdown_section(
-            f"Distant coordinator ({section['delay']} each way to each host, "
-            f"{section['size_mb']} MiB workload, medians)",
+            f"Distant coordinator ({distant_title(section)}, medians)",
             distant_table(section, markdown=True),
             section["notes"] + failure_notes(section["runs"]),
         )
     return "\n".join(parts) + "\n"
+
+
+DECISION_NOTE = (
+    "*before freeze*: from the start of the move to the workload's last tick before its gap "
+    "(with the CLI's start-up); *vs {reference}*: that, less the relayed run's; *host to "
+    "host*: the report's `host_to_host_probe`, else its steps the relayed run does not have "
+    "(the link's set-up, or the failed attempt); *÷ {reference}*: downtime against the "
+    "relayed run's."
+)
+
+
+def distant_title(section: dict[str, Any]) -> str:
+    """``20mbit and 20ms each way to each host, 256 MiB workload``; older results had a
+    delay and one size only."""
+    link = section.get("link") or f"{section['delay']} each way"
+    sizes = section.get("sizes") or [section.get("size_mb")]
+    return f"{link} to each host, {' and '.join(str(s) for s in sizes)} MiB workload"
 
 
 def markdown_section(title: str, table: str, notes: Sequence[str]) -> list[str]:
@@ -115,10 +145,15 @@ def print_report(document: dict[str, Any], paths: Sequence[Path]) -> None:
             print(f"  {note}")
     if document.get("distant"):
         section = document["distant"]
-        print(f"\nDistant coordinator, {section['delay']} each way, {section['size_mb']} MiB:")
+        print(f"\nDistant coordinator, {distant_title(section)}:")
         print(distant_table(section, markdown=False))
         for note in section["notes"] + failure_notes(section["runs"]):
             print(f"  {note}")
+    decision = document.get("decision")
+    if decision and decision.get("rows"):
+        print("\nThe data path before the freeze:")
+        print(decision_table(decision, markdown=False))
+        print("  " + DECISION_NOTE.format(reference=decision["reference"]))
     print(
         f"\nwall clock per size (all runs, with workload start and clean-up, s): "
         f"{document['size_wall_s']}; whole benchmark {document['duration_s']:.0f} s"

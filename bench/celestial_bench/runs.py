@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import re
 import subprocess
@@ -40,16 +41,30 @@ def unsupported(args: Sequence[str], help_out: str) -> str | None:
 
 
 def runnable_modes(modes: Sequence[Mode], migrate_help: str) -> tuple[list[Mode], dict[str, str]]:
-    """The modes the installed CLI takes, and why each other one is skipped (by label)."""
+    """The modes the installed CLI takes (a row it lacks options for as its ``older_args``
+    where the row has them), and a note on each mode skipped or changed (by label)."""
     kept: list[Mode] = []
-    skipped: dict[str, str] = {}
+    notes: dict[str, str] = {}
     for mode in modes:
-        why = unsupported(mode.args, migrate_help) if mode.kind == "tool" else None
-        if why:
-            skipped[mode.label] = why
+        why = unsupported((*mode.needs, *mode.args), migrate_help) if mode.kind == "tool" else None
+        if why and mode.older_args is not None and not unsupported(mode.older_args, migrate_help):
+            older = dataclasses.replace(mode, args=mode.older_args, older_args=None)
+            kept.append(older)
+            notes[mode.label] = f"ran `{older.text}` instead: {why}"
+        elif why:
+            notes[mode.label] = f"skipped: {why}"
         else:
             kept.append(mode)
-    return kept, skipped
+    return kept, notes
+
+
+def before_freeze_s(workload: dict[str, Any] | None, move_started_ms: int) -> float | None:
+    """From the start of the move to the workload's last tick before its gap: the time before
+    the freeze as the workload saw it, whatever the tool calls its steps."""
+    before = (workload or {}).get("gap_before") or {}
+    if "wall_ms" not in before:
+        return None
+    return round((int(before["wall_ms"]) - move_started_ms) / 1000, 3)
 
 
 def run_once(
@@ -83,6 +98,7 @@ def run_once(
         source_log = container_log(SOURCE, name)
         record["started_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         move_started_ms = int(time.time() * 1000)
+        record["move_started_ms"] = move_started_ms
         clock = time.monotonic()
         if mode.kind == "floor":
             move = move_floor(lab, name, config)
@@ -126,8 +142,12 @@ def run_once(
                 move_ended_ms=move_ended_ms,
                 source_log=source_log,
             )
+            workload = view.to_dict()
             record.update(
-                downtime_s=view.downtime_s, log_source=log_source, workload=view.to_dict()
+                downtime_s=view.downtime_s,
+                before_freeze_s=before_freeze_s(workload, move_started_ms),
+                log_source=log_source,
+                workload=workload,
             )
             if not view.state_ok:
                 record.update(ok=False, error=f"workload state: {view.problem}")
@@ -147,4 +167,6 @@ def describe(record: dict[str, Any]) -> str:
     text = f"{head} downtime {record['downtime_s']:6.2f} s  total {record['total_s']:6.2f} s"
     if record.get("tool_downtime_s") is not None:
         text += f"  (tool says downtime {record['tool_downtime_s']:.2f} s)"
+    if record.get("before_freeze_s") is not None:
+        text += f"  before the freeze {record['before_freeze_s']:.2f} s"
     return text + f"  cpu {record['cpu_s']:.2f} s  rss {record['peak_rss_kib'] / 1024:.0f} MiB"

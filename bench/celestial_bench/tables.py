@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .settings import DISTANT_STEPS, MB
+from .settings import MB, OLD_DISTANT_STEPS
 
 
 def size_text(count: int) -> str:
@@ -20,6 +20,17 @@ def fmt(value: Any, digits: int = 2, suffix: str = "") -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}{suffix}"
     return f"{value}{suffix}"
+
+
+def mode_cell(row: dict[str, Any], markdown: bool) -> str:
+    """A row's label, and in markdown the command it ran (two labels may run the same one)."""
+    if markdown and row["command"] != row["mode"]:
+        return f"{row['mode']}: `{row['command']}`"
+    return str(row["mode"])
+
+
+def signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2f}"
 
 
 def render(
@@ -64,7 +75,7 @@ def main_table(summary: list[dict[str, Any]], markdown: bool) -> str:
     rows = [
         [
             f"{row['size_mb']} MB",
-            f"`{row['command']}`" if markdown and row["command"] != row["mode"] else row["mode"],
+            mode_cell(row, markdown),
             fmt(row["downtime_s"]),
             fmt(row["tool_downtime_s"]),
             fmt(row["total_s"]),
@@ -155,16 +166,80 @@ def slow_table(section: dict[str, Any], markdown: bool) -> str:
     return render(headers, rows, markdown, left=3)
 
 
+def row_steps(row: dict[str, Any]) -> dict[str, Any]:
+    """A summary row's step medians; rows of results written before the steps were read
+    from the reports hold them as ``STEP_s`` keys."""
+    steps = row.get("steps")
+    if isinstance(steps, dict):
+        return steps
+    return {step: row.get(f"{step}_s") for step in OLD_DISTANT_STEPS}
+
+
 def distant_table(section: dict[str, Any], markdown: bool) -> str:
+    """One row per size and mode: total, the steps before the freeze, downtime, ÷ floor.
+    Results without sizes per row (one size) or steps (older results) are shown as they are."""
+    summary = section["summary"]
+    steps = section.get("steps") or list(OLD_DISTANT_STEPS)
+    sized = any("size_mb" in row for row in summary)
     rows = [
         [
-            row["command"],
+            *([f"{row['size_mb']} MB"] if sized else []),
+            mode_cell(row, markdown),
             f"{row['runs'] - row['failures']}/{row['runs']}",
+            *([row.get("chosen") or "-"] if sized else []),
             fmt(row["total_s"]),
-            *(fmt(row[f"{step}_s"]) for step in DISTANT_STEPS),
+            *([fmt(row.get("before_freeze_s"))] if sized else []),
+            *(fmt(row_steps(row).get(step)) for step in steps),
             fmt(row["downtime_s"]),
+            *([fmt(row.get("vs_floor"), suffix="x")] if sized else []),
         ]
-        for row in section["summary"]
+        for row in summary
     ]
-    headers = ["mode", "ok", "total s", *(f"{step} s" for step in DISTANT_STEPS), "downtime s"]
-    return render(headers, rows, markdown, left=1)
+    headers = [
+        *(["size"] if sized else []),
+        "mode",
+        "ok",
+        *(["transport/compr."] if sized else []),
+        "total s",
+        *(["before freeze s"] if sized else []),
+        *(f"{step} s" for step in steps),
+        "downtime s",
+        *(["÷ floor"] if sized else []),
+    ]
+    return render(headers, rows, markdown, left=4 if sized else 1)
+
+
+def decision_table(decision: dict[str, Any], markdown: bool) -> str:
+    """The data path: what the default's choice, or its failed host-to-host attempt, costs
+    before the freeze (measured from the workload, and the reports' steps) and during it."""
+    steps = decision["steps"]
+    rows = [
+        [
+            f"{row['size_mb']} MB",
+            mode_cell(row, markdown),
+            f"{row['runs'] - row['failures']}/{row['runs']}",
+            row.get("chosen") or "-",
+            fmt(row["before_freeze_s"]),
+            signed(row["vs_relayed_before_freeze_s"]),
+            fmt(row["attempt_s"]),
+            *(fmt(row["steps"].get(step)) for step in steps),
+            fmt(row["downtime_s"]),
+            fmt(row["vs_floor"], suffix="x"),
+            fmt(row["vs_relayed"], suffix="x"),
+        ]
+        for row in decision["rows"]
+    ]
+    headers = [
+        "size",
+        "mode",
+        "ok",
+        "transport/compr.",
+        "before freeze s",
+        f"vs {decision['reference']} s",
+        "host to host s",
+        *(f"{step} s" for step in steps),
+        "downtime s",
+        "÷ floor",
+        f"÷ {decision['reference']}",
+    ]
+    return render(headers, rows, markdown, left=4)

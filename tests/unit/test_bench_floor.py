@@ -137,11 +137,12 @@ def test_an_interrupted_run_passes_the_interrupt_on_and_waits_for_the_child(tmp_
 
 def test_the_distant_summary_takes_medians_of_the_runs_that_worked() -> None:
     modes = bench_module("settings").DISTANT_MODES
-    relayed, tls = modes
+    _floor, _default, relayed, tls = modes
 
     def record(mode: object, total: float, preflight: float, ok: bool = True) -> dict[str, object]:
         return {
             "mode": mode.label,  # type: ignore[attr-defined]
+            "size_mb": 256,
             "ok": ok,
             "total_s": total,
             "downtime_s": 0.8,
@@ -155,18 +156,21 @@ def test_the_distant_summary_takes_medians_of_the_runs_that_worked() -> None:
         record(tls, 9.9, 9.9, ok=False),
         record(relayed, 5.8, 1.4),
     ]
-    summary = bench_module("summary").distant_summary(runs, modes)
+    summary = bench_module("summary").distant_summary(runs, modes, [256])
     assert [(row["mode"], row["runs"], row["failures"]) for row in summary] == [
         ("far-relayed", 3, 0),
         ("far-tls", 2, 1),
     ]
-    assert (summary[0]["total_s"], summary[0]["preflight_s"]) == (5.6, 1.5)
-    assert (summary[1]["total_s"], summary[1]["tls_setup_s"]) == (5.7, None)
-    table = bench_module("tables").distant_table({"summary": summary}, markdown=True)
-    assert table.splitlines()[0] == (
-        "| mode | ok | total s | connect s | preflight s | tls_setup s | cleanup s | downtime s |"
+    assert (summary[0]["total_s"], summary[0]["steps"]["preflight"]) == (5.6, 1.5)
+    assert (summary[1]["total_s"], summary[1]["vs_floor"]) == (5.7, None)
+    table = bench_module("tables").distant_table(
+        {"summary": summary, "steps": ["connect", "preflight", "cleanup"]}, markdown=True
     )
-    assert "| celestial-ssh migrate --tls --compress none | 1/2 | 5.70 |" in table
+    assert table.splitlines()[0] == (
+        "| size | mode | ok | transport/compr. | total s | before freeze s | connect s "
+        "| preflight s | cleanup s | downtime s | ÷ floor |"
+    )
+    assert "| 256 MB | far-tls: `celestial-ssh migrate --tls --compress none` | 1/2 |" in table
 
 
 def test_the_results_are_the_latest_run_and_a_history_line_per_mode_and_size(
