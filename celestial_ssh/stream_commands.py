@@ -37,6 +37,7 @@ def checkpoint_stream(
     gated: bool = False,
     hashed: bool = False,
     announce: bool = False,
+    announce_on_stderr: bool = False,
 ) -> list[str]:
     """Checkpoint ``container`` and write the archive to stdout while podman produces it
     (``checkpoint_stream.sh``, which says how and why).
@@ -53,12 +54,15 @@ def checkpoint_stream(
     (and, when ``hashed``, the SHA-256) to descriptor
     :data:`~celestial_ssh.stream_markers.ANNOUNCE_FD` once podman (at debug level) says
     its export succeeded and the reader has copied (and hashed) the last byte.
+    ``announce_on_stderr`` (which implies ``announce``): say it on stderr instead, for a
+    relayed stream, whose stdout is the archive itself.
 
     The stats JSON and the exit status land in the work directory. CRIU's images stay in
     podman's storage, so the source can restore locally if anything later fails.
     """
     validate_container_name(container)
     validate_remote_path(workdir)
+    announce = announce or announce_on_stderr
     checkpoint = [
         *podman,
         *(["--log-level=debug"] if announce else []),
@@ -75,7 +79,7 @@ def checkpoint_stream(
         workdir,
         _flag("gated", gated),
         _flag("hashed", hashed),
-        _flag("announce", announce),
+        "announce-on-stderr" if announce_on_stderr else _flag("announce", announce),
         *checkpoint,
     )
 

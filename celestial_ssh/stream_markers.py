@@ -30,7 +30,8 @@ SOURCE_BYTES_MARKER = "celestial-ssh-source-bytes"
 # down the container's network and storage (0.15-0.25 s measured on our lab), which the
 # restore need not wait for.
 EXPORTED_MARKER = "celestial-ssh-exported"
-# the file descriptor the announcement goes to (the script's caller opens it)
+# the file descriptor the announcement goes to (the script's caller opens it); a relayed
+# stream says it on stderr instead, as its stdout is the archive
 ANNOUNCE_FD = 5
 # what a direct checkpoint stream says once its link has ended, with the link's status
 LINK_ENDED_MARKER = "celestial-ssh-link-ended"
@@ -73,12 +74,14 @@ def parse_link_ended(line: str) -> int | None:
 
 @dataclass
 class StreamAnnouncements:
-    """What a direct checkpoint stream says on its stdout during the freeze.
+    """What a checkpoint stream says during the freeze: a direct one on its stdout, a
+    relayed one on its stderr.
 
     The restore may start once the archive is complete on the source (:data:`EXPORTED_MARKER`)
     and has landed on the target: over TLS the target's listener tells the coordinator
     that itself; over ``ssh`` (``link_must_end``) only the source sees its link end, and
-    says so (:data:`LINK_ENDED_MARKER`). With ``digest_required``, only an announcement
+    says so (:data:`LINK_ENDED_MARKER`); relayed, the coordinator sees the announced size
+    pass and the target's landing end. With ``digest_required``, only an announcement
     that carries the archive's SHA-256 will do (the target checks it before restoring);
     without one the restore waits for the script's end, whose last line decides.
     """
@@ -108,6 +111,16 @@ class StreamAnnouncements:
     @property
     def link_failed(self) -> bool:
         return self.link_status not in (None, 0)
+
+
+def without_markers(stderr: str) -> list[str]:
+    """The lines of a checkpoint script's ``stderr`` that are not its marker lines (its
+    size and digest, an announcement said there): what podman and the script said."""
+    return [
+        line
+        for line in stderr.splitlines()
+        if not line.startswith((SOURCE_BYTES_MARKER + " ", EXPORTED_MARKER + " "))
+    ]
 
 
 def _source_marker(stderr: str) -> list[str]:

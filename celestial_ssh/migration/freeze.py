@@ -10,6 +10,7 @@ from ..data_plane import StreamProcess
 from ..errors import ConnectionFailed, RemoteCommandFailed
 from ..events import Phase, PhaseFinished, PhaseStarted, TransferProgress
 from ..ssh import CommandResult
+from ..stream_markers import without_markers
 from ..units import megabytes, megabytes_per_s
 from .context import MigrationContext
 from .state import State
@@ -78,11 +79,7 @@ def _checkpoint_failure(ctx: MigrationContext, checkpointed: CommandResult) -> E
         host=ctx.source_text,
         command=checkpointed.command,
         exit_status=checkpointed.exit_status,
-        stderr="\n".join(
-            line
-            for line in checkpointed.stderr.splitlines()
-            if not line.startswith(commands.SOURCE_BYTES_MARKER)
-        ),
+        stderr="\n".join(without_markers(checkpointed.stderr)),
         hint="If the container uses established TCP connections, try --tcp-established.",
     )
 
@@ -114,9 +111,11 @@ def _archive_complete(
     exported: VerifiedArchive,
     started: float,
 ) -> None:
-    """The source said the archive is complete (and, over ``ssh``, landed) while podman
-    still tidies up there (network, storage: 0.15-0.5 s on our lab): the restore need
-    not wait for that. The checkpoint's exit is collected once the restore was sent."""
+    """The source said the archive is complete (and, over ``ssh``, landed; relayed, that
+    many bytes with that digest passed this machine) while podman still tidies up there
+    (network, storage: 0.15-0.5 s on our lab): the restore need not wait for that, once
+    the target's landing has ended. The checkpoint's exit is collected once the restore
+    was sent; a failure it reports then is a warning (see restore._collect_checkpoint_end)."""
     checkpoint_s = time.monotonic() - started
     ctx.report.timings[Phase.CHECKPOINT.value] = round(checkpoint_s, 4)
     ctx.emit(PhaseFinished(Phase.CHECKPOINT, checkpoint_s, megabytes(exported.size)))

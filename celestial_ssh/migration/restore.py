@@ -15,6 +15,7 @@ from ..events import Phase
 from ..podman_json import flatten_stats, parse_container_inspect, parse_container_list, parse_stats
 from ..report import Outcome
 from ..ssh import CommandResult
+from ..stream_markers import without_markers
 from .context import MigrationContext
 from .state import State
 from .wording import one_line
@@ -146,11 +147,8 @@ def _collect_checkpoint_end(ctx: MigrationContext) -> None:
             "archive had landed; the restore went ahead"
         )
         return
-    lines = [
-        line
-        for line in said.stderr.splitlines()
-        if line.strip() and not line.startswith(commands.SOURCE_BYTES_MARKER)
-    ]
+    # (a relayed stream's stderr also holds its announcement)
+    lines = [line for line in without_markers(said.stderr) if line.strip()]
     detail = lines[-1].strip() if lines else f"exit {said.exit_status}"
     ctx.warn(
         f"{source}: podman reported a failure after its checkpoint archive was "

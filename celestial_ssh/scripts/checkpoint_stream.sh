@@ -8,7 +8,8 @@
 #   ANNOUNCE  "announce": say "celestial-ssh-exported SIZE" (with SHA256 when hashed) on
 #             descriptor 5 as soon as podman says its export succeeded and the whole
 #             archive has been copied (and hashed) (podman then runs at debug level, and
-#             still tidies up for a while)
+#             still tidies up for a while); "announce-on-stderr": the same on stderr (a
+#             relayed stream: its stdout is the archive, and nobody opens descriptor 5)
 #   PODMAN_CHECKPOINT...  the podman command, exporting into WORKDIR/checkpoint.fifo
 #
 # podman cannot export to stdout (it prints the container's name there), so it exports
@@ -20,6 +21,9 @@
 # - podman's stdout and stderr go to files, never to the SSH channel: a Go program that
 #   writes to a broken pipe on descriptor 1 or 2 is killed, perhaps holding the lock.
 #
+# When announcing, stdout ends with the archive's last byte, before podman has ended (only
+# the reader holds it; sshd, though, passes that end on only once stderr has ended too).
+#
 # Exit status: podman's; 94 when gated and never told to go; 96 when the start marker or
 # a FIFO cannot be made. The last stderr line is "celestial-ssh-source-bytes SIZE"
 # (and the SHA-256 when hashed). checkpoint.started is written first and
@@ -27,6 +31,10 @@
 
 workdir=$1 gated=$2 hashed=$3 announce=$4
 shift 4
+if [ "$announce" = announce-on-stderr ]; then
+  exec 5>&2
+  announce=announce
+fi
 
 fifo=$workdir/checkpoint.fifo
 stats=$workdir/checkpoint-stats.json

@@ -26,7 +26,14 @@ from typing import Any
 
 import pytest
 
-from celestial_ssh import commands, doctor_commands, host_scripts, podman_commands, tls_link
+from celestial_ssh import (
+    commands,
+    doctor_commands,
+    host_scripts,
+    podman_commands,
+    stream_markers,
+    tls_link,
+)
 from celestial_ssh.commands import CheckpointOptions
 from celestial_ssh.errors import InvalidInput
 from celestial_ssh.readiness_parsers import parse_cpuinfo_summary, parse_df
@@ -426,6 +433,28 @@ TLS_LINK = commands.DirectLink(
             id="checkpoint_stream-announce",
         ),
         pytest.param(
+            # relayed: its stdout is the archive, so it announces on stderr
+            commands.checkpoint_stream(
+                CID, WORKDIR, CheckpointOptions(), gated=True, hashed=True, announce_on_stderr=True
+            ),
+            "checkpoint_stream.sh",
+            [
+                WORKDIR,
+                "gated",
+                "hashed",
+                "announce-on-stderr",
+                "podman",
+                "--log-level=debug",
+                *CHECKPOINT,
+                "--compress",
+                "none",
+                "--print-stats",
+                "--",
+                CID,
+            ],
+            id="checkpoint_stream-announce-on-stderr",
+        ),
+        pytest.param(
             commands.checkpoint_stream(
                 CID,
                 WORKDIR,
@@ -603,6 +632,7 @@ def test_script_argv(argv: list[str], script: str, parameters: list[str]) -> Non
                 f'"{commands.SOURCE_BYTES_MARKER} ',
                 f'"{commands.EXPORTED_MARKER} ',
                 f">&{commands.ANNOUNCE_FD}\n",
+                f"exec {commands.ANNOUNCE_FD}>&2\n",
                 f"exit {commands.EXIT_NOT_STARTED}\n",
                 f"exit {commands.EXIT_FIFO_FAILED}\n",
                 f"/{commands.FIFO_NAME}\n",
@@ -1469,6 +1499,71 @@ def test_a_hashed_announcing_checkpoint_stream_says_the_digest_with_the_size(
     assert commands.parse_source_sum(err.decode()) == digest  # and at the end, as before
     left = sorted(p.name for p in host.workdir.iterdir())
     assert not [name for name in left if name.endswith((".fifo", ".sha256.done"))]
+
+
+def test_a_relayed_checkpoint_stream_announces_on_stderr_before_podman_has_ended(
+    hashing_host: FakeHost,
+) -> None:
+    # relayed, stdout is the archive and nobody opens descriptor 5: the announcement goes to
+    # stderr, and still comes before podman (here tidying up for 3 s) has ended
+    host = hashing_host
+    payload = os.urandom(2 * 1024 * 1024 + 3)
+    (host.root / "payload").write_bytes(payload)
+    host.env.update(FAKE_PODMAN_PAYLOAD=str(host.root / "payload"), FAKE_PODMAN_SLEEP="3")
+    argv = commands.checkpoint_stream(
+        "web",
+        str(host.workdir),
+        CheckpointOptions(),
+        gated=True,
+        hashed=True,
+        announce_on_stderr=True,
+    )
+    process = host.start(argv)
+    digest = hashlib.sha256(payload).hexdigest()
+    assert process.stdin is not None and process.stdout is not None
+    assert process.stderr is not None
+    try:
+        assert process.stdout.readline() == b"ready\n"
+        process.stdin.write(b"go\n")
+        process.stdin.flush()
+        streamed = process.stdout.read()  # its end comes with the last byte
+        line = read_line(process.stderr.fileno(), timeout=2.5)
+        assert line == f"celestial-ssh-exported {len(payload)} {digest}\n"
+        assert not (host.root / "podman-argv.done").exists(), "podman had not ended yet"
+        assert process.wait(timeout=10) == 0
+        rest = process.stderr.read().decode()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert streamed == payload
+    assert host.podman_argv is not None and host.podman_argv[0] == "--log-level=debug"
+    # podman's debug output stays out; the script's last line is its marker, as before
+    assert rest.splitlines() == [
+        'time="t" level=warning msg="a warning is kept"',
+        f"celestial-ssh-source-bytes {len(payload)} {digest}",
+    ]
+    assert stream_markers.without_markers(line + rest) == rest.splitlines()[:1]
+
+
+def test_a_relayed_checkpoint_stream_says_nothing_early_if_podman_never_says_it(
+    host: FakeHost,
+) -> None:
+    # no "Checkpointed container" (an older podman, or one that failed in its export): no
+    # announcement, so the engine waits for the script's end, whose status decides
+    (host.root / "payload").write_bytes(b"an archive")
+    host.env.update(
+        FAKE_PODMAN_PAYLOAD=str(host.root / "payload"),
+        FAKE_PODMAN_SILENT="1",
+        FAKE_PODMAN_STATUS="125",
+    )
+    argv = commands.checkpoint_stream(
+        "web", str(host.workdir), CheckpointOptions(), hashed=True, announce_on_stderr=True
+    )
+    finished = host.run(argv)
+    assert finished.status == 125
+    assert finished.stdout == b"an archive"
+    assert commands.EXPORTED_MARKER not in finished.stderr
+    assert commands.parse_source_bytes(finished.stderr) == len(b"an archive")
 
 
 def test_a_hashed_announcement_without_a_hasher_says_the_size_only(tmp_path: Path) -> None:

@@ -149,7 +149,14 @@ def test_successful_run_report(lab: FakeLab) -> None:
 def test_successful_run_commands(lab: FakeLab) -> None:
     run(lab)
     checkpoint = join(
-        commands.checkpoint_stream(CID, WORKDIRS[SRC], CheckpointOptions(), gated=True, hashed=True)
+        commands.checkpoint_stream(
+            CID,
+            WORKDIRS[SRC],
+            CheckpointOptions(),
+            gated=True,
+            hashed=True,
+            announce_on_stderr=True,
+        )
     )
     lander = join(commands.land_archive(WORKDIRS[TGT], announce=True))
     lock = join(commands.hold_migration_lock(CID))
@@ -1569,7 +1576,14 @@ def test_a_restore_that_does_not_end_needs_recovery(lab: FakeLab) -> None:
 def test_the_freeze_begins_with_the_go_line_once_both_streams_are_ready(lab: FakeLab) -> None:
     run(lab)
     gated = join(
-        commands.checkpoint_stream(CID, WORKDIRS[SRC], CheckpointOptions(), gated=True, hashed=True)
+        commands.checkpoint_stream(
+            CID,
+            WORKDIRS[SRC],
+            CheckpointOptions(),
+            gated=True,
+            hashed=True,
+            announce_on_stderr=True,
+        )
     )
     [exporter] = [p for p in lab.processes if p.command == gated]
     assert exporter.written == [commands.GO_LINE]
@@ -1654,7 +1668,12 @@ def test_pre_copy_where_both_hosts_track_dirty_pages(lab: FakeLab) -> None:
     ]
     # the freeze dumps only what changed since, and the target restores both
     gated = commands.checkpoint_stream(
-        CID, WORKDIRS[SRC], CheckpointOptions(with_previous=True), gated=True, hashed=True
+        CID,
+        WORKDIRS[SRC],
+        CheckpointOptions(with_previous=True),
+        gated=True,
+        hashed=True,
+        announce_on_stderr=True,
     )
     assert lab.ran(SRC, join(gated))
     [restore] = [c for c in lab.commands_on(TGT) if "restore --import" in c]

@@ -193,6 +193,8 @@ class FakeProcess:
         # latin-1: a scripted answer can carry any bytes (e.g. a memory sample) as text
         self.stdout = greeting + outcome.stdout.encode("latin-1")
         self.written: list[bytes] = []
+        # what it has said on stderr while it runs (a relayed checkpoint's announcement)
+        self.said_on_stderr = ""
 
     @property
     def host_name(self) -> str:
@@ -213,6 +215,10 @@ class FakeProcess:
 
     def is_running(self) -> bool:
         return False
+
+    @property
+    def stderr(self) -> str:
+        return self.said_on_stderr
 
     def wait(self, timeout: float) -> CommandResult:
         return self.outcome
@@ -236,6 +242,7 @@ class DeferredFakeProcess(FakeProcess):
         self.killed_after = None
         self.stdout = commands.READY_LINE
         self.written = []
+        self.said_on_stderr = ""
         self.went = False
 
     def write(self, data: bytes) -> None:
