@@ -86,8 +86,8 @@ class TLSEnds:
     the target listens on, and the program each end runs (socat or python3)."""
 
     address: str
-    source_program: str
-    target_program: str
+    source_tool: str
+    target_tool: str
 
 
 class DataPlane:
@@ -291,20 +291,20 @@ class DataPlane:
             )
             return tls_link.parse_address(found.stdout, target.host.name)
 
-        def program(session: SSHSession) -> str:
+        def tool(session: SSHSession) -> str:
             found = session.run(
-                tls_link.find_tls_program(),
+                tls_link.tls_tool(),
                 timeout=timeout,
                 check=True,
-                what="looking for a TLS program",
+                what="looking for socat or python3",
             )
-            return tls_link.parse_tls_program(found.stdout, session.host.name)
+            return tls_link.required_tool(found.stdout, session.host.name)
 
         credentials = tls_link.make_credentials()
-        found, source_program, target_program, *_ = run_together(
+        found, source_tool, target_tool, *_ = run_together(
             listening_address,
-            partial(program, source),
-            partial(program, target),
+            partial(tool, source),
+            partial(tool, target),
             *(
                 partial(
                     send_private_files,
@@ -321,8 +321,8 @@ class DataPlane:
         )
         return TLSEnds(
             address=cast(str, found),
-            source_program=cast(str, source_program),
-            target_program=cast(str, target_program),
+            source_tool=cast(str, source_tool),
+            target_tool=cast(str, target_tool),
         )
 
     def start_tls_listener(
@@ -350,7 +350,7 @@ class DataPlane:
                 port=port,
                 stall_timeout_s=stall_timeout_s,
                 accept_timeout_s=accept_timeout_s,
-                program=ends.target_program,
+                tool=ends.target_tool,
             )
         )
         try:
@@ -381,12 +381,12 @@ class DataPlane:
                     fifo,
                     stall_timeout_s=stall_timeout_s,
                     connect_timeout_s=connect_timeout_s,
-                    program=ends.source_program,
+                    tool=ends.source_tool,
                 )
             ),
             ready_log=tls_link.link_log(source_workdir),
             ready_pattern=tls_link.HANDSHAKE_DONE,
-            program=ends.source_program,
+            program=ends.source_tool,
         )
 
     def measure_tls(

@@ -52,6 +52,15 @@ def run_script(filename: str, *args: str) -> list[str]:
     return run_line(script_name(filename), script_text(filename), *args)
 
 
+def run_python_script(filename: str, *args: str) -> list[str]:
+    """The argv that runs the Python program ``scripts/<filename>`` under the host's
+    ``python3`` with ``args`` (its ``sys.argv[1:]``), sent like a shell script (whole-line
+    comments and blank lines left out: indentation does not depend on them). Isolated
+    (``-I``): neither the environment nor the working directory can put modules of their
+    own in its way, as root."""
+    return ["python3", "-I", "-c", script_text(filename), *args]
+
+
 def run_line(name: str, line: str, *args: str) -> list[str]:
     """The argv that runs the one-line script ``line`` as ``name`` with ``args`` (``$1``...):
     for commands a file's header would outweigh, the line constant like a file's text."""

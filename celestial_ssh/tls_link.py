@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .errors import ConnectionFailed, InvalidInput, PreflightFailed
-from .host_scripts import run_script
+from .host_scripts import run_python_script, run_script
 from .shell import sh_script, validate_remote_path
 
 SOURCE_NAME = "celestial-ssh-source"
@@ -51,6 +51,13 @@ LISTENING_MARKER = "celestial-ssh-listening"
 # handshake (and certificate check) has succeeded
 SOCAT_LISTENING = "listening on"
 HANDSHAKE_DONE = "SSL connection using"
+# what runs an end of the link, in order of preference: socat, else tls_end.py under the
+# host's python3 (stock Debian, Ubuntu and Fedora have python3, CRIU's tools need it, but
+# no socat); either end may be either, they speak the same TLS with the same files
+SOCAT = "socat"
+PYTHON = "python3"
+TLS_TOOLS = (SOCAT, PYTHON)
+TLS_END_SCRIPT = "tls_end.py"
 
 
 @dataclass(frozen=True)
@@ -219,7 +226,7 @@ def listen(
     port: int = 0,
     stall_timeout_s: float,
     accept_timeout_s: float,
-    program: str = "socat",
+    tool: str = "socat",
 ) -> list[str]:
     """The target's end (``tls_listen.sh``): accept one TLS connection on ``address``,
     write what it carries to ``output`` (a path in ``workdir``, or /dev/null for a probe),
@@ -232,12 +239,32 @@ def listen(
     or if nothing moves for ``stall_timeout_s`` plus that (its clock starts at the
     handshake, before the freeze; the coordinator's own stall check, which starts at the
     freeze, comes first).
+
+    With ``tool`` "python3" (a host without socat, :func:`tls_tool`) it is ``tls_end.py``,
+    with the same contract, except that a connection whose handshake fails (a stranger, a
+    wrong certificate) is refused and the listener waits on for the source, and that it
+    runs as :data:`UNPRIVILEGED_USER` from before the first connection.
     """
     validate_remote_path(workdir)
     if output != "/dev/null":
         validate_remote_path(output)
     if digest is not None:
         validate_remote_path(digest)
+    idle_timeout = f"{stall_timeout_s + accept_timeout_s:g}"
+    if _checked_tool(tool) == PYTHON:
+        return run_python_script(
+            TLS_END_SCRIPT,
+            "listen",
+            f"{workdir}/{LISTEN_LOG}",
+            output,
+            digest or "-",
+            idle_timeout,
+            str(ipaddress.ip_address(address)),
+            str(validate_port(port)),
+            f"{accept_timeout_s:g}",
+            f"{workdir}/{IDENTITY_FILE}",
+            f"{workdir}/{PEER_FILE}",
+        )
     # socat 1.7 makes a listening socket IPv4 unless told otherwise
     family = ",pf=ip6" if ipaddress.ip_address(address).version == 6 else ""
     listen_address = (
@@ -250,7 +277,7 @@ def listen(
         output,
         digest or "-",
         str(BUFFER_BYTES),
-        f"{stall_timeout_s + accept_timeout_s:g}",
+        idle_timeout,
         listen_address,
     )
 
@@ -277,16 +304,30 @@ def link(
     *,
     stall_timeout_s: float,
     connect_timeout_s: float = 30,
-    program: str = "socat",
+    tool: str = "socat",
 ) -> list[str]:
     """The source's end, as argv: connect to the target first (``-U``: socat opens its
     first address, the connection, before it waits on ``fifo`` for a writer), then send
-    what is written into ``fifo``. Its log shows :data:`HANDSHAKE_DONE` once the
-    target's certificate passed."""
+    what is written into ``fifo``. Its log (stderr) shows :data:`HANDSHAKE_DONE` once the
+    target's certificate passed. With ``tool`` "python3", ``tls_end.py`` does the same,
+    and exits 0 only once the target has answered the end of the stream with its own."""
     validate_remote_path(workdir)
     validate_remote_path(fifo)
     if validate_port(port) == 0:
         raise InvalidInput("the source needs the target's actual port")
+    if _checked_tool(tool) == PYTHON:
+        return run_python_script(
+            TLS_END_SCRIPT,
+            "connect",
+            str(ipaddress.ip_address(address)),
+            str(port),
+            f"{connect_timeout_s:g}",
+            f"{stall_timeout_s:g}",
+            f"{workdir}/{IDENTITY_FILE}",
+            f"{workdir}/{PEER_FILE}",
+            TARGET_NAME,
+            fifo,
+        )
     connect = (
         f"OPENSSL:{socat_host(address)}:{port},{_tls_options(workdir)},"
         f"commonname={TARGET_NAME},connect-timeout={connect_timeout_s:g}"
@@ -320,17 +361,39 @@ def socat_available() -> list[str]:
 CONNECT_TIMEOUT_S = 30.0
 
 
-def find_tls_program() -> list[str]:
-    """Print the program this host's end of the link runs (PLACEHOLDER: socat only)."""
-    return sh_script("command -v socat >/dev/null 2>&1 && echo socat || true")
+def tls_tool() -> list[str]:
+    """Print the program this host's end of ``--tls`` can run: ``socat`` where it is on
+    PATH, else ``python3`` where it is 3.6 or later and its ``ssl`` module imports, else
+    nothing (read by :func:`parse_tls_tool`). Ask it as the ends will run (privileged:
+    sudo's PATH may differ from the login's)."""
+    return sh_script(
+        f"if command -v {SOCAT} >/dev/null 2>&1; then echo {SOCAT}; "
+        f"elif {PYTHON} -I -c 'import ssl, sys; sys.exit(sys.version_info < (3, 6))' "
+        f">/dev/null 2>&1; then echo {PYTHON}; fi"
+    )
 
 
-def parse_tls_program(output: str, host: str) -> str:
-    program = output.strip()
-    if program not in ("socat",):
+def parse_tls_tool(output: str) -> str | None:
+    """What :func:`tls_tool` printed: one of :data:`TLS_TOOLS`, or None when the host has
+    neither (``--tls`` cannot use it)."""
+    found = output.strip()
+    return found if found in TLS_TOOLS else None
+
+
+def required_tool(output: str, host: str) -> str:
+    """What :func:`tls_tool` printed on ``host``; :class:`PreflightFailed` when it has
+    neither tool."""
+    tool = parse_tls_tool(output)
+    if tool is None:
         raise PreflightFailed(
             f"{host}: no program for the TLS link (socat or python3)",
             host=host,
             hint="Install socat (e.g. apt-get install socat) or python3 there.",
         )
-    return program
+    return tool
+
+
+def _checked_tool(tool: str) -> str:
+    if tool not in TLS_TOOLS:
+        raise ValueError(f"TLS tool {tool!r} is none of {', '.join(TLS_TOOLS)}")
+    return tool

@@ -56,7 +56,7 @@ def preflight(ctx: MigrationContext) -> None:
         # --data-path tls cannot do without; auto finds out while preparing, and relays
         insists_on_tls = ctx.options.chosen_data_path() == "tls"
         if insists_on_tls:
-            source_asks["tls"] = target_asks["tls"] = tls_link.find_tls_program()
+            source_asks["tls"] = target_asks["tls"] = tls_link.tls_tool()
         timeout = ctx.options.command_timeout_s
         (source_facts, source_answers), (target_facts, target_answers) = ctx.hosts.both(
             lambda session: host_facts(
@@ -207,7 +207,7 @@ def _warn_about_leftovers(
 def _check_tls_program(session: SSHSession, found: CommandResult) -> None:
     host = session.host.name
     try:
-        tls_link.parse_tls_program(found.stdout if found.ok else "", host)
+        tls_link.required_tool(found.stdout if found.ok else "", host)
     except PreflightFailed as error:
         raise PreflightFailed(
             f"{host}: --data-path tls needs socat or python3, and neither is there",

@@ -66,7 +66,7 @@ class TLSTransfer(HostToHostTransfer):
         finally:
             ctx.time_step("tls_setup", started)
         ends = self.ends
-        programs = sorted({ends.source_program, ends.target_program})
+        programs = sorted({ends.source_tool, ends.target_tool})
         ctx.report.transport = f"direct TLS ({' and '.join(programs)}, to {ends.address})"
         return True
 

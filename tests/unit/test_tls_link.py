@@ -121,7 +121,7 @@ class RecordingSession:
 
     def run(self, argv: list[str], **_options: object) -> CommandResult:
         self.commands.append(list(argv))
-        said = "socat\n" if argv == tls_link.find_tls_program() else self.ssh_server_address
+        said = "socat\n" if argv == tls_link.tls_tool() else self.ssh_server_address
         return CommandResult(self.host.name, " ".join(argv), 0, said, "")
 
     def start(self, argv: list[str], **_options: object) -> Receiver:
@@ -156,7 +156,7 @@ def _prepare(address: str | None) -> tuple[str, RecordingSession, RecordingSessi
         timeout=5,
         address=address,
     )
-    assert (ends.source_program, ends.target_program) == ("socat", "socat")
+    assert (ends.source_tool, ends.target_tool) == ("socat", "socat")
     return ends.address, source, target
 
 
@@ -324,6 +324,27 @@ needs_socat = pytest.mark.skipif(
 )
 
 
+SOCAT, PYTHON = tls_link.SOCAT, tls_link.PYTHON
+
+
+def _pairs(*pairs: tuple[str, str]) -> list[object]:
+    """(listener's tool, link's tool) pairs as parameters; socat's need socat."""
+    return [
+        pytest.param(
+            listen,
+            link,
+            id=f"{listen}<-{link}",
+            marks=[needs_socat] if SOCAT in (listen, link) else [],
+        )
+        for listen, link in pairs
+    ]
+
+
+# every mix: the ends of a migration choose their tool each on its own
+ALL_PAIRS = _pairs((SOCAT, SOCAT), (SOCAT, PYTHON), (PYTHON, SOCAT), (PYTHON, PYTHON))
+SAME_PAIRS = _pairs((SOCAT, SOCAT), (PYTHON, PYTHON))
+
+
 def _end(workdir: Path, own: tls_link.TLSIdentity, peer: tls_link.TLSIdentity) -> str:
     workdir.mkdir()
     for name, text in tls_link.credential_files(own, peer).items():
@@ -342,11 +363,23 @@ def _both_ends(tmp_path: Path) -> tuple[str, str]:
 
 class Listener:
     def __init__(
-        self, workdir: str, output: str, address: str = "127.0.0.1", digest: str | None = None
+        self,
+        workdir: str,
+        output: str,
+        address: str = "127.0.0.1",
+        digest: str | None = None,
+        tool: str = "socat",
     ):
+        self.tool = tool
         self.process = subprocess.Popen(
             tls_link.listen(
-                workdir, address, output, digest=digest, stall_timeout_s=10, accept_timeout_s=10
+                workdir,
+                address,
+                output,
+                digest=digest,
+                stall_timeout_s=10,
+                accept_timeout_s=10,
+                tool=tool,
             ),
             stdin=subprocess.PIPE,  # the coordinator's channel, open while it waits
             stdout=subprocess.PIPE,
@@ -371,14 +404,19 @@ class Listener:
         _kill_group(self.process)
 
     def socat_uids(self) -> list[int]:
-        """The real user IDs of the socat processes the listener's script started."""
+        """The real user IDs of the processes that hold the connection: the socat
+        processes the listener's script started, or the python listener itself."""
         uids = []
         for status in Path("/proc").glob("[0-9]*/status"):
             with contextlib.suppress(OSError):
                 fields = dict(
                     line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
                 )
-                if fields["Name"].strip() == "socat" and int(fields["PPid"]) == self.process.pid:
+                if (
+                    self.tool == "socat"
+                    and fields["Name"].strip() == "socat"
+                    and int(fields["PPid"]) == self.process.pid
+                ) or (self.tool != "socat" and int(fields["Pid"]) == self.process.pid):
                     uids.append(int(fields["Uid"].split()[0]))
         return uids
 
@@ -391,16 +429,23 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def _stream(
-    source_dir: str, port: int, payload_file: Path, address: str = "127.0.0.1"
-) -> subprocess.Popen[bytes]:
-    link = DataPlane.tls_link(
-        source_dir,
-        TLSEnds(address, "socat", "socat"),
-        port,
-        commands.direct_link_fifo(source_dir),
-        stall_timeout_s=10,
+def _tls_link(
+    source_dir: str, address: str, port: int, fifo: str, tool: str = "socat"
+) -> commands.DirectLink:
+    """The data plane's link from a ``tool`` end."""
+    return DataPlane.tls_link(
+        source_dir, TLSEnds(address, tool, "socat"), port, fifo, stall_timeout_s=10
     )
+
+
+def _stream(
+    source_dir: str,
+    port: int,
+    payload_file: Path,
+    address: str = "127.0.0.1",
+    tool: str = "socat",
+) -> subprocess.Popen[bytes]:
+    link = _tls_link(source_dir, address, port, commands.direct_link_fifo(source_dir), tool)
     checkpoint = ["cat", str(payload_file)]
     return subprocess.Popen(
         commands.direct_checkpoint_stream(checkpoint, source_dir, link),
@@ -411,17 +456,17 @@ def _stream(
     )
 
 
-@needs_socat
+@pytest.mark.parametrize(("listen_tool", "link_tool"), ALL_PAIRS)
 @pytest.mark.parametrize("address", ["127.0.0.1", "::1"], ids=["ipv4", "ipv6"])
 def test_a_tls_link_says_ready_after_the_handshake_and_carries_the_archive(
-    tmp_path: Path, address: str
+    tmp_path: Path, address: str, listen_tool: str, link_tool: str
 ) -> None:
     source_dir, target_dir = _both_ends(tmp_path)
     payload = tmp_path / "payload"
     payload.write_bytes(os.urandom(3 << 20))
     landed = Path(target_dir) / "checkpoint.tar"
-    listener = Listener(target_dir, str(landed), address)
-    source = _stream(source_dir, listener.port, payload, address)
+    listener = Listener(target_dir, str(landed), address, tool=listen_tool)
+    source = _stream(source_dir, listener.port, payload, address, tool=link_tool)
     try:
         assert source.stdout is not None and source.stdin is not None
         assert source.stdout.readline() == commands.READY_LINE
@@ -442,12 +487,20 @@ def test_a_tls_link_says_ready_after_the_handshake_and_carries_the_archive(
         _kill_group(source)
 
 
-def _land_hashed(target_dir: str, source_dir: str, payload: Path) -> tuple[int, str, list[int]]:
+def _land_hashed(
+    target_dir: str,
+    source_dir: str,
+    payload: Path,
+    listen_tool: str = SOCAT,
+    link_tool: str = SOCAT,
+) -> tuple[int, str, list[int]]:
     """Stream ``payload`` to a listener that hashes what lands into the target's work
-    directory; its status and stderr, and the user IDs its socat ran as."""
+    directory; its status and stderr, and the user IDs its connection was held by."""
     landed = Path(target_dir) / "checkpoint.tar"
-    listener = Listener(target_dir, str(landed), digest=f"{target_dir}/checkpoint.sha256")
-    source = _stream(source_dir, listener.port, payload)
+    listener = Listener(
+        target_dir, str(landed), digest=f"{target_dir}/checkpoint.sha256", tool=listen_tool
+    )
+    source = _stream(source_dir, listener.port, payload, tool=link_tool)
     try:
         assert source.stdout is not None and source.stdin is not None
         assert source.stdout.readline() == commands.READY_LINE
@@ -462,14 +515,19 @@ def _land_hashed(target_dir: str, source_dir: str, payload: Path) -> tuple[int, 
     return status, listener_err, uids
 
 
-@needs_socat
-def test_the_listener_hashes_the_archive_as_it_lands(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("listen_tool", "link_tool"), ALL_PAIRS)
+def test_the_listener_hashes_the_archive_as_it_lands(
+    tmp_path: Path, listen_tool: str, link_tool: str
+) -> None:
     # --tls: the target's digest of what landed, for restore_import to compare with the
-    # source's, is taken on the way in (tee), never by reading the archive again
+    # source's, is taken on the way in (tee, or the python end), never by reading the
+    # archive again
     source_dir, target_dir = _both_ends(tmp_path)
     payload = tmp_path / "payload"
     payload.write_bytes(os.urandom(3 << 20))
-    status, listener_err, uids = _land_hashed(target_dir, source_dir, payload)
+    status, listener_err, uids = _land_hashed(
+        target_dir, source_dir, payload, listen_tool, link_tool
+    )
     assert status == 0, listener_err
     # socat still writes as the root shell opened its output, now a FIFO, then drops root
     assert uids == [pwd.getpwnam("nobody").pw_uid]
@@ -477,7 +535,10 @@ def test_the_listener_hashes_the_archive_as_it_lands(tmp_path: Path) -> None:
     assert landed.read_bytes() == payload.read_bytes()
     assert landed.stat().st_mode & 0o077 == 0
     expected = hashlib.sha256(payload.read_bytes()).hexdigest()
-    assert (Path(target_dir) / "checkpoint.sha256").read_text().split()[0] == expected
+    digest = (Path(target_dir) / "checkpoint.sha256").read_text()
+    assert digest.split()[0] == expected
+    if listen_tool == PYTHON:  # as lib_hash_stdin.sh's openssl writes it
+        assert digest == f"{expected} *stdin\n"
     assert sorted(p.name for p in Path(target_dir).iterdir() if "checkpoint" in p.name) == [
         "checkpoint.sha256",
         "checkpoint.tar",
@@ -544,9 +605,9 @@ def test_the_archive_lands_while_an_announcing_checkpoint_still_runs(tmp_path: P
         _kill_group(source)
 
 
-@needs_socat
+@pytest.mark.parametrize(("listen_tool", "link_tool"), ALL_PAIRS)
 def test_a_link_to_a_target_with_another_certificate_fails_before_ready(
-    tmp_path: Path,
+    tmp_path: Path, listen_tool: str, link_tool: str
 ) -> None:
     credentials, stranger = tls_link.make_credentials(), tls_link.make_credentials()
     # the source was told the target's certificate; something else answers on the port
@@ -554,9 +615,9 @@ def test_a_link_to_a_target_with_another_certificate_fails_before_ready(
     impostor_dir = _end(tmp_path / "impostor", stranger.target, credentials.source)
     payload = tmp_path / "payload"
     payload.write_bytes(b"memory")
-    listener = Listener(impostor_dir, str(Path(impostor_dir) / "checkpoint.tar"))
+    listener = Listener(impostor_dir, str(Path(impostor_dir) / "checkpoint.tar"), tool=listen_tool)
     started = time.monotonic()
-    source = _stream(source_dir, listener.port, payload)
+    source = _stream(source_dir, listener.port, payload, tool=link_tool)
     try:
         out, err = source.communicate(commands.GO_LINE, timeout=15)
         assert source.returncode == commands.EXIT_DIRECT_LINK_FAILED
@@ -569,8 +630,11 @@ def test_a_link_to_a_target_with_another_certificate_fails_before_ready(
         _kill_group(source)
 
 
-@needs_socat
-def test_a_listener_refuses_a_client_with_another_certificate(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("listen_tool", "link_tool"), _pairs((SOCAT, SOCAT), (SOCAT, PYTHON)))
+def test_a_socat_listener_refuses_a_client_with_another_certificate(
+    tmp_path: Path, listen_tool: str, link_tool: str
+) -> None:
+    # (a python listener refuses it too, and waits on for the source: see below)
     credentials, stranger = tls_link.make_credentials(), tls_link.make_credentials()
     target_dir = _end(tmp_path / "target", credentials.target, credentials.source)
     # a client that knows the target's certificate but holds a key of its own
@@ -578,8 +642,8 @@ def test_a_listener_refuses_a_client_with_another_certificate(tmp_path: Path) ->
     payload = tmp_path / "payload"
     payload.write_bytes(b"injected")
     landed = Path(target_dir) / "checkpoint.tar"
-    listener = Listener(target_dir, str(landed))
-    source = _stream(stranger_dir, listener.port, payload)
+    listener = Listener(target_dir, str(landed), tool=listen_tool)
+    source = _stream(stranger_dir, listener.port, payload, tool=link_tool)
     try:
         out, _ = source.communicate(commands.GO_LINE, timeout=15)
         # TLS 1.2: the client's handshake ends only after the server accepted its
@@ -621,17 +685,19 @@ def test_a_listener_held_by_a_silent_peer_ends_with_the_coordinators_channel(
         listener.stop()
 
 
-@needs_socat
-def test_logs_left_by_a_probe_do_not_fool_the_next_listener_and_link(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("listen_tool", "link_tool"), ALL_PAIRS)
+def test_logs_left_by_a_probe_do_not_fool_the_next_listener_and_link(
+    tmp_path: Path, listen_tool: str, link_tool: str
+) -> None:
     source_dir, target_dir = _both_ends(tmp_path)
     (Path(target_dir) / "tls-listen.log").write_text("N listening on AF=2 127.0.0.1:1\n")
     (Path(source_dir) / "tls-link.log").write_text("N SSL connection using OLD\n")
     payload = tmp_path / "payload"
     payload.write_bytes(b"fresh")
     landed = Path(target_dir) / "checkpoint.tar"
-    listener = Listener(target_dir, str(landed))
+    listener = Listener(target_dir, str(landed), tool=listen_tool)
     assert listener.port != 1
-    source = _stream(source_dir, listener.port, payload)
+    source = _stream(source_dir, listener.port, payload, tool=link_tool)
     try:
         out, err = source.communicate(commands.GO_LINE, timeout=15)
         assert source.returncode == 0, err
@@ -644,15 +710,15 @@ def test_logs_left_by_a_probe_do_not_fool_the_next_listener_and_link(tmp_path: P
         _kill_group(source)
 
 
-@needs_socat
+@pytest.mark.parametrize(("listen_tool", "link_tool"), SAME_PAIRS)
 def test_a_source_whose_reader_left_before_ready_ends_and_leaves_no_link(
-    tmp_path: Path,
+    tmp_path: Path, listen_tool: str, link_tool: str
 ) -> None:
     source_dir, target_dir = _both_ends(tmp_path)
     payload = tmp_path / "payload"
     payload.write_bytes(b"memory")
-    listener = Listener(target_dir, str(Path(target_dir) / "checkpoint.tar"))
-    source = _stream(source_dir, listener.port, payload)
+    listener = Listener(target_dir, str(Path(target_dir) / "checkpoint.tar"), tool=listen_tool)
+    source = _stream(source_dir, listener.port, payload, tool=link_tool)
     try:
         assert source.stdout is not None and source.stdin is not None
         source.stdout.close()  # the coordinator is gone before the link is ready
