@@ -362,14 +362,18 @@ CONNECT_TIMEOUT_S = 30.0
 
 
 def tls_tool() -> list[str]:
-    """Print the program this host's end of ``--tls`` can run: ``socat`` where it is on
-    PATH, else ``python3`` where it is 3.6 or later and its ``ssl`` module imports, else
+    """Print the program this host's end of the TLS link runs: ``python3`` where it is
+    3.6 or later and its ``ssl`` module imports, else ``socat`` where it is on PATH, else
     nothing (read by :func:`parse_tls_tool`). Ask it as the ends will run (privileged:
-    sudo's PATH may differ from the login's)."""
+    sudo's PATH may differ from the login's).
+
+    python3 first: its listener outlives a stranger's connection (socat's ends at the
+    first failed handshake), and it moved as much per second for less CPU (tls_end.py);
+    Debian's and Ubuntu's CRIU packages depend on it, socat is rarely installed."""
     return sh_script(
-        f"if command -v {SOCAT} >/dev/null 2>&1; then echo {SOCAT}; "
-        f"elif {PYTHON} -I -c 'import ssl, sys; sys.exit(sys.version_info < (3, 6))' "
-        f">/dev/null 2>&1; then echo {PYTHON}; fi"
+        f"if {PYTHON} -I -c 'import ssl, sys; sys.exit(sys.version_info < (3, 6))' "
+        f">/dev/null 2>&1; then echo {PYTHON}; "
+        f"elif command -v {SOCAT} >/dev/null 2>&1; then echo {SOCAT}; fi"
     )
 
 

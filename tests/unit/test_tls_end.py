@@ -75,16 +75,17 @@ def _fake_bin(tmp_path: Path, programs: dict[str, str]) -> str:
 @pytest.mark.parametrize(
     ("programs", "printed", "tool"),
     [
-        ({"socat": "exit 0", "python3": "real"}, "socat\n", "socat"),
+        ({"socat": "exit 0", "python3": "real"}, "python3\n", "python3"),
         ({"socat": "exit 0"}, "socat\n", "socat"),
         ({"python3": "real"}, "python3\n", "python3"),
         # a python3 whose ssl does not import (or older than 3.6) is no use
         ({"python3": "exit 1"}, "", None),
+        ({"python3": "exit 1", "socat": "exit 0"}, "socat\n", "socat"),
         ({}, "", None),
     ],
-    ids=["both", "socat", "python", "python-without-ssl", "neither"],
+    ids=["both", "socat", "python", "python-without-ssl", "old-python-and-socat", "neither"],
 )
-def test_a_host_offers_socat_else_python(
+def test_a_host_offers_python_else_socat(
     tmp_path: Path, programs: dict[str, str], printed: str, tool: str | None
 ) -> None:
     argv = tls_link.tls_tool()
