@@ -359,6 +359,12 @@ def socat_available() -> list[str]:
 
 # how long the source's end tries to reach the target before it gives up
 CONNECT_TIMEOUT_S = 30.0
+# the proof that the link works (--data-path auto, doctor --links): a handshake and this
+# much; the source tries this long to reach the target (a firewall that drops the packets
+# costs this much, before any freeze), and the whole proof may take this long
+PROOF_BYTES = 1 << 20
+PROOF_CONNECT_TIMEOUT_S = 2.0
+PROOF_TIMEOUT_S = 10.0
 
 
 def tls_tool() -> list[str]:

@@ -17,19 +17,11 @@ from .context import READY_TIMEOUT_S, MigrationContext
 from .host_to_host import HostToHostTransfer
 from .wording import one_line
 
-# auto: the proof that the link works, before the freeze: the handshake and this much
-PROOF_BYTES = 1 << 20
-# auto: how long the source tries to reach the target (a firewall that drops the packets
-# costs this much, before the freeze), and how long the whole proof may take
-PROOF_CONNECT_TIMEOUT_S = 2.0
-PROOF_TIMEOUT_S = 10.0
-
-
 class TLSTransfer(HostToHostTransfer):
     """source -> target, over a TLS link no data of which passes through SSH.
 
     ``proved``: the link is proved before the freeze (a handshake and
-    :data:`PROOF_BYTES`), and whatever fails until then makes :meth:`prepare` say False
+    :data:`~celestial_ssh.tls_link.PROOF_BYTES`), and whatever fails until then makes :meth:`prepare` say False
     (the archive is then relayed; :attr:`why_not` says why) instead of raising.
     """
 
@@ -54,9 +46,9 @@ class TLSTransfer(HostToHostTransfer):
             self.ends = self._hand_out_credentials()
             if self.proved:
                 self.proof = self.measure_link(
-                    PROOF_BYTES,
-                    timeout=PROOF_TIMEOUT_S,
-                    connect_timeout_s=PROOF_CONNECT_TIMEOUT_S,
+                    tls_link.PROOF_BYTES,
+                    timeout=tls_link.PROOF_TIMEOUT_S,
+                    connect_timeout_s=tls_link.PROOF_CONNECT_TIMEOUT_S,
                 )
         except CelestialError as error:
             if not self.proved:
