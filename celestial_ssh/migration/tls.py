@@ -17,12 +17,14 @@ from .context import READY_TIMEOUT_S, MigrationContext
 from .host_to_host import HostToHostTransfer
 from .wording import one_line
 
+
 class TLSTransfer(HostToHostTransfer):
     """source -> target, over a TLS link no data of which passes through SSH.
 
     ``proved``: the link is proved before the freeze (a handshake and
-    :data:`~celestial_ssh.tls_link.PROOF_BYTES`), and whatever fails until then makes :meth:`prepare` say False
-    (the archive is then relayed; :attr:`why_not` says why) instead of raising.
+    :data:`~celestial_ssh.tls_link.PROOF_BYTES`), and whatever fails until then makes
+    :meth:`prepare` say False (the archive is then relayed; :attr:`why_not` says why)
+    instead of raising.
     """
 
     # the listener is waited for instead (await_landing)
