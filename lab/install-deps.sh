@@ -35,6 +35,8 @@ dpkg -s libc6-dev >/dev/null 2>&1 || need_apt+=(libc6-dev)
 dpkg -s containernetworking-plugins >/dev/null 2>&1 || need_apt+=(containernetworking-plugins)
 dpkg -s uidmap >/dev/null 2>&1 || need_apt+=(uidmap)
 dpkg -s iptables >/dev/null 2>&1 || need_apt+=(iptables)
+# the lab hosts' end of the TLS link (their sessions' PATH, not this shell's, decides)
+[ -x /usr/bin/python3 ] || need_apt+=(python3)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	log "installing ${need_apt[*]}"

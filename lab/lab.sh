@@ -19,9 +19,11 @@ LAB_ID=$(printf '%s' "$LAB" | sha1sum | cut -c1-8)
 STATE=/var/lib/celestial-lab-$LAB_ID
 RUNSTATE=/run/celestial-lab-$LAB_ID
 PORT=${CELESTIAL_LAB_PORT:-2222}
-# lab-c is deliberately broken: its sessions get a PATH without /usr/local, so no CRIU
-HOSTS=(lab-a lab-b lab-c)
-declare -A ADDRESS=([lab-a]=127.0.0.11 [lab-b]=127.0.0.12 [lab-c]=127.0.0.13)
+# lab-c is deliberately broken: its sessions get a PATH without /usr/local, so no CRIU.
+# lab-d is a stock host: podman and CRIU, but neither socat nor python3 on its sessions' PATH
+# (a directory of links to everything else), so no TLS link can end there
+HOSTS=(lab-a lab-b lab-c lab-d)
+declare -A ADDRESS=([lab-a]=127.0.0.11 [lab-b]=127.0.0.12 [lab-c]=127.0.0.13 [lab-d]=127.0.0.14)
 WORKLOAD_IMAGE=localhost/memtick:latest
 
 log() { printf 'lab: %s\n' "$*" >&2; }
@@ -89,8 +91,31 @@ MaxSessions 100
 LogLevel ERROR
 Subsystem sftp internal-sftp
 SetEnv CONTAINERS_STORAGE_CONF=$dir/storage.conf CONTAINERS_CONF=$dir/containers.conf TMPDIR=$STATE/$host/tmp CELESTIAL_SSH_TMPFS=$STATE/$host/shm CELESTIAL_LAB_HOST=$host$(
-		[ "$host" = lab-c ] && echo " PATH=/usr/bin:/bin:/usr/sbin:/sbin")
+		[ "$host" = lab-c ] && echo " PATH=/usr/bin:/bin:/usr/sbin:/sbin"
+		[ "$host" = lab-d ] && echo " PATH=$STATE/lab-d/bin")
 CONF
+	if [ "$host" = lab-d ]; then
+		link_programs_but_tls_tools "$STATE/lab-d/bin"
+	fi
+}
+
+# every program on the usual PATH, linked into $1, but socat and python: what a host that
+# installed podman and CRIU without them offers
+link_programs_but_tls_tools() {
+	local bin=$1 dir file name
+	rm -rf "$bin"
+	mkdir -p "$bin"
+	for dir in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
+		for file in "$dir"/*; do
+			name=${file##*/}
+			case $name in
+			socat* | python*) continue ;;
+			esac
+			if [ -x "$file" ] && [ ! -e "$bin/$name" ] && [ ! -L "$bin/$name" ]; then
+				ln -s "$file" "$bin/$name"
+			fi
+		done
+	done
 }
 
 up() {
@@ -139,7 +164,7 @@ CONF
 	done
 	build_workload_image
 	write_inventory
-	log "up: lab-a (${ADDRESS[lab-a]}:$PORT), lab-b (${ADDRESS[lab-b]}:$PORT), lab-c (no CRIU on PATH); ssh -F $LAB/ssh_config lab-a"
+	log "up: lab-a (${ADDRESS[lab-a]}:$PORT), lab-b (${ADDRESS[lab-b]}:$PORT), lab-c (no CRIU on PATH), lab-d (no socat or python3 on PATH); ssh -F $LAB/ssh_config lab-a"
 }
 
 build_workload_image() {

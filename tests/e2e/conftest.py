@@ -163,7 +163,7 @@ def lab() -> dict[str, LabHost]:
     )
     if result.returncode != 0:
         pytest.fail(f"the lab did not come up (run `make lab`):\n{result.stderr}")
-    return {name: LabHost(name) for name in ("lab-a", "lab-b", "lab-c")}
+    return {name: LabHost(name) for name in ("lab-a", "lab-b", "lab-c", "lab-d")}
 
 
 @dataclass
