@@ -354,17 +354,24 @@ class _Checker:
         return True
 
     def tls(self) -> bool:
-        """Whether ``migrate --tls`` can use this host (it needs socat at both ends)."""
-        found = self.run(tls_link.socat_available(), privileged=False)
-        self.report.facts["socat"] = found.ok
+        """Which program an end of the TLS link (``--data-path auto``, the default, and
+        ``tls``) would run here, asked as the ends run (privileged: sudo's PATH may differ
+        from the login's). Information only: without one, migrations relay."""
+        found = self.run(tls_link.tls_tool())
+        tool = tls_link.parse_tls_tool(found.stdout) if found.ok else None
+        self.report.facts["tls_tool"] = tool
+        if tool is not None:
+            detail = f"{tool} found: the TLS link can stream to or from this host"
+            self.add(Check("tls link", True, detail, level="info"))
+            return True
         self.add(
             Check(
                 "tls link",
-                found.ok,
-                "socat found: --tls can stream to or from this host"
-                if found.ok
-                else "no socat: --tls cannot stream to or from this host",
-                "" if found.ok else "Optional: install socat (e.g. apt-get install socat).",
+                False,
+                "neither python3 (3.6 or later, with ssl) nor socat: the TLS link cannot "
+                "stream to or from this host; migrations relay through this machine",
+                "Optional: install python3 or socat (e.g. apt-get install socat); "
+                "'doctor --links' checks the link between hosts.",
                 level="info",
             )
         )

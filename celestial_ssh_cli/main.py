@@ -10,9 +10,9 @@ import click
 from celestial_ssh import __version__
 from celestial_ssh.commands import COMPRESSION_SETTINGS
 from celestial_ssh.compression_choice import parse_rate
-from celestial_ssh.data_plane import TRANSPORTS
+from celestial_ssh.data_plane import DATA_PATHS, TRANSPORTS
 from celestial_ssh.errors import CelestialError
-from celestial_ssh.link_probe import probe_link
+from celestial_ssh.link_probe import probe_path
 from celestial_ssh.migration import Migration, MigrationOptions
 from celestial_ssh.recovery import recover
 
@@ -253,9 +253,27 @@ def recover_command(
     help="How much to stream (zeros), e.g. 64M, 1GiB.",
 )
 @click.option("--transport", type=click.Choice(TRANSPORTS), default="auto", show_default=True)
-@click.option("--direct", is_flag=True, help="Stream from the source straight to the target.")
-@click.option("--tls", is_flag=True, help="Stream from the source to the target over TLS.")
+@click.option(
+    "--data-path",
+    type=click.Choice(DATA_PATHS),
+    default="auto",
+    show_default=True,
+    help="The path to measure, as migrate takes it. auto: check the TLS link from SOURCE "
+    "to TARGET as a migration would (the same proof) and measure it if it works, else "
+    "the relay through this machine, saying why. tls: that link or fail (with the fix). "
+    "ssh: the source logs in to the target. relay: through this machine.",
+)
+@click.option("--direct", is_flag=True, help="The same as --data-path ssh.")
+@click.option("--tls", is_flag=True, help="The same as --data-path tls.")
 @click.option("--tls-address", metavar="ADDRESS", default=None, help=TLS_ADDRESS_HELP)
+@click.option(
+    "--tls-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    metavar="PORT",
+    help="The port the target listens on for the TLS link (0: any free one).",
+)
 @inventory_option(TWO_HOSTS_INVENTORY)
 def probe_command(
     source: str,
@@ -268,27 +286,40 @@ def probe_command(
     size: str,
     transport: str,
     direct: bool,
+    data_path: str = "auto",
     tls: bool = False,
     tls_address: str | None = None,
+    tls_port: int = 0,
     inventory_file: str | None = None,
 ) -> None:
-    """Measure how fast the data plane moves bytes from SOURCE to TARGET (changes nothing)."""
+    """Measure how fast the data path moves bytes from SOURCE to TARGET (changes nothing).
+
+    By default (--data-path auto) the path a migration would take: host to host over TLS
+    when that link works, else relayed through this machine; the output names the path
+    measured and why.
+    """
     try:
         nbytes = int(parse_rate(size))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--bytes") from error
+    path = "tls" if tls else "ssh" if direct else data_path
+    if data_path not in ("auto", path):
+        raise click.UsageError(
+            f"{'--tls' if tls else '--direct'} contradicts --data-path {data_path}"
+        )
     hosts = host_settings(ssh_config, accept_new_host_keys, inventory_file)
-    measured = probe_link(
+    probed = probe_path(
         source,
         target,
+        data_path=path,
         nbytes=nbytes,
         transport=transport,
-        direct=direct,
-        tls=tls,
         tls_address=tls_address,
+        tls_port=tls_port,
         connection=hosts.connection,
     )
-    document = {
+    measured = probed.measurement
+    document: dict[str, Any] = {
         "status": "succeeded",
         "source": source,
         "target": target,
@@ -296,14 +327,22 @@ def probe_command(
         "bytes": measured.bytes,
         "seconds": round(measured.seconds, 4),
         "bytes_per_s": round(measured.bytes_per_s),
+        "data_path": probed.data_path,
+        "data_path_reason": probed.reason,
     }
+    if probed.link is not None:
+        document["host_to_host"] = probed.link.to_dict()
     if json_output:
         click.echo(json.dumps(document, indent=2))
-    else:
-        click.echo(
-            f"{source} -> {target} over {measured.data_plane}: {megabytes(measured.bytes, 0)} "
-            f"in {measured.seconds:.2f} s = {megabytes(measured.bytes_per_s, 0)}/s"
-        )
+        return
+    click.echo(
+        f"{source} -> {target} over {measured.data_plane}: {megabytes(measured.bytes, 0)} "
+        f"in {measured.seconds:.2f} s = {megabytes(measured.bytes_per_s, 0)}/s"
+    )
+    if path == "auto":
+        click.echo(f"data path: {probed.data_path} ({probed.reason})")
+        if probed.link is not None and probed.link.fix:
+            click.echo(f"fix: {probed.link.fix}")
 
 
 def main() -> None:

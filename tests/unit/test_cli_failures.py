@@ -208,14 +208,14 @@ def test_migrate_refuses_hostile_names_before_connecting(
 @pytest.mark.parametrize(
     ("command", "args", "message"),
     [
-        pytest.param(
-            "probe", ["--tls-address", "10.0.0.6"], "--tls-address needs --tls", id="probe-no-tls"
-        ),
-        pytest.param(
-            "migrate",
-            ["--data-path", "relay", "--tls-address", "10.0.0.6"],
-            "--tls-address has no use with --data-path relay",
-            id="migrate-relay",
+        *(
+            pytest.param(
+                command,
+                ["--data-path", "relay", "--tls-address", "10.0.0.6"],
+                "--tls-address has no use with --data-path relay",
+                id=f"{command}-relay",
+            )
+            for command in ("migrate", "probe")
         ),
         *(
             pytest.param(

@@ -81,7 +81,7 @@ def healthy_responses() -> dict[tuple[str, ...], tuple[int, str, str]]:
             "Warn  (criu/cr-check.c:824): Dirty tracking is OFF. Memory snapshot will not work.\n",
         ),
         key(doctor_commands.criu_feature("uffd-noncoop")): (0, "uffd-noncoop is supported\n", ""),
-        key(tls_link.socat_available()): (0, "", ""),
+        key(tls_link.tls_tool()): (0, "python3\n", ""),
         key(commands.machine_arch()): (0, "x86_64\n", ""),
         key(doctor_commands.cpu_summary()): (0, CPU_SUMMARY, ""),
         key(doctor_commands.memory_info()): (0, MEMINFO, ""),
@@ -217,16 +217,35 @@ def test_healthy_host(fleet: FakeFleet) -> None:
     assert session.privileged_prefix == ()
 
 
-def test_a_host_without_socat_is_told_tls_cannot_use_it(fleet: FakeFleet) -> None:
+@pytest.mark.parametrize("tool", ["python3", "socat"])
+def test_the_tls_link_names_the_program_of_this_end(fleet: FakeFleet, tool: str) -> None:
+    session = add(fleet, "alpha", user="deploy")
+    session.responses[key(commands.whoami())] = (0, "1000\n", "")
+    session.responses[key(commands.sudo_works())] = (0, "", "")
+    session.responses[key(tls_link.tls_tool())] = (0, f"{tool}\n", "")
+    report = check_host("alpha", connection=fleet.settings())
+    tls = report.check("tls link")
+    assert tls is not None and tls.ok and tls.level == "info"
+    assert tls.detail == f"{tool} found: the TLS link can stream to or from this host"
+    assert report.facts["tls_tool"] == tool
+    assert dict(session.ran)[key(tls_link.tls_tool())] == SUDO_PREFIX, "asked as the ends run"
+
+
+def test_a_host_without_python3_or_socat_is_told_the_tls_link_cannot_use_it(
+    fleet: FakeFleet,
+) -> None:
     session = add(fleet, "alpha")
-    del session.responses[key(tls_link.socat_available())]
+    session.responses[key(tls_link.tls_tool())] = (0, "", "")
     report = check_host("alpha", connection=fleet.settings())
     tls = report.check("tls link")
     assert tls is not None and not tls.ok and tls.level == "info"
-    assert tls.detail == "no socat: --tls cannot stream to or from this host"
-    assert "apt-get install socat" in tls.fix
-    assert report.ok, "socat is optional: doctor does not fail without it"
-    assert report.facts["socat"] is False
+    assert tls.detail == (
+        "neither python3 (3.6 or later, with ssl) nor socat: the TLS link cannot stream to "
+        "or from this host; migrations relay through this machine"
+    )
+    assert "install python3 or socat" in tls.fix and "doctor --links" in tls.fix
+    assert report.ok, "the TLS link is optional: doctor does not fail without it"
+    assert report.facts["tls_tool"] is None
 
 
 def test_pre_copy_available(fleet: FakeFleet) -> None:
