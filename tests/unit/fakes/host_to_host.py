@@ -1,6 +1,7 @@
 """The host-to-host data paths (``--data-path tls``, ``ssh``) on a
 :class:`~tests.unit.fakes.lab.FakeLab`: the source's script that streams straight to the
-target, and the answers each path needs before it can run.
+target, and the answers each path needs before it can run, including the TLS link's proof
+that the default data path (auto) asks for.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from celestial_ssh import commands
+from celestial_ssh import commands, tls_link
 from celestial_ssh.migration import MigrationOptions
 from celestial_ssh.ssh import CommandResult
 
@@ -128,3 +129,71 @@ def host_to_host_path(
     return direct_lab(lab, monkeypatch, announcement), MigrationOptions(
         direct=True, compression="none"
     )
+
+
+# -- the TLS link's tools and proof (--data-path auto) -------------------------------------
+# pieces of the command lines of the TLS link: the question for each end's program
+# (tls_tool), the target's listener as python3 (tls_end.py listen) or socat runs it, and
+# the source's end (direct_stream.sh, whose name follows its text) as the proof runs it or
+# as either the proof or the archive does
+TLS_TOOL = "import ssl, sys"
+PYTHON_LISTENER = "' listen /"
+SOCAT_LISTENER = "OPENSSL-LISTEN"
+PROOF = "' direct-stream probe "
+LINK_SCRIPT = "' direct-stream "
+# what a listener prints once bound; and the proof's last line, PROOF_BYTES in a quarter
+# second (its ready line is the fake's greeting: the script's text says ``echo ready``)
+LISTENING = result(f"{tls_link.LISTENING_MARKER} 4433\n")
+PROVED = result(f"{commands.PROBE_RESULT_MARKER} {tls_link.PROOF_BYTES} 250000\n")
+# what the source's script says when its end of the link could not reach the target (a
+# firewall dropping the packets): it exits before its ready line
+LINK_BLOCKED = result(
+    status=commands.EXIT_DIRECT_LINK_FAILED,
+    stderr="tls-end: cannot connect to 10.0.0.2 port 4433: timed out\n",
+)
+
+
+def tls_ready(lab: FakeLab, source_tool: str = "python3", target_tool: str = "python3") -> None:
+    """Answers for preparing the TLS link, up to and including its proof: each host's
+    program for its end (``""``: neither socat nor python3), the target's address, the
+    credentials, the listeners of either program, and a proof that passes. Lets the lab's
+    default data path (auto) try the link (:attr:`FakeLab.proves_tls`)."""
+    for host, tool in ((SRC, source_tool), (TGT, target_tool)):
+        lab.answer(host, TLS_TOOL, result(f"{tool}\n" if tool else ""))
+        lab.answer(host, "tar -x --no-same-owner", result())  # the TLS credentials
+    lab.answer(TGT, "SSH_CONNECTION", result("10.0.0.2\n"))
+    lab.answer(TGT, PYTHON_LISTENER, LISTENING)
+    lab.answer(TGT, SOCAT_LISTENER, LISTENING)
+    lab.answer(SRC, PROOF, PROVED)
+    lab.proves_tls = True
+
+
+def proving_tls_lab(
+    lab: FakeLab,
+    monkeypatch: pytest.MonkeyPatch,
+    source_tool: str = "python3",
+    target_tool: str = "python3",
+) -> list[TLSExporter]:
+    """Answers for a migration whose TLS link is proved, then carries the archive;
+    returns the list its exporter will be put in (as :func:`tls_lab`)."""
+    exporters = tls_lab(lab, monkeypatch)
+    tls_ready(lab, source_tool, target_tool)
+    return exporters
+
+
+def block_the_tls_port(lab: FakeLab, monkeypatch: pytest.MonkeyPatch, needle: str) -> None:
+    """The target's TLS port is blocked: the source's scripts holding ``needle`` (the
+    proof's, or every one over the link) end with :data:`LINK_BLOCKED` before their ready
+    line."""
+    lab.answer(SRC, needle, LINK_BLOCKED)
+    start = LabSession.start
+
+    def starting(
+        session: LabSession, argv: list[str], *, privileged: bool = True, **kwargs: Any
+    ) -> Any:
+        process = start(session, argv, privileged=privileged, **kwargs)
+        if needle in process.command:
+            process.stdout = process.outcome.stdout.encode()  # no greeting: it never got there
+        return process
+
+    monkeypatch.setattr(LabSession, "start", starting)
