@@ -2,13 +2,14 @@
 which is the one the fake sessions stand in for. Tests of the OpenSSH data plane ask for it.
 
 CLI tests reach fake hosts through ``cli_connection``: the one seam where the commands'
-connection settings start from."""
+connection settings start from. Engine tests get their two fake hosts from ``lab``
+(a module may define its own ``lab`` instead, which wins there)."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -17,6 +18,7 @@ import pytest
 from celestial_ssh import data_plane
 from celestial_ssh.connection import ConnectionSettings
 from celestial_ssh_cli import options as cli_options
+from tests.unit.fakes.lab import FakeLab
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 
@@ -46,3 +48,13 @@ def cli_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[[ConnectionSetti
         monkeypatch.setattr(cli_options, "BASE_CONNECTION", connection)
 
     return use
+
+
+@pytest.fixture
+def lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLab]:
+    """The migration engine's fake hosts (:class:`~tests.unit.fakes.lab.FakeLab`), its
+    relay in place of the real one; a test that leaves a command unanswered fails."""
+    lab = FakeLab()
+    lab.plug_in(monkeypatch)
+    yield lab
+    assert lab.unexpected == [], "the engine ran commands no test expected"

@@ -1,14 +1,15 @@
 """The migration engine driven against fake SSH sessions: order, preflight, rollback.
 
 The fake hosts (:class:`~tests.unit.fakes.lab.FakeLab`) are described in
-``tests/unit/fakes/lab.py``.
+``tests/unit/fakes/lab.py``. The host-to-host data paths have their own file
+(``test_host_to_host.py``), and so has the choice between them (``test_data_path.py``).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -37,6 +38,7 @@ from celestial_ssh.shell import join
 from celestial_ssh.ssh import CommandResult
 from celestial_ssh.streaming import RelayBroken, RelayStopped
 from celestial_ssh_cli.failures import ExitCode, exit_code_for
+from tests.unit.fakes.engine import LOOKS_RUNNING, fail, restorable_source, run
 from tests.unit.fakes.lab import (  # the fake hosts
     ARCHIVE_BYTES,
     ARCHIVE_SHA,
@@ -52,7 +54,6 @@ from tests.unit.fakes.lab import (  # the fake hosts
     DeferredFakeProcess,
     FakeChannel,
     FakeLab,
-    FakeProcess,
     LabSession,
     image,
     inspect,
@@ -63,39 +64,6 @@ from tests.unit.fakes.lab import (  # the fake hosts
     source_bytes,
     stats,
 )
-
-
-@pytest.fixture
-def lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLab]:
-    lab = FakeLab()
-    lab.plug_in(monkeypatch)
-    yield lab
-    assert lab.unexpected == [], "the engine ran commands no test expected"
-
-
-def run(lab: FakeLab, options: MigrationOptions | None = None, container: str = "web") -> Migration:
-    engine = Migration(SRC, TGT, container, lab.options(options), on_event=lab.events.append)
-    engine.run()
-    return engine
-
-
-def fail(
-    lab: FakeLab, error: type[BaseException], options: MigrationOptions | None = None
-) -> tuple[Migration, Any]:
-    engine = Migration(SRC, TGT, "web", lab.options(options), on_event=lab.events.append)
-    with pytest.raises(error) as caught:
-        engine.run()
-    return engine, caught.value
-
-
-# what preflight sees of a running source container: its first look and the one under the lock
-LOOKS_RUNNING = [inspect("running"), inspect("running")]
-
-
-def restorable_source(lab: FakeLab) -> None:
-    """The source stopped by the checkpoint, then running again once restored."""
-    lab.answer(SRC, "podman container inspect", [*LOOKS_RUNNING, inspect("exited"), inspect()])
-    lab.answer(SRC, "container restore --print-stats", result())
 
 
 # -- a successful run ------------------------------------------------------------------------
@@ -506,311 +474,6 @@ def test_after_staging_the_memory_in_use_is_read_again(lab: FakeLab) -> None:
     ]
     assert len(sampled) == 2
     assert sampled[1] > lab.position(SRC, "podman image save")
-
-
-@pytest.mark.parametrize("host", [SRC, TGT])
-def test_tls_without_socat_on_a_host_stops_in_preflight(lab: FakeLab, host: str) -> None:
-    for each in (SRC, TGT):
-        lab.answer(each, "command -v socat", result("" if each == host else "socat\n"))
-    engine, error = fail(lab, PreflightFailed, MigrationOptions(tls=True))
-    assert error.message == f"{host}: --data-path tls needs socat or python3, and neither is there"
-    assert "nothing was changed" in (error.hint or "")
-    assert engine.report.outcome is Outcome.NOT_STARTED
-    assert lab.streams() == []
-    assert not any("checkpoint" in command or "mktemp" in command for _, command in lab.log)
-
-
-class TLSExporter(FakeProcess):
-    """The host-to-host source script (``--tls``, ``--direct``): it runs until the engine
-    waits for its end, and says ``announcement`` (the archive is complete, unless empty)
-    while podman still tidies up."""
-
-    def __init__(
-        self, session: LabSession, command: str, outcome: CommandResult, announcement: str
-    ):
-        super().__init__(session, command, outcome)
-        self.stdout += announcement.encode()
-        # an announcement the engine may restore with (it carries the digest)
-        self.announces = ARCHIVE_SHA in announcement
-        self.polls = 0
-        self.timeouts = 3  # its first reads time out, as a quiet channel's do
-        self.ended = False
-        self.ended_before_go: bool | None = None
-
-    def read(self, size: int) -> bytes:
-        # once its ready line has been read
-        if self.timeouts and not self.stdout.startswith(commands.READY_LINE):
-            self.timeouts -= 1
-            raise TimeoutError("timed out")
-        return super().read(size)
-
-    def is_running(self) -> bool:
-        self.polls += 1
-        # it ends by itself after a while: soon when it never announces, and in any case
-        # long after the engine should have heard it
-        return not self.ended and self.polls < (200_000 if self.announces else 50)
-
-    def wait(self, timeout: float) -> CommandResult:
-        if self.ended_before_go is None:
-            went = any(
-                isinstance(p, DeferredFakeProcess) and p.went for p in self.session.lab.processes
-            )
-            self.ended_before_go = not went
-        self.ended = True
-        return self.outcome
-
-
-# what a hashing source announces once its archive is complete: size and SHA-256
-EXPORTED = f"{commands.EXPORTED_MARKER} {ARCHIVE_BYTES} {ARCHIVE_SHA}\n"
-
-
-def tls_lab(
-    lab: FakeLab,
-    monkeypatch: pytest.MonkeyPatch,
-    *,
-    announces: bool = True,
-    announcement: str = EXPORTED,
-) -> list[TLSExporter]:
-    """Answers for a ``--tls`` migration; returns the list its exporter will be put in."""
-    for host in (SRC, TGT):
-        lab.answer(host, "command -v socat", result("socat\n"))
-        lab.answer(host, "tar -x --no-same-owner", result())  # the TLS credentials
-    lab.answer(TGT, "SSH_CONNECTION", result("10.0.0.2\n"))
-    lab.answer(TGT, "OPENSSL-LISTEN", result("celestial-ssh-listening 4433\n"))
-    return host_to_host_lab(lab, monkeypatch, announcement if announces else "")
-
-
-def direct_lab(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch, announcement: str = EXPORTED
-) -> list[TLSExporter]:
-    """Answers for a ``--direct`` migration: the source logs in to the target, which says
-    ready through that link; the link ends once the archive has landed."""
-    lab.answer(SRC, "target.known_hosts", result())  # pinning, and the source's login check
-    link_ended = f"{commands.LINK_ENDED_MARKER} 0\n" if announcement else ""
-    return host_to_host_lab(lab, monkeypatch, announcement + link_ended)
-
-
-def host_to_host_lab(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch, announcement: str
-) -> list[TLSExporter]:
-    lab.answer(TGT, "stat -c %s", result(f"0\n{ARCHIVE_BYTES}\n"))  # the landing watch
-    lab.answer(SRC, "container checkpoint", source_bytes(ARCHIVE_BYTES))
-    exporters: list[TLSExporter] = []
-    start = LabSession.start
-
-    def starting(
-        session: LabSession, argv: list[str], *, privileged: bool = True, **kwargs: Any
-    ) -> Any:
-        process = start(session, argv, privileged=privileged, **kwargs)
-        if "container checkpoint" not in process.command:
-            return process
-        exporter = TLSExporter(session, process.command, process.outcome, announcement)
-        lab.processes[lab.processes.index(process)] = exporter
-        exporters.append(exporter)
-        return exporter
-
-    monkeypatch.setattr(LabSession, "start", starting)
-    return exporters
-
-
-def test_tls_restores_once_the_archive_is_complete(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    exporters = tls_lab(lab, monkeypatch)
-    engine = run(lab, MigrationOptions(tls=True, compression="none"))
-    [exporter] = exporters
-    # podman on the source runs at debug level, which is how it says its export succeeded
-    assert "podman --log-level=debug container checkpoint" in exporter.command
-    # the restore was sent while podman still tidied up the source, then its end collected
-    assert exporter.ended_before_go is False
-    assert exporter.ended
-    assert engine.report.outcome is Outcome.MIGRATED
-    assert engine.report.archive_bytes == ARCHIVE_BYTES
-    # the target checks the source's digest before it restores
-    assert lab_restorer(lab).written == [commands.restore_go_line(ARCHIVE_BYTES, ARCHIVE_SHA)]
-    assert engine.report.archive_sha256 == ARCHIVE_SHA
-    assert engine.report.warnings == []
-    # how long podman tidied up after the archive was complete, beside the restore
-    assert "source_tidy_up" in engine.report.timings
-
-
-def test_tls_without_the_announcement_waits_for_the_checkpoint(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # a podman that never says its export succeeded: its end is waited for, as before
-    exporters = tls_lab(lab, monkeypatch, announces=False)
-    engine = run(lab, MigrationOptions(tls=True, compression="none"))
-    assert exporters[0].ended_before_go is True
-    assert engine.report.outcome is Outcome.MIGRATED
-    assert engine.report.archive_bytes == ARCHIVE_BYTES
-    assert "source_tidy_up" not in engine.report.timings
-
-
-def test_a_checkpoint_failing_after_its_archive_was_complete_is_reported_not_rolled_back(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    tls_lab(lab, monkeypatch)
-    failed = source_bytes(ARCHIVE_BYTES, status=125, stderr="Error: tearing down\n")
-    lab.answer(SRC, "container checkpoint", failed)
-    engine = run(lab, MigrationOptions(tls=True, compression="none"))
-    # the restore had been sent: rolling back could make two running copies
-    assert engine.report.outcome is Outcome.MIGRATED
-    assert not lab.ran(SRC, "container restore")
-    [warning] = engine.report.warnings
-    assert warning == (
-        "lab-a: podman reported a failure after its checkpoint archive was complete "
-        "(Error: tearing down); the restore went ahead; check the stopped copy on lab-a "
-        "with 'podman ps -a'"
-    )
-
-
-@pytest.mark.parametrize(
-    ("status", "said"),
-    [
-        pytest.param(
-            -1,
-            "lab-a: the end of podman's checkpoint was not seen (no answer); its archive was "
-            "complete and the restore went ahead; check the stopped copy on lab-a with "
-            "'podman ps -a'",
-            id="connection-lost",
-        ),
-        pytest.param(
-            commands.EXIT_DIRECT_LINK_FAILED,
-            "lab-a: its end of the TLS link reported a failure after the whole archive had "
-            "landed; the restore went ahead",
-            id="link-end-failed",
-        ),
-    ],
-)
-def test_what_the_source_says_after_the_archive_was_complete_is_a_warning(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch, status: int, said: str
-) -> None:
-    tls_lab(lab, monkeypatch)
-    lab.answer(SRC, "container checkpoint", source_bytes(ARCHIVE_BYTES, status=status))
-    engine = run(lab, MigrationOptions(tls=True, compression="none"))
-    assert engine.report.outcome is Outcome.MIGRATED
-    assert engine.report.warnings == [said]
-    assert not lab.ran(SRC, "container restore")
-
-
-def test_a_landing_failing_after_the_announcement_waits_for_the_checkpoint_then_rolls_back(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # podman said its archive was complete, but the target's socat failed: nothing was
-    # restored there, and podman may still tidy up the source, so the rollback waits for
-    # the checkpoint's end before it restores the source
-    exporters = tls_lab(lab, monkeypatch)
-    lab.answer(TGT, "OPENSSL-LISTEN", result("celestial-ssh-listening 4433\n", status=1))
-    restorable_source(lab)
-    engine, error = fail(lab, MigrationFailed, MigrationOptions(tls=True, compression="none"))
-    assert "receiving the checkpoint archive over TLS failed" in error.message
-    assert engine.report.outcome is Outcome.ROLLED_BACK
-    assert not lab_restorer(lab).went
-    assert not exporters[0].ended  # never waited for: the rollback asks the host instead
-    restored = join(commands.restore_local(CID))
-    assert lab.position(SRC, CHECKPOINT_WAIT) < lab.position(SRC, restored)
-
-
-def host_to_host_path(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch, path: str, announcement: str = EXPORTED
-) -> tuple[list[TLSExporter], MigrationOptions]:
-    """A ``--tls`` or ``--direct`` lab whose source announces ``announcement``."""
-    if path == "tls":
-        return tls_lab(lab, monkeypatch, announcement=announcement), MigrationOptions(
-            tls=True, compression="none"
-        )
-    return direct_lab(lab, monkeypatch, announcement), MigrationOptions(
-        direct=True, compression="none"
-    )
-
-
-@pytest.mark.parametrize("announces", [True, False], ids=["early", "late"])
-@pytest.mark.parametrize("path", ["tls", "direct"])
-def test_a_host_to_host_restore_goes_with_the_sources_digest(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch, path: str, announces: bool
-) -> None:
-    # the source hashes the archive as it streams it and says the digest early (with the
-    # archive complete) or at its end; the target hashes what lands, and its restore
-    # compares the two before podman sees the archive
-    exporters, options = host_to_host_path(lab, monkeypatch, path, EXPORTED if announces else "")
-    engine = run(lab, options)
-    [exporter] = exporters
-    assert engine.report.outcome is Outcome.MIGRATED
-    assert engine.report.warnings == []  # no fallback to relaying
-    assert exporter.ended_before_go is not announces
-    assert lab_restorer(lab).written == [commands.restore_go_line(ARCHIVE_BYTES, ARCHIVE_SHA)]
-    assert engine.report.archive_sha256 == ARCHIVE_SHA
-    assert " hashed announce " in exporter.command  # the source's checkpoint stream
-    if path == "direct":
-        assert "land-archive" in exporter.command and "no-hashed" not in exporter.command
-    else:
-        [listener] = [c for c in lab.commands_on(TGT) if "OPENSSL-LISTEN" in c]
-        archive, digest = (
-            f"{WORKDIRS[TGT]}/{name}" for name in ("checkpoint.tar", "checkpoint.sha256")
-        )
-        assert f" {archive} {digest} " in listener
-
-
-@pytest.mark.parametrize("path", ["tls", "direct"])
-def test_a_host_to_host_archive_damaged_on_the_way_rolls_back(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch, path: str
-) -> None:
-    _, options = host_to_host_path(lab, monkeypatch, path)
-    # what restore_import says when the landed archive's digest is not the source's
-    damaged = result(status=97, stderr=f"archive SHA-256 on this host is {'6' * 64}, ...")
-    lab.answer(TGT, "restore --import", damaged)
-    restorable_source(lab)
-    engine, error = fail(lab, MigrationFailed, options)
-    assert engine.report.outcome is Outcome.ROLLED_BACK
-    assert "the archive arrived damaged (SHA-256 mismatch); it was not restored" in str(error)
-    assert "it runs again on lab-a, from its checkpoint" in str(error)
-    assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
-    assert lab.phases()[-3:] == [
-        ("failed", Phase.RESTORE),
-        ("started", Phase.ROLLBACK),
-        ("finished", Phase.ROLLBACK),
-    ]
-
-
-@pytest.mark.parametrize(
-    "announcement",
-    ["", f"{commands.EXPORTED_MARKER} {ARCHIVE_BYTES}\n"],
-    ids=["said-nothing-early", "said-the-size-only"],
-)
-@pytest.mark.parametrize("path", ["tls", "direct"])
-def test_a_host_to_host_source_without_a_digest_is_never_restored(
-    lab: FakeLab, monkeypatch: pytest.MonkeyPatch, path: str, announcement: str
-) -> None:
-    # its hasher failed: nothing on the target can be checked against the source, so the
-    # restore waits for the checkpoint's end, whose last line has no digest either
-    exporters, options = host_to_host_path(lab, monkeypatch, path, announcement)
-    lab.answer(SRC, "container checkpoint", source_bytes(ARCHIVE_BYTES, digest=""))
-    restorable_source(lab)
-    engine, error = fail(lab, MigrationFailed, options)
-    assert engine.report.outcome is Outcome.ROLLED_BACK
-    assert (
-        "lab-a did not report the archive's SHA-256, and no copy passed this machine to hash "
-        "it, so lab-b could not check what landed; it was not restored"
-    ) in str(error)
-    assert exporters[0].ended_before_go is True
-    assert not lab_restorer(lab).went
-    assert join(commands.restore_local(CID)) in lab.commands_on(SRC)
-    assert lab.phases()[-4:] == [
-        ("failed", Phase.CHECKPOINT),
-        ("failed", Phase.TRANSFER),
-        ("started", Phase.ROLLBACK),
-        ("finished", Phase.ROLLBACK),
-    ]
-
-
-def lab_restorer(lab: FakeLab) -> DeferredFakeProcess:
-    [restorer] = [p for p in lab.processes if isinstance(p, DeferredFakeProcess)]
-    return restorer
-
-
-def test_without_tls_nobody_asks_for_socat(lab: FakeLab) -> None:
-    run(lab)
-    assert not any("socat" in command for _, command in lab.log)
 
 
 def test_a_different_image_on_the_target_stops_before_the_freeze(lab: FakeLab) -> None:

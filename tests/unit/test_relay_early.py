@@ -14,7 +14,6 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +35,15 @@ from celestial_ssh.report import Outcome
 from celestial_ssh.shell import join
 from celestial_ssh.ssh import CommandResult
 from celestial_ssh.streaming import RelayBroken, RelayStopped, relay
+from tests.unit.fakes.engine import fail, lab_restorer, restorable_source, run
 from tests.unit.fakes.lab import (
     ARCHIVE_BYTES,
     ARCHIVE_SHA,
     CHECKPOINT_WAIT,
     CID,
+    EXPORTED,
     SRC,
     TGT,
-    DeferredFakeProcess,
     FakeLab,
     FakeProcess,
     LabSession,
@@ -51,18 +51,6 @@ from tests.unit.fakes.lab import (
     source_bytes,
 )
 from tests.unit.test_commands import make_host
-from tests.unit.test_migration_engine import fail, restorable_source, run
-
-# what a hashing source announces on its stderr once its archive is complete
-EXPORTED = f"{commands.EXPORTED_MARKER} {ARCHIVE_BYTES} {ARCHIVE_SHA}\n"
-
-
-@pytest.fixture
-def lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLab]:
-    lab = FakeLab()
-    lab.plug_in(monkeypatch)
-    yield lab
-    assert lab.unexpected == [], "the engine ran commands no test expected"
 
 
 class RelayedExporter(FakeProcess):
@@ -123,11 +111,6 @@ def relayed_lab(
 
     monkeypatch.setattr(LabSession, "start", starting)
     return exporters, landers
-
-
-def lab_restorer(lab: FakeLab) -> DeferredFakeProcess:
-    [restorer] = [p for p in lab.processes if isinstance(p, DeferredFakeProcess)]
-    return restorer
 
 
 # -- the engine ----------------------------------------------------------------------------

@@ -6,6 +6,11 @@
   ps, recover, batches).
 - :mod:`.lab`: :class:`FakeLab`, the migration engine's two hosts, scripted by command line,
   with streams, a relay and an event log.
+- :mod:`.engine`: a migration run on a :class:`FakeLab` (``run``, ``fail``) and what tests of
+  several files script alike (``restorable_source``, ``lab_restorer``); the ``lab`` fixture
+  is in ``tests/unit/conftest.py``.
+- :mod:`.host_to_host`: the lab's answers for ``--data-path tls`` and ``ssh`` (the source's
+  script that streams straight to the target).
 
 Every one is reached through ``ConnectionSettings(host_resolver=..., connector=...)``, the
 seam the library's entry points take, rather than by patching module globals.

@@ -122,6 +122,11 @@ def source_bytes(
     return result(status=status, stderr=f"{stderr}{marker}\n")
 
 
+# what a hashing source announces once its archive is complete, size and SHA-256 (on the
+# relayed script's stderr, on a host-to-host script's stdout)
+EXPORTED = f"{commands.EXPORTED_MARKER} {ARCHIVE_BYTES} {ARCHIVE_SHA}\n"
+
+
 def host_answers(host: str) -> dict[Predicate, Answer]:
     """What a healthy root host with podman 4.3 and CRIU 3.17 answers."""
     answers: dict[Predicate, Answer] = {
