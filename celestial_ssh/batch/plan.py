@@ -69,11 +69,10 @@ class PlanEntry:
     def options(self, base: MigrationOptions | None = None) -> MigrationOptions:
         data_plane = option_fields(self.data_plane)
         # the entry's data path replaces the command line's, however either spells it
-        if "data_path" in data_plane:
+        if "data_path" in data_plane or data_plane.get("tls") or data_plane.get("direct"):
+            data_plane.setdefault("data_path", "auto")
             data_plane.setdefault("tls", False)
             data_plane.setdefault("direct", False)
-        elif data_plane.get("tls") or data_plane.get("direct"):
-            data_plane["data_path"] = "auto"
         return replace(
             base or MigrationOptions(),
             new_name=self.new_name,
