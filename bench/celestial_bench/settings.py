@@ -110,9 +110,19 @@ MODES: tuple[Mode, ...] = (
 
 # `celestial-ssh probe` rows for the data-plane measurement (same rules as MODES)
 PROBES: tuple[Mode, ...] = (
-    Mode("probe", "probe"),
-    Mode("probe-paramiko", "probe", ("--transport", "paramiko")),
-    Mode("probe-openssh", "probe", ("--transport", "openssh")),
+    Mode("probe", "probe", RELAY, older_args=()),
+    Mode(
+        "probe-paramiko",
+        "probe",
+        (*RELAY, "--transport", "paramiko"),
+        older_args=("--transport", "paramiko"),
+    ),
+    Mode(
+        "probe-openssh",
+        "probe",
+        (*RELAY, "--transport", "openssh"),
+        older_args=("--transport", "openssh"),
+    ),
     Mode("probe-openssh-direct", "probe", ("--transport", "openssh", "--direct")),
     Mode("probe-tls", "probe", ("--tls",)),
 )

@@ -206,12 +206,13 @@ def test_pre_copy_falls_back_to_stop_and_copy_without_dirty_tracking(lab, worklo
 @pytest.mark.parametrize(
     ("extra", "data_plane"),
     [
-        ([], "openssh"),
+        (["--data-path", "relay"], "openssh"),
+        ([], "tls"),
         (["--direct"], "direct"),
         (["--tls"], "tls"),
         (["--tls", "--tls-address", "127.0.0.112"], "tls"),
     ],
-    ids=["relayed", "direct", "tls", "tls-address"],
+    ids=["relayed", "default", "direct", "tls", "tls-address"],
 )
 def test_probe_measures_the_link_and_changes_nothing(lab, ssh_agent, extra, data_plane):
     completed = subprocess.run(
