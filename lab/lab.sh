@@ -21,7 +21,8 @@ RUNSTATE=/run/celestial-lab-$LAB_ID
 PORT=${CELESTIAL_LAB_PORT:-2222}
 # lab-c is deliberately broken: its sessions get a PATH without /usr/local, so no CRIU.
 # lab-d is a stock host: podman and CRIU, but neither socat nor python3 on its sessions' PATH
-# (a directory of links to everything else), so no TLS link can end there
+# (a directory of links to everything else; PYENV_VERSION=system, so that a login shell that
+# puts pyenv's shims first finds no python3 there either), so no TLS link can end there
 HOSTS=(lab-a lab-b lab-c lab-d)
 declare -A ADDRESS=([lab-a]=127.0.0.11 [lab-b]=127.0.0.12 [lab-c]=127.0.0.13 [lab-d]=127.0.0.14)
 WORKLOAD_IMAGE=localhost/memtick:latest
@@ -92,7 +93,7 @@ LogLevel ERROR
 Subsystem sftp internal-sftp
 SetEnv CONTAINERS_STORAGE_CONF=$dir/storage.conf CONTAINERS_CONF=$dir/containers.conf TMPDIR=$STATE/$host/tmp CELESTIAL_SSH_TMPFS=$STATE/$host/shm CELESTIAL_LAB_HOST=$host$(
 		[ "$host" = lab-c ] && echo " PATH=/usr/bin:/bin:/usr/sbin:/sbin"
-		[ "$host" = lab-d ] && echo " PATH=$STATE/lab-d/bin")
+		[ "$host" = lab-d ] && echo " PATH=$STATE/lab-d/bin PYENV_VERSION=system")
 CONF
 	if [ "$host" = lab-d ]; then
 		link_programs_but_tls_tools "$STATE/lab-d/bin"

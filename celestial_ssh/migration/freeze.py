@@ -51,27 +51,33 @@ def checkpoint_and_transfer(ctx: MigrationContext) -> None:
     checkpoint_s = time.monotonic() - started
     ctx.report.timings[Phase.CHECKPOINT.value] = round(checkpoint_s, 4)
     if not checkpointed.ok:
+        link_broke = checkpointed.exit_status == commands.EXIT_DIRECT_LINK_FAILED
+        receiver_said = transfer.receiver_said() if link_broke else ""
         transfer.kill_receivers()
         ctx.fail_checkpoint_and_transfer(
             checkpoint_s, checkpointed.stderr.strip(), "the checkpoint failed"
         )
-        raise _checkpoint_failure(ctx, checkpointed)
+        raise _checkpoint_failure(ctx, checkpointed, receiver_said)
     archive = transfer.verify_archive(checkpointed, streamed, checkpoint_s)
     ctx.emit(PhaseFinished(Phase.CHECKPOINT, checkpoint_s, megabytes(archive.size)))
     transfer.await_landing(started)
     _landed(ctx, archive, started, streamed.seconds)
 
 
-def _checkpoint_failure(ctx: MigrationContext, checkpointed: CommandResult) -> Exception:
-    """Why the checkpoint script failed, as the error to raise."""
+def _checkpoint_failure(
+    ctx: MigrationContext, checkpointed: CommandResult, receiver_said: str = ""
+) -> Exception:
+    """Why the checkpoint script failed, as the error to raise (with what the target's
+    receiver said, when the link to it broke and it said something)."""
     if checkpointed.exit_status == -1:
         return ConnectionFailed(
             f"{ctx.source_text}: the connection died during the checkpoint",
             host=ctx.source_text,
         )
     if checkpointed.exit_status == commands.EXIT_DIRECT_LINK_FAILED:
+        why = f" ({ctx.target_text}: {receiver_said})" if receiver_said else ""
         return ConnectionFailed(
-            f"{ctx.source_text}: the direct stream to {ctx.target_text} broke",
+            f"{ctx.source_text}: the direct stream to {ctx.target_text} broke{why}",
             host=ctx.target_text,
         )
     return RemoteCommandFailed(

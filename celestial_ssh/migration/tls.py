@@ -17,6 +17,9 @@ from .context import READY_TIMEOUT_S, MigrationContext
 from .host_to_host import HostToHostTransfer
 from .wording import one_line
 
+# how long a broken link's message waits for the listener to say why it ended
+RECEIVER_END_WAIT_S = 1.0
+
 
 class TLSTransfer(HostToHostTransfer):
     """source -> target, over a TLS link no data of which passes through SSH.
@@ -162,6 +165,26 @@ class TLSTransfer(HostToHostTransfer):
     def kill_receivers(self) -> None:
         if self.listener is not None:
             self.listener.kill()
+
+    def receiver_said(self) -> str:
+        """What the listener said, if it ended within a moment of the link's break (a
+        full disk on the target, say); its end is not forced (closing its channel would)."""
+        listener = self.listener
+        if listener is None:
+            return ""
+        deadline = time.monotonic() + RECEIVER_END_WAIT_S
+        while listener.is_running() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if listener.is_running():
+            return ""
+        try:
+            ended = listener.wait(RECEIVER_END_WAIT_S)
+        except CelestialError:
+            return ""
+        if ended.ok:
+            return ""
+        said = ended.stderr.strip().splitlines()
+        return said[-1][:200] if said else f"exit {ended.exit_status}"
 
 
 def _why(error: CelestialError) -> str:

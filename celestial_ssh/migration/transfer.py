@@ -97,6 +97,11 @@ class Transfer(ABC):
     def kill_receivers(self) -> None:
         """Stop whatever receives the archive on the target."""
 
+    def receiver_said(self) -> str:
+        """Why the target's receiver failed, once a host-to-host link broke ("" when it
+        has not ended, or said nothing)."""
+        return ""
+
     def close(self) -> None:
         """Stop what this path still runs (at the very end, or after a failure)."""
         if self.restorer is not None and self.restorer.is_running():

@@ -130,8 +130,9 @@ def test_a_plan_chooses_the_data_plane_per_migration(
     plan = tmp_path / "plan.yml"
     plan.write_text(
         "defaults: {compression: none}\nmigrations:\n"
-        f"  - {{container: {over_tls.name}, from: lab-a, to: lab-b, tls: true}}\n"
-        f"  - {{container: {relayed.name}, from: lab-a, to: lab-b, transport: paramiko}}\n"
+        f"  - {{container: {over_tls.name}, from: lab-a, to: lab-b, data_path: tls}}\n"
+        f"  - {{container: {relayed.name}, from: lab-a, to: lab-b, transport: paramiko,"
+        " data_path: relay}\n"
     )
     before = {w.name: source.ticks(w.name) for w in (over_tls, relayed)}
 
@@ -140,21 +141,21 @@ def test_a_plan_chooses_the_data_plane_per_migration(
     document = document_of(result)
     assert result.returncode == 0, result.stderr
     transports = {e["container"]: e["report"]["transport"] for e in document["migrations"]}
-    assert transports[over_tls.name].startswith("direct TLS (socat, to 127.0.0.12)")
+    assert transports[over_tls.name].startswith("direct TLS (python3, to 127.0.0.12)")
     assert transports[relayed.name].startswith("paramiko")
     for workload in (over_tls, relayed):
         assert assert_one_running_copy(lab, workload.name) == "lab-b"
         assert_state_survived(before[workload.name], target.ticks(workload.name))
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["ssh", "tls"])
+@pytest.mark.parametrize("data_path", ["relay", "auto"])
 def test_evacuation_moves_the_named_workloads_with_their_state(
     lab: dict[str, LabHost],
     workloads: WorkloadFactory,
     workload_image_on_target: str,
-    tls: bool,
+    data_path: str,
 ) -> None:
-    # with --tls two listeners wait on lab-b at once, each on a port of its own
+    # host to host (the default), two listeners wait on lab-b at once, each on its own port
     source, target = lab["lab-a"], lab["lab-b"]
     mine = [workloads.start("lab-a", memory_mb=16), workloads.start("lab-a", memory_mb=32)]
     names = ",".join(workload.name for workload in mine)
@@ -173,13 +174,14 @@ def test_evacuation_moves_the_named_workloads_with_their_state(
     before = {workload.name: source.ticks(workload.name) for workload in mine}
     moved = run_batch_cli(
         "evacuate", "lab-a", "--to", "lab-b", "--only", names, "--parallel", "2", "--json",
-        "-F", str(SSH_CONFIG), *(["--tls"] if tls else []),
+        "-F", str(SSH_CONFIG), "--data-path", data_path,
     )  # fmt: skip
     document = document_of(moved)
     assert moved.returncode == 0, moved.stderr
     assert statuses(document) == {workload.name: "migrated" for workload in mine}
     transports = {entry["report"]["transport"] for entry in document["migrations"]}
-    assert transports == ({"direct TLS (socat, to 127.0.0.12)"} if tls else {"openssh"})
+    tls = data_path == "auto"
+    assert transports == ({"direct TLS (python3, to 127.0.0.12)"} if tls else {"openssh"})
     # largest first: the 32 MB workload is placed (and numbered) before the 16 MB one
     assert [entry["container"] for entry in document["migrations"]] == [mine[1].name, mine[0].name]
     for workload in mine:

@@ -62,8 +62,9 @@ def test_each_transport_moves_the_memory(lab, workloads, transport):
     before = source.ticks(workload.name)
 
     code, report, stderr = migrate_json(
-        "--transport", transport, "--compress", "none", "lab-a", "lab-b", workload.name
-    )
+        "--data-path", "relay", "--transport", transport, "--compress", "none",
+        "lab-a", "lab-b", workload.name,
+    )  # fmt: skip
 
     assert code == ExitCode.OK, stderr
     assert report["transport"] == transport

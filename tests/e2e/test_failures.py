@@ -27,12 +27,12 @@ from .conftest import (
 )
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["relayed", "tls"])
+@pytest.mark.parametrize("data_path", ["relay", "auto"])
 def test_restore_failure_after_the_freeze_rolls_back_to_the_source(
-    lab, workloads, workload_image_on_target, tls
+    lab, workloads, workload_image_on_target, data_path
 ):
-    # with --tls the restore starts while podman still tidies up the source: the rollback
-    # must wait for that checkpoint's end before it restores there
+    # on every path the restore starts while podman still tidies up the source: the
+    # rollback must wait for that checkpoint's end before it restores there
     source, target = lab["lab-a"], lab["lab-b"]
     workload = workloads.start(memory_mb=16)
     before = source.ticks(workload.name)
@@ -47,18 +47,18 @@ def test_restore_failure_after_the_freeze_rolls_back_to_the_source(
             "lab-a",
             "lab-b",
             workload.name,
-            MigrationOptions(ssh_config=str(SSH_CONFIG), tls=tls),
+            MigrationOptions(ssh_config=str(SSH_CONFIG), data_path=data_path),
             on_event=conflicting_container_appears,
         )
 
     LEDGER.faults.append(
-        "a conflicting container appears on the target after preflight"
-        + (" (--tls)" if tls else "")
+        f"a conflicting container appears on the target after preflight ({data_path})"
     )
     report = failure.value.report
     assert report.outcome is Outcome.ROLLED_BACK
-    # (--tls: the restore had been sent before podman on the source had ended)
-    assert ("source_tidy_up" in report.timings) is tls
+    assert report.data_path == ("relay" if data_path == "relay" else "tls")
+    # the restore had been sent before podman on the source had ended
+    assert "source_tidy_up" in report.timings
     assert "runs again on lab-a" in str(failure.value)
     assert assert_one_running_copy(lab, workload.name) == "lab-a"
     # the stranger on the target is not ours: it must still be there, untouched
@@ -95,7 +95,7 @@ def test_archive_damaged_in_flight_is_never_restored(
         return original_write(self, data)
 
     monkeypatch.setattr(stream, "write", flip_a_byte_in_the_third_chunk)
-    options = MigrationOptions(ssh_config=str(SSH_CONFIG), transport=transport)
+    options = MigrationOptions(ssh_config=str(SSH_CONFIG), transport=transport, data_path="relay")
     with pytest.raises(MigrationFailed) as failure:
         migrate("lab-a", "lab-b", workload.name, options)
 
@@ -132,7 +132,7 @@ def test_archive_damaged_before_the_coordinator_is_caught_by_the_source_checksum
         return data
 
     monkeypatch.setattr(stream, "read", flip_a_byte_in_the_second_chunk)
-    options = MigrationOptions(ssh_config=str(SSH_CONFIG), transport=transport)
+    options = MigrationOptions(ssh_config=str(SSH_CONFIG), transport=transport, data_path="relay")
     with pytest.raises(MigrationFailed) as failure:
         migrate("lab-a", "lab-b", workload.name, options)
 

@@ -184,7 +184,7 @@ def test_migration_there_and_back_with_new_and_old_field_names(
     assert status == 200, report
     assert report["outcome"] == "migrated"
     assert (report["source"], report["target"]) == ("lab-b", "lab-a")
-    assert report["transport"] == "direct TLS (socat, to 127.0.0.11)"
+    assert report["transport"] == "direct TLS (python3, to 127.0.0.11)"
     assert assert_one_running_copy(lab, workload.name) == "lab-a"
     time.sleep(0.5)
     assert_state_survived(middle, source.ticks(workload.name))

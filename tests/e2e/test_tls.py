@@ -1,4 +1,4 @@
-"""``--tls`` on the real lab: socat and OpenSSL between lab-a and lab-b, keys handed over SSH.
+"""``--tls`` on the real lab: python3's ssl at both ends, keys handed over SSH.
 
 Each test proves where the container runs afterwards and that its memory state survived;
 none asserts a speed (the benchmark measures that). ``--compress auto`` over TLS is tested in
@@ -45,7 +45,7 @@ def test_tls_moves_the_memory_without_an_agent(lab, workloads):
     )
 
     assert code == ExitCode.OK, stderr
-    assert report["transport"] == f"direct TLS (socat, to {LAB_B_ADDRESS})"
+    assert report["transport"] == f"direct TLS (python3, to {LAB_B_ADDRESS})"
     assert report["warnings"] == []
     assert report["archive_bytes"] > 48 * 1024 * 1024
     # the source's digest, taken as it streamed, which the target checked before restoring
@@ -105,7 +105,7 @@ def test_tls_address_chooses_where_the_target_listens(lab, workloads, address):
     )
 
     assert code == ExitCode.OK, stderr
-    assert report["transport"] == f"direct TLS (socat, to {address})"
+    assert report["transport"] == f"direct TLS (python3, to {address})"
     assert target.state(workload.name) == "running"
     assert source.state(workload.name) is None
     assert source.workdirs() == [] and target.workdirs() == []
@@ -160,7 +160,7 @@ def test_an_archive_damaged_between_the_two_hashes_is_never_restored(lab, worklo
     assert "the archive arrived damaged (SHA-256 mismatch); it was not restored" in str(
         failure.value
     )
-    assert report.transport == f"direct TLS (socat, to {LAB_B_ADDRESS})"
+    assert report.transport == f"direct TLS (python3, to {LAB_B_ADDRESS})"
     assert re.fullmatch("[0-9a-f]{64}", report.archive_sha256 or "")
     assert report.outcome is Outcome.ROLLED_BACK
     assert assert_one_running_copy(lab, workload.name) == "lab-a"
