@@ -352,11 +352,6 @@ def link_log(workdir: str) -> str:
     return f"{validate_remote_path(workdir)}/{LINK_LOG}"
 
 
-def socat_available() -> list[str]:
-    """Exit 0 when socat is on PATH (``--tls`` needs it on both hosts)."""
-    return sh_script("command -v socat >/dev/null 2>&1")
-
-
 # how long the source's end tries to reach the target before it gives up
 CONNECT_TIMEOUT_S = 30.0
 # the proof that the link works (--data-path auto, doctor --links): a handshake and this

@@ -28,7 +28,7 @@ from celestial_ssh.units import megabytes_per_s
 
 from .boundary import Command
 from .failures import ExitCode, exit_code_for, message_for
-from .options import host_settings, inventory_option, ssh_options
+from .options import host_settings, inventory_option, ssh_options, tls_port_option
 
 # doctor's and ps's -i: HOST may name an inventory's host or group
 _HOSTS_INVENTORY = "whose aliases and groups HOST may name; ssh_config applies under it."
@@ -138,14 +138,9 @@ def _render_links_table(links: list[LinkCheck]) -> None:
     "about 2 s a pair, one pair at a time). A link that does not work is a warning, "
     "with why and the fix, and changes no exit code: migrations relay instead.",
 )
-@click.option(
-    "--tls-port",
-    type=click.IntRange(0, 65535),
-    default=0,
-    show_default=True,
-    metavar="PORT",
-    help="With --links: the port the target listens on (0: a random free one, as migrate "
-    "picks unless you pin one with its --tls-port).",
+@tls_port_option(
+    "With --links: the port the target listens on (0: a random free one, as migrate "
+    "picks unless you pin one with its --tls-port)."
 )
 def doctor_command(
     hosts: tuple[str, ...],

@@ -22,7 +22,13 @@ from .display import Output, choose_display, choose_output, megabytes
 from .failures import CommandFailed, exit_code_for, message_for
 from .fleet_commands import doctor_command, ps_command
 from .http_shim import serve
-from .options import data_plane_options, host_settings, inventory_option, ssh_options
+from .options import (
+    data_plane_options,
+    host_settings,
+    inventory_option,
+    ssh_options,
+    tls_port_option,
+)
 from .report_file import report_rows
 from .signals import cancel_on_signals
 
@@ -88,14 +94,9 @@ def cli() -> None:
     "container's memory before the freeze (fast links: none, slow links: zstd).",
 )
 @data_plane_options
-@click.option(
-    "--tls-port",
-    type=click.IntRange(0, 65535),
-    default=0,
-    show_default=True,
-    metavar="PORT",
-    help="The port the target listens on for the TLS link (0: any free one); pin it to "
-    "open it in a firewall.",
+@tls_port_option(
+    "The port the target listens on for the TLS link (0: any free one); pin it to "
+    "open it in a firewall."
 )
 @click.option(
     "--tls-address",
@@ -266,14 +267,7 @@ def recover_command(
 @click.option("--direct", is_flag=True, help="The same as --data-path ssh.")
 @click.option("--tls", is_flag=True, help="The same as --data-path tls.")
 @click.option("--tls-address", metavar="ADDRESS", default=None, help=TLS_ADDRESS_HELP)
-@click.option(
-    "--tls-port",
-    type=click.IntRange(0, 65535),
-    default=0,
-    show_default=True,
-    metavar="PORT",
-    help="The port the target listens on for the TLS link (0: any free one).",
-)
+@tls_port_option("The port the target listens on for the TLS link (0: any free one).")
 @inventory_option(TWO_HOSTS_INVENTORY)
 def probe_command(
     source: str,

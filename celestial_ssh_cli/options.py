@@ -96,6 +96,18 @@ def data_plane_options(function: Callable[..., Any]) -> Callable[..., Any]:
 BASE_CONNECTION = ConnectionSettings()
 
 
+def tls_port_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--tls-port PORT`` (0, the default: the target picks a free one)."""
+    return click.option(
+        "--tls-port",
+        type=click.IntRange(0, 65535),
+        default=0,
+        show_default=True,
+        metavar="PORT",
+        help=help_text,
+    )
+
+
 def inventory_option(which_names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``-i, --inventory FILE``; ``which_names`` ends its help: what may name its hosts."""
     return click.option(
